@@ -1,0 +1,3 @@
+from wv.cli import main
+
+main()

@@ -1,0 +1,48 @@
+import click
+
+from wv.cli.common import finish, json_option
+
+
+def parse_size(ctx, param, value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter("expected WIDTHxHEIGHT, e.g. 96x72") from None
+    return width, height
+
+
+@click.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--classes", default=10, show_default=True, help="Number of classes (named after WebVision 1.0's).")
+@click.option("--per-class", default=50, show_default=True, help="Train images in the largest class.")
+@click.option("--noise", default=0.2, show_default=True, help="Fraction of train images that are noisy.")
+@click.option("--outlier-share", default=0.3, show_default=True, help="Of the noisy ones, the fraction that are off-topic outliers (the rest are label flips).")
+@click.option("--imbalance", default=1.0, show_default=True, help="Largest / smallest class size.")
+@click.option("--val-per-class", default=5, show_default=True, help="Validation images per class.")
+@click.option("--version", type=click.Choice(["1", "2"]), default="1", show_default=True, help="WebVision layout: 1 (1.0) or 2 (2.0).")
+@click.option("--image-size", default="96x72", show_default=True, callback=parse_size, help="WIDTHxHEIGHT of every image.")
+@click.option("--defects", is_flag=True, help="Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
+@click.option("--workers", default=1, show_default=True, help="Processes rendering images.")
+@click.option("--seed", default=0, show_default=True, help="Every random choice derives from it.")
+@json_option
+def synth(out, classes, per_class, noise, outlier_share, imbalance, val_per_class, version, image_size, defects, workers, seed, as_json):
+    """Write a synthetic dataset in the real WebVision on-disk layout, with known noise.
+
+    OUT gets info/, meta/, the images and ground_truth.parquet (key -> is_noisy, true_label, noise).
+
+    \b
+    Example:
+      wv synth data/wv-synth --classes 20 --per-class 250 --noise 0.3 --version 2
+    """
+    from wv.synth import SynthOptions, write_synth
+
+    opts = SynthOptions(
+        classes=classes, per_class=per_class, noise=noise, outlier_share=outlier_share, imbalance=imbalance,
+        val_per_class=val_per_class, version=f"{version}.0", seed=seed, width=image_size[0], height=image_size[1], defects=defects,
+    )
+    result = write_synth(out, opts, workers=workers)
+    lines = [f"{result['train']} train and {result['val']} val images, {result['classes']} classes, WebVision {result['version']} layout",
+             f"{result['noisy']} noisy train images planted; ground truth in {out}/ground_truth.parquet"]
+    if defects:
+        lines.append(f"{len(result['defects'])} broken inputs planted; see {out}/defects.json")
+    finish(f"wv synth: wrote {out}", result, as_json, lines)

@@ -1,0 +1,1 @@
+"""WebVision -> webdataset shards: reading the source layout, building, verifying, reading back."""

@@ -1,0 +1,259 @@
+"""`wv shard build`: WebVision (1.0 or 2.0 layout) -> webdataset shards in a dataset root.
+
+Plan (file lists as polars tables, deterministic shuffle, shard assignment) -> meta index (each
+query's JSON once, into SQLite) -> shard tasks in parallel (see write.py) -> finalize (manifest,
+shards and rejects tables, wv.json). A killed build re-run with the same options skips every shard
+whose ledger entry is complete and valid; options that differ from the first run are refused.
+"""
+
+import contextlib
+import fcntl
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+import wv
+from wv.errors import WvError
+from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
+from wv.parallel import map_jobs
+from wv.shards.images import CHECKS
+from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs, with_image_paths
+from wv.shards.meta import MetaIndex, index_query
+from wv.shards.root import FORMAT, SPLITS, Root
+from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    split: str = "train"
+    sources: tuple[str, ...] | None = None  # None: every source that has a file list
+    shard_size: int = 1000
+    resize: int | None = None
+    check: str = "full"
+    seed: int = 0
+    images_dir: str | None = None
+    quality: int = 90
+
+    def validate(self) -> None:
+        if self.split not in SPLITS:
+            raise WvError(f"unknown split {self.split!r}; choose train or val")
+        if self.check not in CHECKS:
+            raise WvError(f"unknown check {self.check!r}; choose full or cheap")
+        if self.shard_size < 1:
+            raise WvError("--shard-size must be at least 1")
+        if self.resize is not None and self.resize < 8:
+            raise WvError("--resize must be at least 8 pixels")
+        if not 1 <= self.quality <= 100:
+            raise WvError("--quality must be between 1 and 100")
+        unknown = set(self.sources or ()) - set(SOURCES)
+        if unknown:
+            raise WvError(f"unknown source {sorted(unknown)[0]!r}; WebVision sources are google and flickr")
+
+
+@dataclass
+class BuildReport:
+    split: str
+    planned: int
+    written: int
+    rejected: int
+    shards: int
+    shards_built: int
+    shards_skipped: int
+    bytes: int
+    seconds: float
+    root: str
+
+
+def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True) -> BuildReport:
+    options.validate()
+    started = time.perf_counter()
+    source = open_webvision(webvision_root)
+    root = Root(root)
+    root.path.mkdir(parents=True, exist_ok=True)
+    with build_lock(root):
+        if options.split == "train" and options.sources is None:
+            options = BuildOptions(**{**asdict(options), "sources": tuple(source.available_sources())})
+        plan, plan_rejects = make_plan(source, options)
+        start_split(root, source, options)
+        write_parquet(root.build_dir(options.split) / "plan_rejects.parquet", plan_rejects)
+        meta_index = None
+        if options.split == "train":
+            meta_index = index_meta(root, source, plan, workers, executor, progress)
+        done = run_shards(root, source, options, plan, meta_index, workers, executor, progress)
+        report = finish_split(root, options, plan, done)
+        if meta_index is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{meta_index}{suffix}").unlink(missing_ok=True)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+@contextlib.contextmanager
+def build_lock(root: Root):
+    lock_path = root.path / ".build" / "lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WvError(f"another `wv shard build` is writing into {root.path}; wait for it to finish") from None
+        yield
+
+
+def make_plan(source, options: BuildOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """-> (plan sorted by shard and position, rejects found while planning)."""
+    entries, rejects = list_entries(source, options.split, options.sources or ())
+    if entries.height == 0:
+        raise WvError(f"the {options.split} file lists of {source.root} have no usable entries")
+    prefixes = resolve_image_dirs(source, entries, options.split, options.images_dir)
+    entries = with_image_paths(entries, prefixes)
+    order = np.random.default_rng(options.seed).permutation(entries.height)
+    plan = (
+        entries.with_columns(pl.Series("order", order))
+        .sort("order")
+        .with_columns((pl.col("order") // options.shard_size).alias("shard_no"))
+        .select("__key__", "source", "query", "image_id", "path", pl.col("label").cast(pl.Int32), "shard_no")
+    )
+    return plan, plan_rejects_frame(rejects, options.split)
+
+
+def plan_rejects_frame(rejects: pl.DataFrame, split: str) -> pl.DataFrame:
+    if rejects.height == 0:
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    return rejects.select(
+        pl.lit(split).alias("split"), pl.lit(None, pl.String).alias("__key__"), pl.lit("").alias("source"),
+        pl.lit("").alias("query"), pl.concat_str(pl.col("list"), pl.lit(":"), pl.col("line").cast(pl.String), pl.lit(": "), pl.col("rel_path")).alias("path"),
+        pl.lit(None, pl.Int32).alias("label"), pl.col("reason"),
+    )
+
+
+def shard_name(split: str, number: int) -> str:
+    return f"{split}-{number:06d}"
+
+
+def start_split(root: Root, source, options: BuildOptions) -> None:
+    """Record the split's options in wv.json, refusing a root built from other classes or options."""
+    classes = [{"label": c.label, "synset": c.synset, "names": c.names} for c in source.classes]
+    info = root.info() if root.exists() else {"format": FORMAT, "classes": classes, "splits": {}}
+    if info.get("classes") != classes:
+        raise WvError(f"{root.path} was built from a dataset with other classes; build into a new root")
+    chosen = asdict(options)
+    chosen["sources"] = list(chosen["sources"]) if chosen["sources"] is not None else None
+    previous = info["splits"].get(options.split)
+    if previous and previous["options"] != chosen:
+        changed = sorted(k for k in chosen if previous["options"].get(k) != chosen[k])
+        raise WvError(
+            f"{root.path} already holds a {options.split} build with other options ({', '.join(changed)}); "
+            "re-run with the same options to resume it, or build into a new root"
+        )
+    info["wv_version"] = wv.__version__
+    info["source"] = {"root": str(source.root.resolve()), "webvision_version": source.version}
+    info["splits"][options.split] = previous or {"options": chosen, "complete": False}
+    write_json(root.info_path, info)
+
+
+def index_meta(root: Root, source, plan: pl.DataFrame, workers, executor, progress) -> str:
+    """Copy every needed query's meta records into the on-disk index; resumes per query."""
+    path = root.build_dir("train") / "meta.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    index = MetaIndex(path)
+    try:
+        done = index.done_queries()
+        queries = plan.select("source", "query").unique().sort("source", "query").rows()
+        todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
+        bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", disable=not progress)
+        for result in map_jobs(index_query, todo, workers, executor):
+            index.add_query(*result)
+            bar.update()
+        bar.close()
+    finally:
+        index.close()
+    return str(path)
+
+
+def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, workers, executor, progress) -> list[dict]:
+    split = options.split
+    remove_stale_temps(root.shards_dir)
+    remove_stale_temps(root.path / "meta")
+    remove_stale_temps(root.build_dir(split))
+    n_shards = int(plan["shard_no"].max()) + 1
+    done = {}
+    for number in range(n_shards):
+        record = completed_shard(root, split, shard_name(split, number))
+        if record:
+            done[number] = record
+    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", disable=not progress,
+               initial=sum(r["samples"] + r["rejected"] for r in done.values()))
+    jobs = (
+        ShardJob(
+            root=str(root.path), webvision_root=str(source.root), split=split, shard=shard_name(split, number),
+            rows=plan.slice(number * options.shard_size, options.shard_size).drop("shard_no").to_dicts(),
+            check=options.check, resize=options.resize, quality=options.quality, meta_index=meta_index,
+        )
+        for number in range(n_shards) if number not in done
+    )
+    built = 0
+    for record in map_jobs(write_shard, jobs, workers, executor):
+        done[int(record["name"].rsplit("-", 1)[1])] = {**record, "built": True}
+        built += 1
+        bar.update(record["samples"] + record["rejected"])
+    bar.close()
+    return [done[n] for n in sorted(done)]
+
+
+def completed_shard(root: Root, split: str, shard: str) -> dict | None:
+    """The ledger entry of a shard that is complete and still matches its files, else None."""
+    done_path = root.build_dir(split) / "parts" / f"{shard}.done.json"
+    try:
+        record = json.loads(done_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    manifest_part = root.build_dir(split) / "parts" / f"{shard}.manifest.parquet"
+    if not manifest_part.is_file():
+        return None
+    if record["samples"]:
+        tar = root.shard_path(shard)
+        if not tar.is_file() or tar.stat().st_size != record["bytes"] or not root.meta_path(shard).is_file():
+            return None
+    return record
+
+
+def finish_split(root: Root, options: BuildOptions, plan: pl.DataFrame, done: list[dict]) -> BuildReport:
+    info = root.info()
+    written = sum(r["samples"] for r in done)
+    plan_rejects = pl.read_parquet(root.build_dir(options.split) / "plan_rejects.parquet").height
+    rejected = plan_rejects + sum(r["rejected"] for r in done)
+    summary = {"complete": True, "planned": plan.height, "samples": written, "rejected": rejected,
+               "shards": sum(1 for r in done if r["samples"])}
+    info["splits"][options.split].update(summary)
+    write_json(root.info_path, info)
+    finalize(root, [name for name, split in info["splits"].items() if split["complete"]])
+    built = sum(1 for r in done if r.get("built"))
+    return BuildReport(
+        split=options.split, planned=plan.height, written=written, rejected=rejected, shards=summary["shards"],
+        shards_built=built, shards_skipped=len(done) - built, bytes=sum(r["bytes"] for r in done), seconds=0.0,
+        root=str(root.path),
+    )
+
+
+def finalize(root: Root, splits: list[str]) -> None:
+    """Gather the complete splits' ledgers into manifest.parquet, shards.parquet and rejects.parquet."""
+    dirs = [root.build_dir(split) for split in sorted(splits)]
+    records = [json.loads(p.read_text()) for d in dirs for p in sorted(d.glob("parts/*.done.json"))]
+    shards = pl.DataFrame(
+        [{"name": r["name"], "split": r["split"], "samples": r["samples"], "bytes": r["bytes"], "sha256": r["sha256"],
+          "path": f"shards/{r['name']}.tar"} for r in records if r["samples"]],
+        schema={"name": pl.String, "split": pl.String, "samples": pl.Int64, "bytes": pl.Int64, "sha256": pl.String, "path": pl.String},
+    )
+    write_parquet(root.shards_table_path, shards)
+    manifests = [p for d in dirs for p in sorted(d.glob("parts/*.manifest.parquet"))]
+    with atomic_path(root.manifest_path) as tmp:
+        pl.scan_parquet(manifests).sink_parquet(tmp)  # streams: never the whole manifest in memory
+    rejects = [p for d in dirs for p in [d / "plan_rejects.parquet", *sorted(d.glob("parts/*.rejects.parquet"))]]
+    with atomic_path(root.rejects_path) as tmp:
+        pl.scan_parquet(rejects).sink_parquet(tmp)

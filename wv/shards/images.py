@@ -1,0 +1,101 @@
+"""Checking that an image file is usable, and turning it into the JPEG bytes a shard stores.
+
+Two checks (`--check`):
+  full   decodes every pixel: catches missing, empty, non-image, truncated and corrupt files.
+  cheap  parses the header and looks for the format's end marker (JPEG FFD9, PNG IEND, GIF ';'):
+         catches missing, empty, non-image and truncated files, not corrupt data inside the image;
+         it also rejects the rare JPEG that carries bytes after its end marker.
+Non-JPEG images (PNG, GIF, WebP ... saved as .jpg on the web) are decoded and re-encoded as JPEG in
+either mode, so every `.jpg` in a shard is a JPEG.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+CHECKS = ("full", "cheap")
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
+TRAILING_PADDING = b"\x00\r\n \t"
+
+
+class BadImage(Exception):
+    """The file cannot become a sample; the message is the reject reason."""
+
+
+@dataclass
+class PreparedImage:
+    data: bytes
+    width: int
+    height: int
+    format: str
+
+
+def prepare_image(data: bytes, check: str = "full", resize: int | None = None, quality: int = 90) -> PreparedImage:
+    """Check `data` and return the JPEG bytes to store (the original bytes whenever possible)."""
+    if not data:
+        raise BadImage("empty file")
+    image = open_image(data)
+    fmt = image.format or "unknown"
+    if check == "cheap" and fmt in END_MARKERS and not data.rstrip(TRAILING_PADDING).endswith(END_MARKERS[fmt]):
+        raise BadImage(f"truncated image (no {fmt} end marker)")
+    needs_resize = resize is not None and min(image.size) > resize
+    if check == "full" or fmt != "JPEG" or needs_resize:
+        if needs_resize and fmt == "JPEG":
+            image.draft("RGB", scaled_size(image.size, resize))
+        decode(image)
+    if needs_resize:
+        image = image.resize(scaled_size(image.size, resize), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return encode_jpeg(image, quality, fmt)
+    if fmt != "JPEG":
+        return encode_jpeg(image, 95, fmt)
+    return PreparedImage(data, image.size[0], image.size[1], fmt)
+
+
+def open_image(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadImage("not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage("image too large (decompression bomb guard)") from None
+    except Exception as error:  # PIL raises many types for damaged headers
+        raise BadImage(f"corrupt image header: {error}") from None
+
+
+def decode(image: Image.Image) -> None:
+    try:
+        image.load()
+    except OSError as error:
+        if "truncated" in str(error) or "premature end" in str(error).lower():
+            raise BadImage("truncated image") from None
+        raise BadImage(f"corrupt image: {error}") from None
+    except Exception as error:
+        raise BadImage(f"corrupt image: {error}") from None
+
+
+def scaled_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    width, height = size
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def encode_jpeg(image: Image.Image, quality: int, source_format: str) -> PreparedImage:
+    rgb = to_rgb(image)
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG", quality=quality)
+    return PreparedImage(out.getvalue(), rgb.size[0], rgb.size[1], source_format)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with transparent areas on white (web PNGs and GIFs often have alpha)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")

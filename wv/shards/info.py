@@ -1,0 +1,57 @@
+"""`wv shard info`: what a dataset root holds, per split, source and class."""
+
+import polars as pl
+
+from wv.shards.root import Root
+
+
+def describe(root) -> dict:
+    root = Root(root)
+    info = root.info()
+    manifest = root.manifest()
+    shards = root.shards()
+    names = {c["label"]: c["names"] for c in info["classes"]}
+    per_split = manifest.group_by("split").agg(pl.len().alias("samples"), pl.col("bytes").sum().alias("image_bytes")).collect()
+    per_source = manifest.group_by("split", "source").len().sort("split", "source").collect()
+    per_class = manifest.group_by("split", "label").len().sort("split", "len", "label", descending=[False, True, False]).collect()
+    meta = manifest.group_by("meta").len().sort("len", descending=True).collect()
+    rejects = root.rejects()
+    reasons = rejects.group_by("split", "reason").len().sort("len", descending=True) if rejects.height else pl.DataFrame()
+    return {
+        "root": str(root.path),
+        "classes": len(info["classes"]),
+        "source": info.get("source", {}),
+        "splits": {
+            row["split"]: {
+                "samples": row["samples"],
+                "image_bytes": row["image_bytes"],
+                "shards": shards.filter(pl.col("split") == row["split"]).height,
+                "shard_bytes": int(shards.filter(pl.col("split") == row["split"])["bytes"].sum()),
+                "sources": {r["source"]: r["len"] for r in per_source.filter(pl.col("split") == row["split"]).iter_rows(named=True)},
+                "classes_present": per_class.filter(pl.col("split") == row["split"]).height,
+                "per_class": [
+                    {"label": r["label"], "names": names.get(r["label"], ""), "samples": r["len"]}
+                    for r in per_class.filter(pl.col("split") == row["split"]).iter_rows(named=True)
+                ],
+            }
+            for row in per_split.sort("split").iter_rows(named=True)
+        },
+        "meta": {r["meta"]: r["len"] for r in meta.iter_rows(named=True)},
+        "rejects": [{"split": r["split"], "reason": r["reason"], "count": r["len"]} for r in reasons.iter_rows(named=True)],
+    }
+
+
+def summary_lines(result: dict, show_classes: int) -> list[str]:
+    lines = [f"{result['classes']} classes; source {result['source'].get('root', '?')} (WebVision {result['source'].get('webvision_version', '?')})"]
+    for split, s in result["splits"].items():
+        sources = ", ".join(f"{k} {v}" for k, v in s["sources"].items())
+        lines.append(f"{split}: {s['samples']} samples in {s['shards']} shards ({s['shard_bytes'] / 1e6:.1f} MB); {sources}")
+        per_class = s["per_class"]
+        lines.append(f"  {s['classes_present']} classes present; samples per class {per_class[-1]['samples']}..{per_class[0]['samples']}")
+        shown = per_class if len(per_class) <= 2 * show_classes else per_class[:show_classes] + per_class[-show_classes:]
+        for c in shown:
+            lines.append(f"    {c['label']:>5} {c['samples']:>8}  {c['names'][:60]}")
+    lines.append("meta: " + ", ".join(f"{k} {v}" for k, v in result["meta"].items()))
+    for r in result["rejects"]:
+        lines.append(f"rejected ({r['split']}): {r['count']} {r['reason']}")
+    return lines

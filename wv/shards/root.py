@@ -1,0 +1,102 @@
+"""The dataset root: one folder holding everything wv makes for one dataset (see DESIGN.md).
+
+    ROOT/wv.json  shards/{split}-{NNNNNN}.tar  manifest.parquet  shards.parquet  rejects.parquet
+    ROOT/meta/{shard}.parquet  scores/{name}/{shard}.parquet  features/{name}/{shard}.npy
+    ROOT/models/{name}/  reports/  .build/ (the build's per-shard ledger)
+"""
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from wv.errors import WvError
+
+FORMAT = "wv-root/1"
+SPLITS = ("train", "val")
+
+
+class Root:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def info_path(self) -> Path:
+        return self.path / "wv.json"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.path / "shards"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.parquet"
+
+    @property
+    def shards_table_path(self) -> Path:
+        return self.path / "shards.parquet"
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.path / "rejects.parquet"
+
+    def shard_path(self, shard: str) -> Path:
+        return self.shards_dir / f"{shard}.tar"
+
+    def meta_path(self, shard: str) -> Path:
+        return self.path / "meta" / f"{shard}.parquet"
+
+    def score_path(self, name: str, shard: str) -> Path:
+        return self.path / "scores" / name / f"{shard}.parquet"
+
+    def features_path(self, name: str, shard: str) -> Path:
+        return self.path / "features" / name / f"{shard}.npy"
+
+    def model_dir(self, name: str) -> Path:
+        return self.path / "models" / name
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.path / "reports"
+
+    def build_dir(self, split: str) -> Path:
+        return self.path / ".build" / split
+
+    # -- contents ----------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.info_path.is_file()
+
+    def info(self) -> dict:
+        if not self.info_path.is_file():
+            raise WvError(f"{self.path} is not a wv dataset root (no wv.json); create one with `wv shard build`")
+        try:
+            return json.loads(self.info_path.read_text())
+        except json.JSONDecodeError:
+            raise WvError(f"{self.info_path} is not valid JSON; the root is damaged") from None
+
+    def classes(self) -> list[dict]:
+        return self.info()["classes"]
+
+    def shards(self, split: str | None = None) -> pl.DataFrame:
+        """One row per shard: name, split, samples, bytes, sha256 (in shard order)."""
+        self.info()
+        if not self.shards_table_path.is_file():
+            raise WvError(f"{self.path} has no shards.parquet; its build has not finished (re-run `wv shard build` to finish it)")
+        table = pl.read_parquet(self.shards_table_path)
+        if split is not None:
+            table = table.filter(pl.col("split") == split)
+        return table.sort("name")
+
+    def shard_names(self, split: str | None = None) -> list[str]:
+        return self.shards(split)["name"].to_list()
+
+    def manifest(self, split: str | None = None) -> pl.LazyFrame:
+        self.info()
+        if not self.manifest_path.is_file():
+            raise WvError(f"{self.path} has no manifest.parquet; its build has not finished")
+        scan = pl.scan_parquet(self.manifest_path)
+        return scan if split is None else scan.filter(pl.col("split") == split)
+
+    def rejects(self) -> pl.DataFrame:
+        return pl.read_parquet(self.rejects_path) if self.rejects_path.is_file() else pl.DataFrame()

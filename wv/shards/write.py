@@ -1,0 +1,188 @@
+"""One shard task: read its images, check them, join their metadata, write the tar and its ledger.
+
+Outputs, each written atomically, in this order (the last one marks the shard complete):
+    shards/{shard}.tar   meta/{shard}.parquet   .build/{split}/parts/{shard}.manifest.parquet
+    .build/{split}/parts/{shard}.rejects.parquet (if any)   .build/{split}/parts/{shard}.done.json
+"""
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from webdataset import TarWriter
+
+from wv.io import temp_name, write_json, write_parquet
+from wv.shards.images import BadImage, prepare_image
+from wv.shards.meta import META_NONE, MetaIndex, normalise
+from wv.shards.root import Root
+
+# A fixed member time makes a shard's bytes a function of its inputs alone (byte-identical rebuilds).
+MEMBER_MTIME = 1_500_000_000
+MANIFEST_SCHEMA = {
+    "__key__": pl.String, "split": pl.String, "shard": pl.String, "index": pl.Int32, "offset": pl.Int64,
+    "length": pl.Int64, "label": pl.Int32, "source": pl.String, "query": pl.String, "image_id": pl.String,
+    "path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "format": pl.String, "meta": pl.String,
+}
+META_SCHEMA = {
+    "__key__": pl.String, "label": pl.Int32, "source": pl.String, "query": pl.String, "title": pl.String,
+    "description": pl.String, "tags": pl.List(pl.String), "text": pl.String,
+}
+REJECT_SCHEMA = {
+    "split": pl.String, "__key__": pl.String, "source": pl.String, "query": pl.String, "path": pl.String,
+    "label": pl.Int32, "reason": pl.String,
+}
+NORMALISED = ("title", "description", "tags", "url")
+
+
+@dataclass
+class ShardJob:
+    root: str
+    webvision_root: str
+    split: str
+    shard: str
+    rows: list[dict]  # __key__, source, query, image_id, path, label
+    check: str = "full"
+    resize: int | None = None
+    quality: int = 90
+    meta_index: str | None = None
+
+
+@dataclass
+class ShardOutput:
+    manifest: list[dict] = field(default_factory=list)
+    meta: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+
+class HashingWriter:
+    """A write-only file wrapper that hashes what passes through (no second read of the shard)."""
+
+    def __init__(self, file):
+        self.file, self.sha256, self.size = file, hashlib.sha256(), 0
+
+    def write(self, data):
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def flush(self):
+        self.file.flush()
+
+
+@functools.lru_cache(maxsize=4)
+def source_context(root: str, webvision_root: str):
+    """Per worker process, once: the class synsets and the query texts."""
+    from wv.shards.layout import open_webvision
+
+    info = Root(root).info()
+    synsets = [c["synset"] for c in info["classes"]]
+    return synsets, open_webvision(webvision_root).query_texts()
+
+
+def write_shard(job: ShardJob) -> dict:
+    root = Root(job.root)
+    records = lookup_meta(job)
+    synsets, query_texts = source_context(job.root, job.webvision_root)
+    out = ShardOutput()
+    tar_path = root.shard_path(job.shard)
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(tar_path)
+    try:
+        with open(tmp, "wb") as raw:
+            hashed = HashingWriter(raw)
+            with TarWriter(hashed, encoder=False, mtime=MEMBER_MTIME) as tar:
+                for row in job.rows:
+                    add_sample(job, row, records, synsets, query_texts, tar, out)
+        if out.manifest:  # a shard whose every image was rejected is not written at all
+            os.replace(tmp, tar_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return record_shard(root, job, out, hashed)
+
+
+def lookup_meta(job: ShardJob) -> dict:
+    if job.meta_index is None:
+        return {}
+    index = MetaIndex(Path(job.meta_index), readonly=True)
+    try:
+        return index.lookup([(r["__key__"], r["source"], r["query"]) for r in job.rows])
+    finally:
+        index.close()
+
+
+def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -> None:
+    try:
+        image = prepare_image(read_image_file(Path(job.webvision_root) / row["path"]), job.check, job.resize, job.quality)
+    except BadImage as error:
+        out.rejects.append(reject_row(job.split, row, str(error)))
+        return
+    record, status = records.get(row["__key__"], (None, META_NONE))
+    text = normalise(record, status)
+    details = sample_json(job, row, record, text, synsets, query_texts)
+    sample = {
+        "__key__": row["__key__"],
+        "cls": str(row["label"]).encode(),
+        "jpg": image.data,
+        "json": json.dumps(details, ensure_ascii=False).encode(),
+        "txt": text["text"].encode(),
+    }
+    start = tar.tarstream.offset
+    tar.write(sample)
+    out.manifest.append({
+        "__key__": row["__key__"], "split": job.split, "shard": job.shard, "index": len(out.manifest),
+        "offset": start, "length": tar.tarstream.offset - start, "label": row["label"], "source": row["source"],
+        "query": row["query"], "image_id": row["image_id"], "path": row["path"], "bytes": len(image.data),
+        "width": image.width, "height": image.height, "format": image.format, "meta": text["meta"],
+    })
+    out.meta.append({
+        "__key__": row["__key__"], "label": row["label"], "source": row["source"], "query": row["query"],
+        **{k: text[k] for k in ("title", "description", "tags", "text")},
+    })
+
+
+def read_image_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadImage("missing file") from None
+    except OSError as error:
+        raise BadImage(f"unreadable file: {error.strerror or error}") from None
+
+
+def sample_json(job, row, record, text, synsets, query_texts) -> dict:
+    details = {
+        "key": row["__key__"], "split": job.split, "label": row["label"], "synset": synsets[row["label"]],
+        "source": row["source"], "query": row["query"],
+        "query_text": query_texts.get(row["source"], {}).get(row["query"], ""),
+        "image_id": row["image_id"], "path": row["path"], "meta": text["meta"],
+        **{k: text[k] for k in NORMALISED},
+    }
+    for name, value in (record or {}).items():  # keep the raw record's other fields (rank, site ...)
+        if name != "id" and name not in details:
+            details[name] = value
+    return details
+
+
+def reject_row(split: str, row: dict, reason: str) -> dict:
+    return {"split": split, "__key__": row["__key__"], "source": row["source"], "query": row["query"],
+            "path": row["path"], "label": row["label"], "reason": reason}
+
+
+def record_shard(root: Root, job: ShardJob, out: ShardOutput, hashed: HashingWriter) -> dict:
+    parts = root.build_dir(job.split) / "parts"
+    written = len(out.manifest)
+    if written:
+        write_parquet(root.meta_path(job.shard), pl.DataFrame(out.meta, schema=META_SCHEMA))
+    write_parquet(parts / f"{job.shard}.manifest.parquet", pl.DataFrame(out.manifest, schema=MANIFEST_SCHEMA))
+    if out.rejects:
+        write_parquet(parts / f"{job.shard}.rejects.parquet", pl.DataFrame(out.rejects, schema=REJECT_SCHEMA))
+    done = {
+        "name": job.shard, "split": job.split, "samples": written, "rejected": len(out.rejects),
+        "bytes": hashed.size if written else 0, "sha256": hashed.sha256.hexdigest() if written else "",
+    }
+    write_json(parts / f"{job.shard}.done.json", done)
+    return done

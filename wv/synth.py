@@ -1,0 +1,354 @@
+"""Synthetic WebVision: the real on-disk layout (1.0 or 2.0), images and web text with known noise.
+
+Every class has a visual style (hue, pattern, orientation, frequency) that a small CNN learns in
+seconds, and a vocabulary of its own mixed with shared web words. Noise is planted and written down:
+  flip     image and text of another class, filed under this class (true_label = that class)
+  outlier  an off-topic image and off-topic text (true_label = -1)
+Clean samples sometimes have empty or non-English text. `defects=True` also plants broken inputs
+(missing, empty, truncated and non-image files, a malformed meta file, a missing meta record, an
+unparseable list line) and lists them in defects.json.
+"""
+
+import colorsys
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from wv.errors import WvError
+from wv.parallel import map_jobs
+from wv.shards.keys import sample_key
+
+SHARED_WORDS = (
+    "photo image picture free download hd wallpaper stock jpg best new high quality online view share like "
+    "com www beautiful amazing great top collection gallery size the a of and in with for on at by this is"
+).split()
+CAMERA_TAGS = "nikon canon 2010 2012 travel summer flickr iphone bw".split()
+OFFTOPIC_WORDS = (
+    "insurance loan mortgage credit casino poker bitcoin forex diet pills recipe cheap discount coupon "
+    "seo marketing login password software crack keygen dating ringtone lottery"
+).split()
+FOREIGN_CHARS = "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长"
+SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri su ta vi wo xa yo zu".split()
+PATTERNS = ("stripes", "checker", "rings", "dots")
+
+
+@dataclass
+class SynthOptions:
+    classes: int = 10
+    per_class: int = 50
+    noise: float = 0.2
+    outlier_share: float = 0.3
+    imbalance: float = 1.0
+    val_per_class: int = 5
+    version: str = "1.0"
+    seed: int = 0
+    width: int = 96
+    height: int = 72
+    queries_per_class: int = 2
+    flickr_share: float = 0.4
+    empty_text: float = 0.04
+    foreign_text: float = 0.02
+    defects: bool = False
+
+    def validate(self) -> None:
+        if self.version not in ("1.0", "2.0"):
+            raise WvError("--version must be 1 or 2")
+        if not 1 <= self.classes <= 99999:
+            raise WvError("--classes must be between 1 and 99,999")
+        if self.per_class < 1 or self.val_per_class < 0:
+            raise WvError("--per-class must be at least 1 and --val-per-class at least 0")
+        if not 0 <= self.noise <= 1 or not 0 <= self.outlier_share <= 1:
+            raise WvError("--noise and --outlier-share must be fractions between 0 and 1")
+        if self.imbalance < 1:
+            raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
+        if self.width < 16 or self.height < 16:
+            raise WvError("--image-size must be at least 16x16")
+
+
+@dataclass
+class ClassStyle:
+    label: int
+    synset: str
+    names: str
+    hue: float
+    pattern: str
+    angle: float
+    frequency: float
+    words: list
+
+
+def class_styles(opts: SynthOptions) -> list[ClassStyle]:
+    real = resources.files("wv").joinpath("data/webvision1_synsets.txt").read_text().splitlines()
+    rng = np.random.default_rng([opts.seed, 1])
+    styles = []
+    for label in range(opts.classes):
+        if label < len(real):
+            synset, _, names = real[label].partition(" ")
+        else:
+            synset, names = f"n9{label:07d}", f"synthetic class {label}"
+        own = ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(24)]
+        name_words = [w.lower() for w in names.replace(",", " ").split() if w.isalpha()]
+        styles.append(ClassStyle(
+            label, synset, names, hue=(label * 0.618034) % 1.0, pattern=PATTERNS[label % len(PATTERNS)],
+            angle=float(rng.uniform(0, math.pi)), frequency=float(rng.uniform(2.0, 6.0)), words=name_words + own,
+        ))
+    return styles
+
+
+# -- images -------------------------------------------------------------------------------------
+def render_image(style: ClassStyle | None, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A class-styled image (style given) or an off-topic one (style None), as uint8 HxWx3."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    x, y = x / width, y / height
+    if style is None:
+        coarse = rng.uniform(0, 255, size=(3, 4, 3)).astype(np.uint8)
+        base = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    else:
+        t = (pattern_field(style, rng, x, y) + 1) / 2
+        hue = (style.hue + rng.normal(0, 0.02)) % 1.0
+        light = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 0.9), rng.uniform(0.8, 1.0))) * 255
+        dark = np.array(colorsys.hsv_to_rgb((hue + 0.08) % 1.0, rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.4))) * 255
+        base = t[..., None] * light + (1 - t[..., None]) * dark
+        add_blob(base, rng, x, y)
+    noisy = base + rng.normal(0, 10, size=base.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def pattern_field(style: ClassStyle, rng, x, y) -> np.ndarray:
+    angle = style.angle + rng.normal(0, 0.1)
+    freq = style.frequency * rng.uniform(0.9, 1.1)
+    u = x * math.cos(angle) + y * math.sin(angle)
+    v = -x * math.sin(angle) + y * math.cos(angle)
+    phase = rng.uniform(0, 2 * math.pi)
+    if style.pattern == "stripes":
+        return np.sin(2 * math.pi * freq * u + phase)
+    if style.pattern == "checker":
+        return np.sign(np.sin(2 * math.pi * freq * u + phase) * np.sin(2 * math.pi * freq * v))
+    if style.pattern == "rings":
+        cx, cy = rng.uniform(0.3, 0.7, size=2)
+        return np.sin(2 * math.pi * freq * 1.5 * np.hypot(x - cx, y - cy) + phase)
+    return np.clip(np.cos(2 * math.pi * freq * u + phase) + np.cos(2 * math.pi * freq * v), -1, 1)
+
+
+def add_blob(base: np.ndarray, rng, x, y) -> None:
+    """A random distractor disc, so the class is told by its pattern, not by every pixel."""
+    cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.2)
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r * r
+    base[mask] = rng.uniform(0, 255, size=3)
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+# -- text ---------------------------------------------------------------------------------------
+def words_from(rng, own: list, n: int, own_share: float, pool: list = SHARED_WORDS) -> list:
+    return [str(rng.choice(own)) if rng.random() < own_share else str(rng.choice(pool)) for _ in range(n)]
+
+
+def render_text(style: ClassStyle | None, kind: str, source: str, rng) -> dict:
+    """title, description and (Flickr) tags for one image."""
+    if kind == "empty":
+        return {"title": "", "description": "", "tags": []}
+    if kind == "foreign":
+        foreign = lambda n: "".join(rng.choice(list(FOREIGN_CHARS), size=n))  # noqa: E731
+        return {"title": foreign(6), "description": foreign(20), "tags": [foreign(3)] if source == "flickr" else []}
+    own = style.words if style is not None else OFFTOPIC_WORDS
+    text = {
+        "title": " ".join(words_from(rng, own, int(rng.integers(2, 7)), 0.7)).capitalize(),
+        "description": " ".join(words_from(rng, own, int(rng.integers(8, 26)), 0.45)),
+        "tags": [],
+    }
+    if source == "flickr":
+        text["tags"] = words_from(rng, own, int(rng.integers(3, 9)), 0.7, CAMERA_TAGS)
+    return text
+
+
+# -- the sample plan ----------------------------------------------------------------------------
+def class_sizes(opts: SynthOptions, rng) -> list[int]:
+    if opts.classes == 1 or opts.imbalance == 1:
+        return [opts.per_class] * opts.classes
+    shrink = [opts.imbalance ** (-i / (opts.classes - 1)) for i in range(opts.classes)]
+    order = rng.permutation(opts.classes)
+    return [max(1, round(opts.per_class * shrink[order[c]])) for c in range(opts.classes)]
+
+
+def plan_samples(opts: SynthOptions) -> list[dict]:
+    rng = np.random.default_rng([opts.seed, 2])
+    digits = 5 if opts.version == "2.0" else 4
+    used_ids, samples = set(), []
+    for label, size in enumerate(class_sizes(opts, rng)):
+        for index in range(size):
+            source = "flickr" if rng.random() < opts.flickr_share else "google"
+            query_id = label * opts.queries_per_class + int(rng.integers(opts.queries_per_class)) + 1
+            noise = "clean"
+            if rng.random() < opts.noise:
+                noise = "outlier" if rng.random() < opts.outlier_share or opts.classes == 1 else "flip"
+            true_label = {"clean": label, "outlier": -1}.get(noise)
+            if noise == "flip":
+                true_label = int((label + rng.integers(1, opts.classes)) % opts.classes)
+            draw = rng.random()
+            text_kind = "empty" if draw < opts.empty_text else "foreign" if draw < opts.empty_text + opts.foreign_text else "web"
+            samples.append({
+                "split": "train", "source": source, "query": f"q{query_id:0{digits}d}", "query_id": query_id,
+                "image_id": new_image_id(source, rng, used_ids), "label": label, "true_label": true_label,
+                "noise": noise, "text_kind": text_kind if noise == "clean" else "web", "seed": [opts.seed, 3, label, index],
+            })
+    for index in range(opts.val_per_class * opts.classes):
+        label = index % opts.classes
+        samples.append({
+            "split": "val", "source": "val", "query": "", "query_id": 0, "image_id": f"val{index + 1:06d}",
+            "label": label, "true_label": label, "noise": "clean", "text_kind": "none", "seed": [opts.seed, 4, index],
+        })
+    return samples
+
+
+def new_image_id(source: str, rng, used: set) -> str:
+    alphabet = list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+    while True:
+        if source == "flickr":
+            image_id = str(int(rng.integers(1_000_000_000, 9_999_999_999)))
+        else:
+            image_id = "".join(rng.choice(alphabet, size=13)) + "M"
+        if image_id not in used:
+            used.add(image_id)
+            return image_id
+
+
+# -- writing the layout -------------------------------------------------------------------------
+def image_folder(opts: SynthOptions, sample: dict) -> str:
+    if sample["split"] == "val":
+        return "val_images_256" if opts.version == "2.0" else "val_images_resized"
+    if opts.version == "2.0":
+        return f"train_images_256/{sample['source']}_images_resized/{sample['query']}"
+    return f"{sample['source']}/{sample['query']}"
+
+
+def render_sample(job) -> tuple[str, dict]:
+    """Pool task: write one sample's image; return its key and web text."""
+    opts, styles, out, sample = job
+    rng = np.random.default_rng(sample["seed"])
+    truth = sample["true_label"]
+    style = styles[truth] if truth is not None and truth >= 0 else None
+    path = Path(out) / image_folder(opts, sample) / f"{sample['image_id']}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(jpeg_bytes(render_image(style, rng, opts.width, opts.height)))
+    text = render_text(style, sample["text_kind"], sample["source"], rng) if sample["split"] == "train" else {}
+    return sample_key(sample["source"], sample["query"], sample["image_id"]), text
+
+
+def write_synth(out, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
+    opts.validate()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise WvError(f"{out} exists and is not empty; wv synth writes into a new folder")
+    styles = class_styles(opts)
+    samples = plan_samples(opts)
+    texts = dict(map_jobs(render_sample, ((opts, styles, str(out), s) for s in samples), workers, window=64 * max(1, workers)))
+    write_info(out, opts, styles, samples)
+    write_meta(out, opts, samples, texts)
+    truth = write_ground_truth(out, samples)
+    defects = plant_defects(out, opts, samples) if opts.defects else {}
+    return {"out": str(out), "train": sum(s["split"] == "train" for s in samples), "val": sum(s["split"] == "val" for s in samples),
+            "noisy": int(truth["is_noisy"].sum()), "classes": opts.classes, "version": opts.version, "defects": defects}
+
+
+def write_info(out: Path, opts: SynthOptions, styles: list, samples: list) -> None:
+    info = out / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "synsets.txt").write_text("".join(f"{s.synset} {s.names}\n" for s in styles))
+    base = 0 if opts.version == "2.0" else 1
+    n_queries = opts.classes * opts.queries_per_class
+    (info / "queries_synsets_map.txt").write_text(
+        "".join(f"{q} {(q - 1) // opts.queries_per_class + base}\n" for q in range(1, n_queries + 1)))
+    for source in ("google", "flickr"):
+        names = [styles[(q - 1) // opts.queries_per_class].names.split(",") for q in range(1, n_queries + 1)]
+        queries = [f"{q} {n[(q - 1) % opts.queries_per_class % len(n)].strip()}\n" for q, n in zip(range(1, n_queries + 1), names)]
+        (info / f"queries_{source}.txt").write_text("".join(queries))
+        train = [s for s in samples if s["source"] == source]
+        (info / f"train_filelist_{source}.txt").write_text(
+            "".join(f"{source}/{s['query']}/{s['image_id']}.jpg {s['label']}\n" for s in train))
+    val = [s for s in samples if s["split"] == "val"]
+    (info / "val_filelist.txt").write_text("".join(f"{s['image_id']}.jpg {s['label']}\n" for s in val))
+
+
+def write_meta(out: Path, opts: SynthOptions, samples: list, texts: dict) -> None:
+    """meta/<source>/<query>.json (a JSON array per query) and train_meta_list_<source>.txt."""
+    by_query: dict[tuple, list] = {}
+    for s in samples:
+        if s["split"] == "train":
+            by_query.setdefault((s["source"], s["query"]), []).append(s)
+    rows = {}
+    for (source, query), members in by_query.items():
+        records = []
+        for rank, s in enumerate(members, start=1):
+            text = texts[sample_key(s["source"], s["query"], s["image_id"])]
+            records.append(meta_record(opts, s, text, rank))
+            rows[(source, s["image_id"])] = (f"{source}/{query}.json", rank)
+        path = out / "meta" / source / f"{query}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, ensure_ascii=False))
+    for source in ("google", "flickr"):
+        lines = [f"{rows[(source, s['image_id'])][0]} {rows[(source, s['image_id'])][1]}\n" for s in samples if s["source"] == source]
+        (out / "info" / f"train_meta_list_{source}.txt").write_text("".join(lines))
+
+
+def meta_record(opts: SynthOptions, sample: dict, text: dict, rank: int) -> dict:
+    url = f"http://images.example.com/{sample['query']}/{sample['image_id']}.jpg"
+    if sample["source"] == "google":
+        return {"id": sample["image_id"], "title": text["title"], "description": text["description"], "url": url,
+                "page_url": url.replace("images.", "www.").replace(".jpg", ".html"), "site": "www.example.com", "rank": str(rank)}
+    tags = " ".join(text["tags"]) if opts.version == "2.0" else text["tags"]
+    return {"id": sample["image_id"], "title": text["title"], "description": text["description"], "tags": tags, "url": url}
+
+
+def write_ground_truth(out: Path, samples: list) -> pl.DataFrame:
+    truth = pl.DataFrame([{
+        "__key__": sample_key(s["source"], s["query"], s["image_id"]), "split": s["split"], "source": s["source"],
+        "query": s["query"], "image_id": s["image_id"], "label": s["label"], "true_label": s["true_label"],
+        "is_noisy": s["noise"] != "clean", "noise": s["noise"], "text_kind": s["text_kind"],
+    } for s in samples])
+    truth.write_parquet(out / "ground_truth.parquet")
+    return truth
+
+
+def plant_defects(out: Path, opts: SynthOptions, samples: list) -> dict:
+    """Break a few inputs on purpose; each kind lands on a different train sample."""
+    train = [s for s in samples if s["split"] == "train" and s["noise"] == "clean"]
+    if len(train) < 6:
+        raise WvError("--defects needs at least 6 clean train samples")
+    path = lambda s: out / image_folder(opts, s) / f"{s['image_id']}.jpg"  # noqa: E731
+    key = lambda s: sample_key(s["source"], s["query"], s["image_id"])  # noqa: E731
+    missing, empty, truncated, not_image, no_record = train[0], train[1], train[2], train[3], train[4]
+    path(missing).unlink()
+    path(empty).write_bytes(b"")
+    data = path(truncated).read_bytes()
+    path(truncated).write_bytes(data[: len(data) // 2])
+    path(not_image).write_bytes(b"<html><body>404 Not Found</body></html>\n")
+    meta_file = out / "meta" / no_record["source"] / f"{no_record['query']}.json"
+    records = [r for r in json.loads(meta_file.read_text()) if r["id"] != no_record["image_id"]]
+    meta_file.write_text(json.dumps(records, ensure_ascii=False))
+    bad_query = next(s for s in train[5:] if (s["source"], s["query"]) != (no_record["source"], no_record["query"]))
+    bad_meta = out / "meta" / bad_query["source"] / f"{bad_query['query']}.json"
+    bad_meta.write_text(bad_meta.read_text()[:40])
+    with open(out / "info" / f"train_filelist_{missing['source']}.txt", "a") as f:
+        f.write("this line has no label\n")
+    defects = {"missing file": key(missing), "empty file": key(empty), "truncated image": key(truncated),
+               "not an image": key(not_image), "missing meta record": key(no_record),
+               "malformed meta file": f"{bad_query['source']}/{bad_query['query']}", "unparseable list line": missing["source"]}
+    (out / "defects.json").write_text(json.dumps(defects, indent=2) + "\n")
+    return defects
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
