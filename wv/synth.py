@@ -1,7 +1,8 @@
 """Synthetic WebVision: the real on-disk layout (1.0 or 2.0), images and web text with known noise.
 
 Every class has a visual style (hue, pattern, orientation, frequency) that a small CNN learns in
-seconds, and a vocabulary of its own mixed with shared web words. Noise is planted and written down:
+seconds, and a vocabulary of its own (real English words from WordNet for the 1,000 WebVision 1.0
+classes, see tools/make_class_words.py, padded with made-up words) mixed with shared web words. Noise is planted and written down:
   flip     image and text of another class, filed under this class (true_label = that class)
   outlier  an off-topic image and off-topic text (true_label = -1)
 Clean samples sometimes have empty or non-English text. `defects=True` also plants broken inputs
@@ -38,6 +39,7 @@ OFFTOPIC_WORDS = (
 FOREIGN_CHARS = "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长"
 SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri su ta vi wo xa yo zu".split()
 PATTERNS = ("stripes", "checker", "rings", "dots")
+VOCABULARY = 24  # words per class: WordNet words of the synset, padded with made-up ones
 
 
 @dataclass
@@ -86,7 +88,9 @@ class ClassStyle:
 
 
 def class_styles(opts: SynthOptions) -> list[ClassStyle]:
-    real = resources.files("wv").joinpath("data/webvision1_synsets.txt").read_text().splitlines()
+    data = resources.files("wv").joinpath("data")
+    real = data.joinpath("webvision1_synsets.txt").read_text().splitlines()
+    real_words = dict(line.split("\t") for line in data.joinpath("webvision1_class_words.txt").read_text().splitlines())
     rng = np.random.default_rng([opts.seed, 1])
     styles = []
     for label in range(opts.classes):
@@ -94,11 +98,11 @@ def class_styles(opts: SynthOptions) -> list[ClassStyle]:
             synset, _, names = real[label].partition(" ")
         else:
             synset, names = f"n9{label:07d}", f"synthetic class {label}"
-        own = ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(24)]
-        name_words = [w.lower() for w in names.replace(",", " ").split() if w.isalpha()]
+        words = real_words.get(synset, "").split()
+        words += ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(max(4, VOCABULARY - len(words)))]
         styles.append(ClassStyle(
             label, synset, names, hue=(label * 0.618034) % 1.0, pattern=PATTERNS[label % len(PATTERNS)],
-            angle=float(rng.uniform(0, math.pi)), frequency=float(rng.uniform(2.0, 6.0)), words=name_words + own,
+            angle=float(rng.uniform(0, math.pi)), frequency=float(rng.uniform(2.0, 6.0)), words=words,
         ))
     return styles
 
