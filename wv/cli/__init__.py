@@ -14,6 +14,7 @@ COMMANDS = {
     "synth": "wv.cli.synth:synth",
     "shard": "wv.cli.shard:shard",
     "demo": "wv.cli.demo:demo",
+    "score": "wv.cli.score:score",
 }
 
 

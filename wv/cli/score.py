@@ -1,0 +1,17 @@
+"""`wv score NAME ROOT`: per-sample scores written as sidecars (ROOT/scores/NAME/{shard}.parquet)."""
+
+import click
+
+from wv.cli import LazyGroup
+
+SCORERS = {}
+
+
+@click.group(cls=LazyGroup, lazy_commands=SCORERS)
+def score():
+    """Score every sample of a dataset root; each score is a sidecar beside the shards.
+
+    \b
+    Example:
+      wv score lda ROOT --topics 500
+    """
