@@ -81,6 +81,7 @@ class ClassStyle:
     synset: str
     names: str
     hue: float
+    dark_hue: float
     pattern: str
     angle: float
     frequency: float
@@ -101,7 +102,7 @@ def class_styles(opts: SynthOptions) -> list[ClassStyle]:
         words = real_words.get(synset, "").split()
         words += ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(max(4, VOCABULARY - len(words)))]
         styles.append(ClassStyle(
-            label, synset, names, hue=(label * 0.618034) % 1.0, pattern=PATTERNS[label % len(PATTERNS)],
+            label, synset, names, hue=(label * 0.618034) % 1.0, dark_hue=float(rng.uniform(0, 1)), pattern=PATTERNS[label % len(PATTERNS)],
             angle=float(rng.uniform(0, math.pi)), frequency=float(rng.uniform(2.0, 6.0)), words=words,
         ))
     return styles
@@ -119,7 +120,8 @@ def render_image(style: ClassStyle | None, rng: np.random.Generator, width: int,
         t = (pattern_field(style, rng, x, y) + 1) / 2
         hue = (style.hue + rng.normal(0, 0.02)) % 1.0
         light = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 0.9), rng.uniform(0.8, 1.0))) * 255
-        dark = np.array(colorsys.hsv_to_rgb((hue + 0.08) % 1.0, rng.uniform(0.5, 1.0), rng.uniform(0.15, 0.4))) * 255
+        dark_hue = (style.dark_hue + rng.normal(0, 0.02)) % 1.0
+        dark = np.array(colorsys.hsv_to_rgb(dark_hue, rng.uniform(0.7, 1.0), rng.uniform(0.25, 0.45))) * 255
         base = t[..., None] * light + (1 - t[..., None]) * dark
         add_blob(base, rng, x, y)
     noisy = base + rng.normal(0, 10, size=base.shape)

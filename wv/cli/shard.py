@@ -20,8 +20,9 @@ def shard():
 @click.option("--quality", default=90, show_default=True, help="JPEG quality for resized or re-encoded images.")
 @click.option(
     "--check", type=click.Choice(["full", "cheap"]), default="full", show_default=True,
-    help="full: decode every image (catches missing, empty, non-image, truncated and corrupt files). "
-    "cheap: header + end-of-image marker, no decode (catches all but corrupt data inside an image; ~2-3x faster).",
+    help="full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
+    "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
+    "missing, empty, non-image and truncated files; not damage inside the image; much faster).",
 )
 @click.option("--images-dir", default=None, help="Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard writers.")

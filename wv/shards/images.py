@@ -1,10 +1,12 @@
 """Checking that an image file is usable, and turning it into the JPEG bytes a shard stores.
 
 Two checks (`--check`):
-  full   decodes every pixel: catches missing, empty, non-image, truncated and corrupt files.
+  full   decodes every pixel: catches missing, empty, non-image and truncated files, and every file
+         the decoder refuses (damaged Huffman tables, scan headers, markers). Damage inside the
+         entropy-coded data that libjpeg repairs silently is not an error here, nor at training time.
   cheap  parses the header and looks for the format's end marker (JPEG FFD9, PNG IEND, GIF ';'):
-         catches missing, empty, non-image and truncated files, not corrupt data inside the image;
-         it also rejects the rare JPEG that carries bytes after its end marker.
+         catches missing, empty, non-image and truncated files, not damaged tables or data inside
+         the image; it also rejects the rare JPEG that carries bytes after its end marker.
 Non-JPEG images (PNG, GIF, WebP ... saved as .jpg on the web) are decoded and re-encoded as JPEG in
 either mode, so every `.jpg` in a shard is a JPEG.
 """

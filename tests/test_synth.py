@@ -1,0 +1,104 @@
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from wv.shards.layout import query_id, read_query_map, read_file_list, split_rel_paths
+from wv.synth import SynthOptions, write_synth
+
+
+def tree_digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
+    opts = SynthOptions(classes=3, per_class=8, seed=5)
+    write_synth(tmp_path / "a", opts)
+    write_synth(tmp_path / "b", opts, workers=2)
+    write_synth(tmp_path / "c", SynthOptions(classes=3, per_class=8, seed=6))
+    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "c")
+
+
+def test_webvision_1_conventions(synth_v1):
+    assert (synth_v1 / "info" / "train_filelist_google.txt").read_text().startswith("google/q0")
+    assert next((synth_v1 / "google").iterdir()).name.startswith("q") and len(next((synth_v1 / "google").iterdir()).name) == 5
+    assert min(read_query_map(synth_v1 / "info" / "queries_synsets_map.txt").values()) == 0
+    assert (synth_v1 / "info" / "queries_synsets_map.txt").read_text().startswith("1 1\n")  # 1-based in 1.0
+    flickr = json.loads(next((synth_v1 / "meta" / "flickr").glob("*.json")).read_text())
+    assert isinstance(flickr[0]["tags"], list) and set(flickr[0]) == {"id", "title", "description", "tags", "url"}
+    google = json.loads(next((synth_v1 / "meta" / "google").glob("*.json")).read_text())
+    assert {"id", "title", "description", "url", "rank"} <= set(google[0]) and isinstance(google[0]["rank"], str)
+    assert (synth_v1 / "val_images_resized").is_dir()
+    meta_list = (synth_v1 / "info" / "train_meta_list_google.txt").read_text().splitlines()
+    train_list = (synth_v1 / "info" / "train_filelist_google.txt").read_text().splitlines()
+    json_path, row = meta_list[0].split()
+    record = json.loads((synth_v1 / "meta" / json_path).read_text())[int(row) - 1]
+    assert record["id"] == Path(train_list[0].split()[0]).stem
+
+
+def test_webvision_2_conventions(tmp_path):
+    write_synth(tmp_path / "v2", SynthOptions(classes=3, per_class=10, version="2.0", flickr_share=0.5, seed=1))
+    v2 = tmp_path / "v2"
+    folders = list((v2 / "train_images_256" / "google_images_resized").iterdir())
+    assert folders and all(len(f.name) == 6 for f in folders)  # q00001
+    assert (v2 / "info" / "queries_synsets_map.txt").read_text().startswith("1 0\n")  # 0-based in 2.0
+    flickr = json.loads(next((v2 / "meta" / "flickr").glob("*.json")).read_text())
+    assert isinstance(flickr[0]["tags"], str)
+    assert (v2 / "val_images_256").is_dir()
+
+
+def test_labels_queries_and_ground_truth_agree(synth_v1):
+    truth = pl.read_parquet(synth_v1 / "ground_truth.parquet")
+    query_map = read_query_map(synth_v1 / "info" / "queries_synsets_map.txt")
+    for source in ("google", "flickr"):
+        entries = split_rel_paths(read_file_list(synth_v1 / "info" / f"train_filelist_{source}.txt")[0], "train")
+        for query, label in entries.select("query", "label").iter_rows():
+            assert query_map[query_id(query)] == label
+    train = truth.filter(pl.col("split") == "train")
+    assert 0.2 < train["is_noisy"].mean() < 0.4  # --noise 0.3
+    flips = train.filter(pl.col("noise") == "flip")
+    assert (flips["true_label"] != flips["label"]).all()
+    assert (train.filter(pl.col("noise") == "outlier")["true_label"] == -1).all()
+    sizes = train.group_by("label").len()["len"]
+    assert sizes.max() / sizes.min() >= 1.5  # --imbalance 2
+
+
+def test_images_tell_classes_apart(tmp_path):
+    """A nearest-class-mean on colour histograms separates the classes: a small CNN can learn them."""
+    write_synth(tmp_path / "s", SynthOptions(classes=8, per_class=30, noise=0.0, val_per_class=10, seed=2))
+    truth = pl.read_parquet(tmp_path / "s" / "ground_truth.parquet")
+
+    def features(row):
+        folder = "val_images_resized" if row["split"] == "val" else f"{row['source']}/{row['query']}"
+        pixels = np.asarray(Image.open(tmp_path / "s" / folder / f"{row['image_id']}.jpg").convert("RGB")).reshape(-1, 3)
+        histogram = np.histogramdd(pixels // 64, bins=(4, 4, 4), range=((0, 4),) * 3)[0].ravel()
+        return histogram / histogram.sum()
+
+    train = truth.filter(pl.col("split") == "train")
+    val = truth.filter(pl.col("split") == "val")
+    x = np.stack([features(r) for r in train.iter_rows(named=True)])
+    means = np.stack([x[train["label"].to_numpy() == c].mean(0) for c in range(8)])
+    xv = np.stack([features(r) for r in val.iter_rows(named=True)])
+    predicted = np.argmin(((xv[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert (predicted == val["label"].to_numpy()).mean() >= 0.9
+
+
+def test_bad_options_and_existing_output(tmp_path, wv_cli):
+    assert wv_cli("synth", tmp_path / "x", "--noise", "1.5").exit_code == 2
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something").write_text("keep me")
+    result = wv_cli("synth", tmp_path / "full")
+    assert result.exit_code == 2 and "is not empty" in result.stderr
+    assert (tmp_path / "full" / "something").read_text() == "keep me"
+
+
+def test_python_dash_m_wv_works_like_wv():
+    result = subprocess.run([sys.executable, "-m", "wv", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "shard" in result.stdout and "synth" in result.stdout
