@@ -20,7 +20,7 @@ from tqdm import tqdm
 import wv
 from wv.errors import WvError
 from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
-from wv.parallel import map_jobs
+from wv.parallel import Workers
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs, with_image_paths
 from wv.shards.meta import MetaIndex, index_query
@@ -82,9 +82,10 @@ def build(webvision_root, root, options: BuildOptions, workers: int = 1, executo
         start_split(root, source, options)
         write_parquet(root.build_dir(options.split) / "plan_rejects.parquet", plan_rejects)
         meta_index = None
-        if options.split == "train":
-            meta_index = index_meta(root, source, plan, workers, executor, progress)
-        done = run_shards(root, source, options, plan, meta_index, workers, executor, progress)
+        with Workers(workers, executor) as pool:
+            if options.split == "train":
+                meta_index = index_meta(root, source, plan, pool, progress)
+            done = run_shards(root, source, options, plan, meta_index, pool, progress)
         report = finish_split(root, options, plan, done)
         if meta_index is not None:
             for suffix in ("", "-wal", "-shm"):
@@ -157,7 +158,7 @@ def start_split(root: Root, source, options: BuildOptions) -> None:
     write_json(root.info_path, info)
 
 
-def index_meta(root: Root, source, plan: pl.DataFrame, workers, executor, progress) -> str:
+def index_meta(root: Root, source, plan: pl.DataFrame, pool: Workers, progress: bool) -> str:
     """Copy every needed query's meta records into the on-disk index; resumes per query."""
     path = root.build_dir("train") / "meta.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def index_meta(root: Root, source, plan: pl.DataFrame, workers, executor, progre
         queries = plan.select("source", "query").unique().sort("source", "query").rows()
         todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
         bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", disable=not progress)
-        for result in map_jobs(index_query, todo, workers, executor):
+        for result in pool.map(index_query, todo, window=16 * pool.workers):
             index.add_query(*result)
             bar.update()
         bar.close()
@@ -176,7 +177,7 @@ def index_meta(root: Root, source, plan: pl.DataFrame, workers, executor, progre
     return str(path)
 
 
-def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, workers, executor, progress) -> list[dict]:
+def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, pool: Workers, progress: bool) -> list[dict]:
     split = options.split
     remove_stale_temps(root.shards_dir)
     remove_stale_temps(root.path / "meta")
@@ -198,7 +199,7 @@ def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, work
         for number in range(n_shards) if number not in done
     )
     built = 0
-    for record in map_jobs(write_shard, jobs, workers, executor):
+    for record in pool.map(write_shard, jobs):
         done[int(record["name"].rsplit("-", 1)[1])] = {**record, "built": True}
         built += 1
         bar.update(record["samples"] + record["rejected"])

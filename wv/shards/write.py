@@ -6,19 +6,18 @@ Outputs, each written atomically, in this order (the last one marks the shard co
 """
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from webdataset import TarWriter
 
 from wv.io import temp_name, write_json, write_parquet
 from wv.shards.images import BadImage, prepare_image
 from wv.shards.meta import META_NONE, MetaIndex, normalise
 from wv.shards.root import Root
+from wv.shards.tarwriter import TarShardWriter
 
 # A fixed member time makes a shard's bytes a function of its inputs alone (byte-identical rebuilds).
 MEMBER_MTIME = 1_500_000_000
@@ -58,21 +57,6 @@ class ShardOutput:
     rejects: list[dict] = field(default_factory=list)
 
 
-class HashingWriter:
-    """A write-only file wrapper that hashes what passes through (no second read of the shard)."""
-
-    def __init__(self, file):
-        self.file, self.sha256, self.size = file, hashlib.sha256(), 0
-
-    def write(self, data):
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.file.write(data)
-
-    def flush(self):
-        self.file.flush()
-
-
 @functools.lru_cache(maxsize=4)
 def source_context(root: str, webvision_root: str):
     """Per worker process, once: the class synsets and the query texts."""
@@ -92,16 +76,16 @@ def write_shard(job: ShardJob) -> dict:
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(tar_path)
     try:
-        with open(tmp, "wb") as raw:
-            hashed = HashingWriter(raw)
-            with TarWriter(hashed, encoder=False, mtime=MEMBER_MTIME) as tar:
-                for row in job.rows:
-                    add_sample(job, row, records, synsets, query_texts, tar, out)
+        with open(tmp, "wb") as file:
+            tar = TarShardWriter(file, mtime=MEMBER_MTIME)
+            for row in job.rows:
+                add_sample(job, row, records, synsets, query_texts, tar, out)
+            tar.close()
         if out.manifest:  # a shard whose every image was rejected is not written at all
             os.replace(tmp, tar_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return record_shard(root, job, out, hashed)
+    return record_shard(root, job, out, tar)
 
 
 def lookup_meta(job: ShardJob) -> dict:
@@ -123,18 +107,16 @@ def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -
     record, status = records.get(row["__key__"], (None, META_NONE))
     text = normalise(record, status)
     details = sample_json(job, row, record, text, synsets, query_texts)
-    sample = {
-        "__key__": row["__key__"],
+    members = {  # sorted by extension, as webdataset's own writer orders them
         "cls": str(row["label"]).encode(),
         "jpg": image.data,
         "json": json.dumps(details, ensure_ascii=False).encode(),
         "txt": text["text"].encode(),
     }
-    start = tar.tarstream.offset
-    tar.write(sample)
+    offset, length = tar.write_sample(row["__key__"], members)
     out.manifest.append({
         "__key__": row["__key__"], "split": job.split, "shard": job.shard, "index": len(out.manifest),
-        "offset": start, "length": tar.tarstream.offset - start, "label": row["label"], "source": row["source"],
+        "offset": offset, "length": length, "label": row["label"], "source": row["source"],
         "query": row["query"], "image_id": row["image_id"], "path": row["path"], "bytes": len(image.data),
         "width": image.width, "height": image.height, "format": image.format, "meta": text["meta"],
     })
@@ -172,7 +154,7 @@ def reject_row(split: str, row: dict, reason: str) -> dict:
             "path": row["path"], "label": row["label"], "reason": reason}
 
 
-def record_shard(root: Root, job: ShardJob, out: ShardOutput, hashed: HashingWriter) -> dict:
+def record_shard(root: Root, job: ShardJob, out: ShardOutput, tar: TarShardWriter) -> dict:
     parts = root.build_dir(job.split) / "parts"
     written = len(out.manifest)
     if written:
@@ -182,7 +164,7 @@ def record_shard(root: Root, job: ShardJob, out: ShardOutput, hashed: HashingWri
         write_parquet(parts / f"{job.shard}.rejects.parquet", pl.DataFrame(out.rejects, schema=REJECT_SCHEMA))
     done = {
         "name": job.shard, "split": job.split, "samples": written, "rejected": len(out.rejects),
-        "bytes": hashed.size if written else 0, "sha256": hashed.sha256.hexdigest() if written else "",
+        "bytes": tar.offset if written else 0, "sha256": tar.sha256.hexdigest() if written else "",
     }
     write_json(parts / f"{job.shard}.done.json", done)
     return done
