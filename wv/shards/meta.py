@@ -20,7 +20,6 @@ META_BAD_FILE = "malformed meta file"
 META_NO_RECORD = "missing meta record"
 META_BAD_RECORD = "malformed meta record"
 META_NONE = "none"  # val images have no web metadata
-WHITESPACE = re.compile(r"\s+")
 
 
 def read_meta_file(path: Path):
@@ -46,7 +45,7 @@ def as_text(value) -> tuple[str, bool]:
     if value is None:
         return "", True
     if isinstance(value, str):
-        return WHITESPACE.sub(" ", html.unescape(value)).strip(), True
+        return " ".join((html.unescape(value) if "&" in value else value).split()), True
     if isinstance(value, (int, float)):
         return str(value), True
     return "", False

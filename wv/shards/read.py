@@ -7,7 +7,6 @@ import tarfile
 from pathlib import Path
 
 import polars as pl
-import webdataset as wds
 
 from wv.errors import WvError
 from wv.shards.root import Root
@@ -23,6 +22,8 @@ def shard_urls(source, split: str | None = "train") -> list[str]:
             raise WvError(f"{source} has no {split} shards")
         return urls
     if "{" in source or "://" in source or source.startswith("pipe:"):
+        import webdataset as wds  # imports torch: only where needed
+
         return list(wds.shardlists.expand_urls(source))
     matches = sorted(glob.glob(source)) if any(c in source for c in "*?[") else [source]
     missing = [m for m in matches if not os.path.exists(m)]
@@ -33,6 +34,8 @@ def shard_urls(source, split: str | None = "train") -> list[str]:
 
 def iter_samples(urls, decode: str | None = None):
     """Samples as dicts of raw bytes (or decoded with a webdataset decoder such as 'pil')."""
+    import webdataset as wds
+
     dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
     if decode:
         dataset = dataset.decode(decode)

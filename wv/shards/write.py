@@ -100,7 +100,7 @@ def lookup_meta(job: ShardJob) -> dict:
 
 def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -> None:
     try:
-        image = prepare_image(read_image_file(Path(job.webvision_root) / row["path"]), job.check, job.resize, job.quality)
+        image = prepare_image(read_image_file(os.path.join(job.webvision_root, row["path"])), job.check, job.resize, job.quality)
     except BadImage as error:
         out.rejects.append(reject_row(job.split, row, str(error)))
         return
@@ -126,9 +126,10 @@ def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -
     })
 
 
-def read_image_file(path: Path) -> bytes:
+def read_image_file(path: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as file:
+            return file.read()
     except FileNotFoundError:
         raise BadImage("missing file") from None
     except OSError as error:
