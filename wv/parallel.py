@@ -3,10 +3,15 @@
 Jobs are consumed lazily and at most `window` are in flight, so a 16,000-shard plan never sits in
 memory as 16,000 pickled jobs. Results come back in completion order. A `Workers` pool is started
 on first use and reused by every map of the same run (starting processes costs about a second).
+
+With `executor="ray"` the same functions run as Ray tasks (one CPU each) on the cluster at
+`ray_address` (or RAY_ADDRESS; none: a local Ray instance with `workers` CPUs). The tasks write
+their outputs themselves, atomically, so ROOT must be on storage every Ray node can see.
 """
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
@@ -15,15 +20,14 @@ EXECUTORS = ("local", "ray")
 
 
 class Workers:
-    def __init__(self, workers: int = 1, executor: str = "local"):
+    def __init__(self, workers: int = 1, executor: str = "local", ray_address: str | None = None):
         if executor not in EXECUTORS:
             raise WvError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-        if executor == "ray":
-            raise WvError("--executor ray is not available in this version; use --executor local")
         if workers < 1:
             raise WvError("--workers must be at least 1")
-        self.workers = workers
+        self.workers, self.executor, self.ray_address = workers, executor, ray_address
         self.pool = None
+        self.ray, self.started_ray = start_ray(workers, ray_address) if executor == "ray" else (None, False)
 
     def __enter__(self):
         return self
@@ -32,8 +36,16 @@ class Workers:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.started_ray:
+            self.ray.shutdown()
+
+    def cluster_cpus(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", self.workers)))
 
     def map(self, fn: Callable, jobs: Iterable, window: int | None = None) -> Iterator:
+        if self.ray is not None:
+            yield from ray_map(self.ray, fn, jobs, window or 2 * self.cluster_cpus())
+            return
         if self.workers == 1:
             yield from map(fn, jobs)
             return
@@ -60,7 +72,41 @@ def bounded_map(pool, fn: Callable, jobs: Iterable, window: int) -> Iterator:
             future.cancel()
 
 
-def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None) -> Iterator:
+def start_ray(workers: int, address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise WvError("--executor ray needs Ray: pip install 'wv[ray]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS")
+    options = {"address": address} if address else {"num_cpus": workers}
+    try:
+        ray.init(**options, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except ConnectionError as error:
+        raise WvError(f"cannot reach the Ray cluster at {address}: {error}") from None
+    return ray, True
+
+
+def ray_map(ray, fn: Callable, jobs: Iterable, window: int) -> Iterator:
+    task = ray.remote(num_cpus=1, max_retries=2)(fn)
+    pending = []
+    try:
+        for job in jobs:
+            pending.append(task.remote(job))
+            if len(pending) >= window:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield from ray.get(done)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield from ray.get(done)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+
+
+def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None,
+             ray_address: str | None = None) -> Iterator:
     """One-off map with its own pool."""
-    with Workers(workers, executor) as pool:
+    with Workers(workers, executor, ray_address) as pool:
         yield from pool.map(fn, jobs, window)

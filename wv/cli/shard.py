@@ -26,10 +26,12 @@ def shard():
 )
 @click.option("--images-dir", default=None, help="Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard writers.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a process pool on this machine. ray: Ray tasks on a cluster (ROOT on shared storage).")
+@click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance with --workers CPUs).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffle that mixes classes across shards.")
 @json_option
-def build(webvision_root, root, split, sources, shard_size, resize, quality, check, images_dir, workers, executor, seed, as_json):
+def build(webvision_root, root, split, sources, shard_size, resize, quality, check, images_dir, workers, executor, ray_address, seed, as_json):
     """Turn a WebVision download (1.0 or 2.0 layout) into webdataset shards under ROOT.
 
     Writes ROOT/shards/{split}-NNNNNN.tar (KEY.jpg, .cls, .json, .txt per sample), manifest.parquet,
@@ -40,6 +42,7 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
     Example:
       wv shard build /data/webvision ROOT --split train --shard-size 1000 --resize 256
       wv shard build /data/webvision ROOT --split val
+      wv shard build /data/webvision ROOT --executor ray --ray-address auto
     """
     from wv.shards.build import BuildOptions, build as build_shards
 
@@ -47,7 +50,7 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
         split=split, sources=tuple(s.strip() for s in sources.split(",") if s.strip()) if sources else None,
         shard_size=shard_size, resize=resize, check=check, seed=seed, images_dir=images_dir, quality=quality,
     )
-    report = build_shards(webvision_root, root, options, workers=workers, executor=executor)
+    report = build_shards(webvision_root, root, options, workers=workers, executor=executor, ray_address=ray_address)
     figures = {**vars(report), "paths": {"root": root, "manifest": f"{root}/manifest.parquet", "rejects": f"{root}/rejects.parquet"}}
     rate = report.written / report.seconds if report.seconds else 0.0
     finish(f"wv shard build: {split} -> {root}", figures, as_json, [

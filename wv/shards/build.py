@@ -69,7 +69,8 @@ class BuildReport:
     root: str
 
 
-def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True) -> BuildReport:
+def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
+          ray_address: str | None = None) -> BuildReport:
     options.validate()
     started = time.perf_counter()
     source = open_webvision(webvision_root)
@@ -82,7 +83,7 @@ def build(webvision_root, root, options: BuildOptions, workers: int = 1, executo
         start_split(root, source, options)
         write_parquet(root.build_dir(options.split) / "plan_rejects.parquet", plan_rejects)
         meta_index = None
-        with Workers(workers, executor) as pool:
+        with Workers(workers, executor, ray_address) as pool:
             if options.split == "train":
                 meta_index = index_meta(root, source, plan, pool, progress)
             done = run_shards(root, source, options, plan, meta_index, pool, progress)
