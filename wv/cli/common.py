@@ -1,6 +1,7 @@
 """What every command shares: one-sentence errors with exit 2, the --json flag, the summary."""
 
 import json
+import os
 import sys
 
 import click
@@ -38,3 +39,11 @@ def finish(title: str, figures: dict, as_json: bool, lines=()) -> None:
     if as_json:
         sys.stdout.flush()
         click.echo(json.dumps(figures, default=str))
+
+
+def worker_options(fn):
+    """--workers, --executor and --ray-address, for commands that map work over shards (wv.parallel.Workers)."""
+    fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
+    fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                      help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
+    return click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard tasks.")(fn)
