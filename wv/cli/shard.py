@@ -1,8 +1,6 @@
-import os
-
 import click
 
-from wv.cli.common import WvGroup, finish, json_option
+from wv.cli.common import WvGroup, finish, json_option, worker_options
 
 
 @click.group(cls=WvGroup)
@@ -25,10 +23,7 @@ def shard():
     "missing, empty, non-image and truncated files; not damage inside the image; much faster).",
 )
 @click.option("--images-dir", default=None, help="Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard writers.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: a process pool on this machine. ray: Ray tasks on a cluster (ROOT on shared storage).")
-@click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance with --workers CPUs).")
+@worker_options
 @click.option("--seed", default=0, show_default=True, help="Seed of the shuffle that mixes classes across shards.")
 @json_option
 def build(webvision_root, root, split, sources, shard_size, resize, quality, check, images_dir, workers, executor, ray_address, seed, as_json):
@@ -62,10 +57,10 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
 
 @shard.command()
 @click.argument("root", type=click.Path())
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True)
+@worker_options
 @click.option("--decode/--no-decode", default=True, show_default=True, help="Decode every image (slower, catches corrupt pixels).")
 @json_option
-def verify(root, workers, decode, as_json):
+def verify(root, workers, executor, ray_address, decode, as_json):
     """Check a dataset root: sha256 of every shard, counts, manifest <-> shards agreement, every sample readable.
 
     Exits 1 and lists the problems if anything is wrong.
@@ -76,7 +71,7 @@ def verify(root, workers, decode, as_json):
     """
     from wv.shards.verify import verify as verify_root
 
-    result = verify_root(root, workers=workers, decode=decode)
+    result = verify_root(root, workers=workers, decode=decode, executor=executor, ray_address=ray_address)
     lines = [f"{result['shards']} shards, {result['samples']} samples checked"]
     lines += [f"PROBLEM: {p}" for p in result["problems"][:50]]
     if len(result["problems"]) > 50:

@@ -15,14 +15,14 @@ from wv.shards.root import Root
 SAMPLE_PARTS = ("cls", "jpg", "json", "txt")
 
 
-def verify(root, workers: int = 1, decode: bool = True, progress: bool = True) -> dict:
+def verify(root, workers: int = 1, decode: bool = True, progress: bool = True, executor: str = "local", ray_address=None) -> dict:
     root = Root(root)
     info = root.info()
     shards = root.shards()
     problems = stray_files(root, set(shards["name"]))
     jobs = [(str(root.path), row, decode) for row in shards.iter_rows(named=True)]
     samples = 0
-    for result in tqdm(map_jobs(verify_shard, jobs, workers), total=len(jobs), desc="verify", unit="shard", disable=not progress):
+    for result in tqdm(map_jobs(verify_shard, jobs, workers, executor, ray_address=ray_address), total=len(jobs), desc="verify", unit="shard", disable=not progress):
         problems += result["problems"]
         samples += result["samples"]
     problems += count_problems(root, info, shards)
