@@ -22,7 +22,7 @@ from wv.errors import WvError
 from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
 from wv.parallel import Workers
 from wv.shards.images import CHECKS
-from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs, with_image_paths
+from wv.shards.layout import SOURCES, image_path, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
 from wv.shards.root import FORMAT, SPLITS, Root
 from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
@@ -107,21 +107,44 @@ def build_lock(root: Root):
         yield
 
 
-def make_plan(source, options: BuildOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """-> (plan sorted by shard and position, rejects found while planning)."""
+@dataclass
+class Plan:
+    """Which entries go into which shard: shard n holds entries[order[n * size:(n + 1) * size]].
+
+    The entries stay in list order and are gathered per shard, so no second, shuffled copy of a
+    16M-row table is ever made.
+    """
+
+    entries: pl.DataFrame  # __key__, source, query, image_id, file, label
+    order: np.ndarray
+    shard_size: int
+    prefixes: dict
+
+    @property
+    def height(self) -> int:
+        return self.entries.height
+
+    @property
+    def shards(self) -> int:
+        return -(-self.height // self.shard_size)
+
+    def rows(self, number: int) -> list[dict]:
+        chosen = self.entries[self.order[number * self.shard_size:(number + 1) * self.shard_size]]
+        return chosen.with_columns(image_path(self.prefixes)).drop("file").to_dicts()
+
+    def queries(self) -> list[tuple[str, str]]:
+        return self.entries.select("source", "query").unique().sort("source", "query").rows()
+
+
+def make_plan(source, options: BuildOptions) -> tuple[Plan, pl.DataFrame]:
+    """-> (the plan, rejects found while planning)."""
     entries, rejects = list_entries(source, options.split, options.sources or ())
     if entries.height == 0:
         raise WvError(f"the {options.split} file lists of {source.root} have no usable entries")
     prefixes = resolve_image_dirs(source, entries, options.split, options.images_dir)
-    entries = with_image_paths(entries, prefixes)
+    entries = entries.select("__key__", "source", "query", "image_id", "file", pl.col("label").cast(pl.Int32))
     order = np.random.default_rng(options.seed).permutation(entries.height)
-    plan = (
-        entries.with_columns(pl.Series("order", order))
-        .sort("order")
-        .with_columns((pl.col("order") // options.shard_size).alias("shard_no"))
-        .select("__key__", "source", "query", "image_id", "path", pl.col("label").cast(pl.Int32), "shard_no")
-    )
-    return plan, plan_rejects_frame(rejects, options.split)
+    return Plan(entries, order, options.shard_size, prefixes), plan_rejects_frame(rejects, options.split)
 
 
 def plan_rejects_frame(rejects: pl.DataFrame, split: str) -> pl.DataFrame:
@@ -159,14 +182,14 @@ def start_split(root: Root, source, options: BuildOptions) -> None:
     write_json(root.info_path, info)
 
 
-def index_meta(root: Root, source, plan: pl.DataFrame, pool: Workers, progress: bool) -> str:
+def index_meta(root: Root, source, plan: Plan, pool: Workers, progress: bool) -> str:
     """Copy every needed query's meta records into the on-disk index; resumes per query."""
     path = root.build_dir("train") / "meta.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     index = MetaIndex(path)
     try:
         done = index.done_queries()
-        queries = plan.select("source", "query").unique().sort("source", "query").rows()
+        queries = plan.queries()
         todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
         bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", disable=not progress)
         for result in pool.map(index_query, todo, window=16 * pool.workers):
@@ -178,12 +201,12 @@ def index_meta(root: Root, source, plan: pl.DataFrame, pool: Workers, progress: 
     return str(path)
 
 
-def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, pool: Workers, progress: bool) -> list[dict]:
+def run_shards(root: Root, source, options: BuildOptions, plan: Plan, meta_index, pool: Workers, progress: bool) -> list[dict]:
     split = options.split
     remove_stale_temps(root.shards_dir)
     remove_stale_temps(root.path / "meta")
     remove_stale_temps(root.build_dir(split))
-    n_shards = int(plan["shard_no"].max()) + 1
+    n_shards = plan.shards
     done = {}
     for number in range(n_shards):
         record = completed_shard(root, split, shard_name(split, number))
@@ -194,7 +217,7 @@ def run_shards(root: Root, source, options: BuildOptions, plan, meta_index, pool
     jobs = (
         ShardJob(
             root=str(root.path), webvision_root=str(source.root), split=split, shard=shard_name(split, number),
-            rows=plan.slice(number * options.shard_size, options.shard_size).drop("shard_no").to_dicts(),
+            rows=plan.rows(number),
             check=options.check, resize=options.resize, quality=options.quality, meta_index=meta_index,
         )
         for number in range(n_shards) if number not in done
@@ -225,7 +248,7 @@ def completed_shard(root: Root, split: str, shard: str) -> dict | None:
     return record
 
 
-def finish_split(root: Root, options: BuildOptions, plan: pl.DataFrame, done: list[dict]) -> BuildReport:
+def finish_split(root: Root, options: BuildOptions, plan: Plan, done: list[dict]) -> BuildReport:
     info = root.info()
     written = sum(r["samples"] for r in done)
     plan_rejects = pl.read_parquet(root.build_dir(options.split) / "plan_rejects.parquet").height

@@ -101,12 +101,10 @@ def read_file_list(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         schema_overrides={"text": pl.String}, truncate_ragged_lines=True,
     ) if path.stat().st_size else pl.DataFrame({"text": []}, schema={"text": pl.String})
     lines = lines.with_row_index("line", offset=1).filter(pl.col("text").str.strip_chars() != "")
-    parsed = lines.with_columns(
-        pl.col("text").str.extract(LIST_LINE, 1).alias("rel_path"),
-        pl.col("text").str.extract(LIST_LINE, 2).cast(pl.Int64).alias("label"),
-    )
-    good = parsed.filter(pl.col("rel_path").is_not_null()).select("line", "rel_path", "label")
+    parsed = lines.with_columns(pl.col("text").str.extract_groups(LIST_LINE).struct.rename_fields(["rel_path", "label"]).alias("parts"))
+    parsed = parsed.unnest("parts")
     bad = parsed.filter(pl.col("rel_path").is_null()).select("line", "text")
+    good = parsed.filter(pl.col("rel_path").is_not_null()).select("line", "rel_path", pl.col("label").cast(pl.Int64))
     return good, bad
 
 
@@ -118,24 +116,20 @@ def source_name(folder: str) -> str:
     return folder
 
 
+TRAIN_PATH = r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+)$"  # [...]/source folder/query/file
+
+
 def split_rel_paths(entries: pl.DataFrame, split: str) -> pl.DataFrame:
-    """Add source, query, image_id and file columns from `google/q0001/ID.jpg` (train) or `valNNN.jpg`."""
-    parts = pl.col("rel_path").str.split("/")
-    file = parts.list.last()
+    """rel_path -> source, query, file, image_id: `google/q0001/ID.jpg` (train) or `valNNN.jpg` (val)."""
     if split == "val":
-        source, query = pl.lit("val"), pl.lit("")
+        file = pl.col("rel_path").str.extract(r"([^/]+)$", 1)
+        entries = entries.with_columns(pl.lit("val").alias("source"), pl.lit("").alias("query"), file.alias("file"))
     else:
-        source = parts.list.get(-3, null_on_oob=True).map_batches(
-            lambda s: s.replace_strict({v: source_name(v) for v in s.unique().drop_nulls().to_list()}, default=None),
-            return_dtype=pl.String,
-        )
-        query = parts.list.get(-2, null_on_oob=True)
-    return entries.with_columns(
-        source.alias("source"),
-        query.alias("query"),
-        file.alias("file"),
-        file.str.replace(r"\.[^.]*$", "").alias("image_id"),
-    )
+        parts = pl.col("rel_path").str.extract_groups(TRAIN_PATH).struct.rename_fields(["folder", "query", "file"])
+        entries = entries.with_columns(parts.alias("parts")).unnest("parts")
+        names = {folder: source_name(folder) for folder in entries["folder"].unique().drop_nulls().to_list()}
+        entries = entries.with_columns(pl.col("folder").replace_strict(names, default=None, return_dtype=pl.String).alias("source")).drop("folder")
+    return entries.with_columns(pl.col("file").str.replace(r"\.[^.]*$", "").alias("image_id"))
 
 
 @dataclass
@@ -223,7 +217,7 @@ def list_entries(wv: WebVision, split: str, sources) -> tuple[pl.DataFrame, pl.D
             rejects.append(bad.select("list", "line", "rel_path", pl.lit(reason).alias("reason")))
             entries = entries.filter(condition.not_())
     rejects = pl.concat(rejects) if rejects else pl.DataFrame()
-    return entries.drop("list", "line"), rejects
+    return entries.drop("list", "line", "rel_path"), rejects
 
 
 def resolve_image_dirs(wv: WebVision, entries: pl.DataFrame, split: str, images_dir=None) -> dict[str, str]:
@@ -256,9 +250,8 @@ def find_prefix(root: Path, probe: pl.DataFrame, source: str, bases, split: str)
     return None
 
 
-def with_image_paths(entries: pl.DataFrame, prefixes: dict[str, str]) -> pl.DataFrame:
-    """Add `path`: each image's path relative to the WebVision root."""
+def image_path(prefixes: dict[str, str]) -> pl.Expr:
+    """`path`: an image's path relative to the WebVision root, from source, query and file."""
     prefix = pl.col("source").replace_strict(prefixes, return_dtype=pl.String)
-    parts = [prefix, pl.lit("/"), pl.col("query"), pl.lit("/"), pl.col("file")]
-    path = pl.concat_str(parts).str.replace_all("//", "/").str.strip_chars_start("/")
-    return entries.with_columns(path.alias("path")).drop("file")
+    path = pl.concat_str([prefix, pl.lit("/"), pl.col("query"), pl.lit("/"), pl.col("file")])
+    return path.str.replace_all("//", "/").str.strip_chars_start("/").alias("path")
