@@ -15,6 +15,8 @@ COMMANDS = {
     "shard": "wv.cli.shard:shard",
     "demo": "wv.cli.demo:demo",
     "score": "wv.cli.score:score",
+    "select": "wv.cli.select:select",
+    "audit": "wv.cli.audit:audit",
 }
 
 

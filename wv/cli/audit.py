@@ -1,0 +1,46 @@
+import click
+
+from wv.cli.common import finish, json_option, worker_options
+
+
+@click.command("audit")
+@click.argument("root", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: ROOT/reports/audit).")
+@click.option("--per-class", default=24, show_default=True, help="Dropped images shown per class.")
+@click.option("--kept-per-class", default=8, show_default=True, help="Kept (and protected) images shown per class, for contrast.")
+@click.option("--overview", default=36, show_default=True, help="Dropped images in the index page's mosaic.")
+@click.option("--thumb-size", default=160, show_default=True, help="Longest side of a thumbnail, in pixels.")
+@click.option("--bins", default=40, show_default=True, help="Bins of each score histogram.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("--selection", default="selection", show_default=True, help="The selection sidecar to report on (wv select --name).")
+@worker_options
+@click.option("--seed", default=0, show_default=True, help="Which samples each class page shows (a seeded random pick).")
+@json_option
+def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, split, selection, workers, executor, ray_address, seed, as_json):
+    """Write an HTML report of what `wv select` discarded, to browse before trusting it.
+
+    index.html: kept and dropped by rule, source and class; each rule's score histogram with its
+    threshold; a mosaic of dropped images; every class by drop rate (filter by class or rule).
+    classes/NNNNN.html: a class's dropped images beside kept ones, with their web text, keywords
+    and scores; filter by rule, sort by score. The folder is self-contained (no network): open
+    index.html in a browser, or copy the folder anywhere. Only the images shown are read (their
+    byte ranges) and decoded. Re-running reuses the thumbnails already made.
+
+    \b
+    Example:
+      wv select ROOT --drop "lda.similarity < 0.05"
+      wv audit ROOT --per-class 24
+      xdg-open ROOT/reports/audit/index.html
+    """
+    from wv.curate.audit import AuditOptions, write_report
+
+    options = AuditOptions(per_class=per_class, kept_per_class=kept_per_class, overview=overview, thumb_size=thumb_size,
+                           bins=bins, split=split, selection=selection, seed=seed)
+    figures = write_report(root, out, options, workers=workers, executor=executor, ray_address=ray_address)
+    shown = figures["thumbnails"]
+    lines = [f"{figures['samples']:,} samples: {figures['dropped']:,} dropped, {figures['protected']:,} protected, "
+             f"{figures['classes_with_drops']:,} of {figures['classes']:,} classes with drops",
+             *[f"rule {r['rule']!r}: {r['dropped']:,} dropped" for r in figures["rules"]],
+             f"{sum(shown.values()):,} thumbnails ({', '.join(f'{v:,} {k}' for k, v in shown.items())}), {figures['classes']:,} class pages",
+             f"report: {figures['paths']['report']}"]
+    finish(f"wv audit: {root}", figures, as_json, lines)

@@ -1,0 +1,335 @@
+"""`wv audit`: a browsable HTML report of what `wv select` discarded, and why.
+
+    OUT/index.html               overview: kept/dropped by rule, source and class; each rule's score
+                                 histogram with its threshold; a mosaic of dropped images; the classes
+    OUT/classes/{label}.html     per class: dropped images beside kept ones, with text, keywords, scores
+    OUT/thumbs/{label}/{key}.jpg small JPEG thumbnails (the folder is self-contained and relocatable)
+    OUT/report.json              the figures and the options
+
+Two streaming passes over the shards. The first reads the selection, labels and the rules' score
+columns: it counts, fills the histograms, and picks which samples each class page shows (a seeded
+random sample per class: the `per_class` smallest hashes of the keys, so the pick streams and merges).
+The second reads, shard by shard, only the samples picked: their text and scores, and their image
+bytes through the manifest's byte ranges; only those images are decoded, into thumbnails.
+Memory: the counts, the histograms and the shown samples (classes x per_class rows).
+"""
+
+import io
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image
+from tqdm import tqdm
+
+from wv.curate import audit_assets as pages
+from wv.curate.rules import META, compile_rules, dtype_kind
+from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame, tiebreak
+from wv.errors import WvError
+from wv.io import write_bytes, write_json
+from wv.parallel import Workers
+from wv.shards import sidecars
+from wv.shards.read import read_range
+from wv.shards.root import Root
+
+FORMAT = "wv-audit/1"
+STATES = ("dropped", "protected", "kept")  # protected: a rule matched, class protection kept it
+REDUCE_EVERY = 64
+TEXT_LIMIT = 600  # characters of a description shown on a card
+LIST_LIMIT = 30  # keywords or tags shown on a card
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    per_class: int = 24  # dropped images shown per class
+    kept_per_class: int = 8  # kept (and, separately, protected) images shown per class, for contrast
+    overview: int = 36  # dropped images in the index page's mosaic
+    thumb_size: int = 160
+    bins: int = 40
+    split: str = "train"
+    selection: str = SELECTION
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.per_class < 1 or self.kept_per_class < 0 or self.overview < 0:
+            raise WvError("--per-class must be at least 1, --kept-per-class and --overview at least 0")
+        if not 32 <= self.thumb_size <= 512:
+            raise WvError("--thumb-size must be between 32 and 512 pixels")
+
+    def limit(self, state: str) -> int:
+        return self.per_class if state == "dropped" else self.kept_per_class
+
+
+@dataclass(frozen=True)
+class Histogram:
+    rule: int  # index of the rule
+    column: str  # "score.column"
+    edges: tuple
+    integer: bool
+    marks: tuple  # ((op, value), ...)
+
+
+# -- what to read -----------------------------------------------------------------------------------------
+def selection_rules(root: Root, name: str) -> list[str]:
+    run_file = sidecars.sidecar_dir(root, "scores", name) / "_run.json"
+    if not run_file.is_file():
+        raise WvError(f"{root.path} has no selection {name!r}; run `wv select {root.path} --drop RULE` first")
+    return list(json.loads(run_file.read_text())["rules"])
+
+
+def check_selection(root: Root, name: str, shards: list[str]) -> None:
+    for shard in shards:
+        if not sidecars.complete(root, "scores", name, shard, pl.scan_parquet(root.meta_path(shard)).select(pl.len()).collect().item()):
+            raise WvError(f"the selection {name!r} is incomplete (shard {shard}); re-run the same `wv select` to finish it")
+
+
+def display_columns(schemas: dict[str, dict]) -> dict[str, str]:
+    """"score.column" -> how a card shows it: number, bool, string or list (of strings); others are left out."""
+    shown = {}
+    for name, columns in schemas.items():
+        if name == META:
+            continue
+        for column, dtype in columns.items():
+            kind = dtype_kind(dtype)
+            if kind == "other" and isinstance(dtype, pl.List) and dtype_kind(dtype.inner) == "string":
+                kind = "list"
+            if kind != "other":
+                shown[f"{name}.{column}"] = kind
+    return shown
+
+
+def histogram_specs(root: Root, rules, schemas, shards, bins: int) -> list[Histogram]:
+    specs = []
+    for index, rule in enumerate(rules):
+        for column, marks in rule.thresholds(schemas).items():
+            if column.startswith(META + "."):
+                continue
+            name, _, col = column.partition(".")
+            dtype = schemas[name][col]
+            paths = [root.score_path(name, s) for s in shards]
+            value = pl.col(col).cast(pl.Float64)
+            lo, hi = pl.scan_parquet(paths).select(value.min().alias("lo"), value.max().alias("hi")).collect().row(0)
+            values = [v for _, v in marks]
+            lo, hi = min([x for x in (lo, *values) if x is not None]), max([x for x in (hi, *values) if x is not None])
+            specs.append(Histogram(index, column, *bin_edges(lo, hi, dtype, bins), tuple(marks)))
+    return specs
+
+
+def bin_edges(lo: float, hi: float, dtype, bins: int) -> tuple[tuple, bool]:
+    if (dtype.is_integer() or dtype == pl.Boolean) and hi - lo <= 60:
+        return tuple(np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0).tolist()), True
+    if hi <= lo:
+        hi = lo + 1.0
+    return tuple(np.linspace(lo, hi, bins + 1).tolist()), False
+
+
+# -- pass 1: counts, histograms and the pick ---------------------------------------------------------------
+@dataclass(frozen=True)
+class TallyJob:
+    root: str
+    shard: str
+    selection: str
+    rules: tuple  # the rules' texts, as the selection records them
+    columns: tuple  # the score columns the histograms read
+    histograms: tuple
+    limits: tuple  # how many samples each class shows, per state (STATES order)
+    seed: int
+
+
+def with_selection(root: Root, shard: str, name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Adds keep, rule, matched, state (dropped | protected | kept) and index (the row in the shard)."""
+    chosen = pl.read_parquet(root.score_path(name, shard), columns=["__key__", "keep", "rule", "matched"])
+    if not chosen["__key__"].equals(frame["__key__"]):
+        raise WvError(f"the selection {name!r} of {shard} does not hold the shard's samples in order; re-run `wv select --overwrite`")
+    state = (pl.when(~pl.col("keep")).then(pl.lit("dropped"))
+             .when(pl.col("matched").is_not_null()).then(pl.lit("protected")).otherwise(pl.lit("kept")))
+    return frame.hstack(chosen.drop("__key__")).with_columns(state.alias("state"), pl.int_range(pl.len(), dtype=pl.Int64).alias("index"))
+
+
+def tally_shard(job: TallyJob) -> dict:
+    root = Root(job.root)
+    frame = with_selection(root, job.shard, job.selection, shard_frame(root, job.shard, list(job.columns)))
+    counts = frame.group_by(pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "state", "matched").len()
+    hists = [histogram_counts(frame, spec, job.rules[spec.rule]) for spec in job.histograms]
+    ties = pl.Series("tie", [tiebreak(job.seed, k) for k in frame["__key__"]], dtype=pl.UInt64)
+    picks = frame.select("__key__", pl.col("meta.label").alias("label"), "state", "index", pl.lit(job.shard).alias("shard"))
+    return {"counts": counts, "hists": hists, "picks": keep_smallest(picks.hstack([ties]), job.limits)}
+
+
+def histogram_counts(frame: pl.DataFrame, spec: Histogram, rule: str) -> np.ndarray:
+    """Counts per bin (3 x bins) for: kept, dropped by this rule, dropped by another rule."""
+    values = frame[spec.column].cast(pl.Float64)
+    dropped = frame["state"] == "dropped"
+    by_this = dropped & (frame["rule"] == rule).fill_null(False)
+    edges = np.asarray(spec.edges)
+    out = np.zeros((3, len(edges) - 1), dtype=np.int64)
+    for row, mask in enumerate((~dropped, by_this, dropped & ~by_this)):
+        picked = values.filter(mask).drop_nulls().drop_nans().to_numpy()
+        out[row] = np.histogram(np.clip(picked, edges[0], edges[-1]), bins=edges)[0]
+    return out
+
+
+def keep_smallest(picks: pl.DataFrame, limits: tuple) -> pl.DataFrame:
+    """Per (label, state): the rows with the smallest tie hashes, up to that state's limit."""
+    limit = pl.col("state").replace_strict(dict(zip(STATES, limits)), return_dtype=pl.Int64)
+    return picks.filter(pl.col("tie").rank("ordinal").over("label", "state") <= limit)
+
+
+def tally_all(pool, jobs: list[TallyJob], progress: bool):
+    counts, hists, picks, pending = None, None, None, []
+    for result in tqdm(pool.map(tally_shard, jobs), total=len(jobs), desc="audit: tally", **quiet(progress)):
+        hists = result["hists"] if hists is None else [a + b for a, b in zip(hists, result["hists"])]
+        pending.append(result)
+        if len(pending) >= REDUCE_EVERY:
+            counts, picks = merge(counts, picks, pending, jobs[0].limits)
+            pending = []
+    counts, picks = merge(counts, picks, pending, jobs[0].limits)
+    return counts, hists or [], picks
+
+
+def merge(counts, picks, pending, limits):
+    counts = pl.concat(([counts] if counts is not None else []) + [r["counts"] for r in pending])
+    counts = counts.group_by("label", "source", "state", "matched").agg(pl.col("len").sum())
+    picks = keep_smallest(pl.concat(([picks] if picks is not None else []) + [r["picks"] for r in pending]), limits)
+    return counts, picks
+
+
+# -- pass 2: the cards of the samples shown -----------------------------------------------------------------
+@dataclass(frozen=True)
+class CardJob:
+    root: str
+    shard: str
+    selection: str
+    columns: tuple  # score columns shown on the cards
+    rows: tuple  # ((index, offset, length), ...) of the samples shown, from the manifest
+    out: str
+    thumb_size: int
+
+
+def cards_shard(job: CardJob) -> pl.DataFrame:
+    root = Root(job.root)
+    meta = ("label", "source", "title", "description", "tags")
+    frame = with_selection(root, job.shard, job.selection, shard_frame(root, job.shard, list(job.columns), meta_columns=meta))
+    rows = pl.DataFrame(list(job.rows), schema={"index": pl.Int64, "offset": pl.Int64, "length": pl.Int64}, orient="row")
+    frame = frame.join(rows, on="index", how="inner")
+    thumbs = [write_thumb(root.shard_path(job.shard), Path(job.out), key, label, offset, length, job.thumb_size)
+              for key, label, offset, length in frame.select("__key__", "meta.label", "offset", "length").iter_rows()]
+    return frame.with_columns(
+        pl.Series("thumb", thumbs, dtype=pl.String),
+        pl.col("meta.description").str.slice(0, TEXT_LIMIT),
+        pl.col("meta.tags").list.head(LIST_LIMIT),
+        *[pl.col(c).list.head(LIST_LIMIT) for c in job.columns if isinstance(frame.schema[c], pl.List)],
+    ).drop("offset", "length", "keep")
+
+
+def thumb_name(label: int, key: str) -> str:
+    return f"thumbs/{label:05d}/{key}.jpg"
+
+
+def write_thumb(shard_path: Path, out: Path, key: str, label: int, offset: int, length: int, size: int) -> str | None:
+    """Reads one sample's byte range and writes its thumbnail (kept from an earlier run when present)."""
+    name = thumb_name(label, key)
+    path = out / name
+    if path.is_file() and path.stat().st_size > 0:
+        return name
+    try:
+        image = Image.open(io.BytesIO(read_range(shard_path, offset, length)["jpg"]))
+        image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much cheaper for big images
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+    except (OSError, KeyError, ValueError):
+        return None  # unreadable: the card says so (wv shard verify names the damage)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=82)
+    write_bytes(path, buffer.getvalue())
+    return name
+
+
+def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool) -> pl.DataFrame:
+    located = root.manifest(base["split"]).select("__key__", "offset", "length").join(picks.lazy(), on="__key__", how="inner")
+    located = located.collect().sort("shard", "index")
+    jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
+                    **{k: v for k, v in base.items() if k != "split"})
+            for shard, group in located.group_by("shard", maintain_order=True)]
+    parts = list(tqdm(pool.map(cards_shard, jobs), total=len(jobs), desc="audit: thumbnails", **quiet(progress)))
+    cards = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    return cards.join(picks.select("__key__", "tie"), on="__key__") if cards.height else cards
+
+
+# -- the whole report -----------------------------------------------------------------------------------------
+def write_report(root, out=None, options: AuditOptions | None = None, workers: int = 1, executor: str = "local",
+                 ray_address: str | None = None, progress: bool = True, **option_values) -> dict:
+    """Write the audit report of ROOT's selection to `out` (default ROOT/reports/audit); returns its figures.
+
+    `option_values` are AuditOptions fields (per_class, kept_per_class, overview, thumb_size, bins,
+    split, selection, seed), for callers that do not build an AuditOptions.
+    """
+    root = Root(root)
+    options = options or AuditOptions(**option_values)
+    options.validate()
+    out = Path(out) if out else root.reports_dir / "audit"
+    prepare_out(out, options)
+    claim_out(out, options)
+    shards = root.shard_names(options.split)
+    if not shards:
+        raise WvError(f"{root.path} has no {options.split} shards")
+    texts = selection_rules(root, options.selection)
+    check_selection(root, options.selection, shards)
+    schemas = score_schemas(root, shards, exclude=(options.selection,))
+    rules = compile_rules(texts, schemas)
+    shown = display_columns({n: cols for n, cols in schemas.items() if all(root.score_path(n, s).is_file() for s in shards)})
+    specs = histogram_specs(root, rules, schemas, shards, options.bins)
+    limits = tuple(options.limit(state) for state in STATES)
+    hist_columns = tuple(dict.fromkeys(spec.column for spec in specs))
+    with Workers(workers, executor, ray_address) as pool:
+        jobs = [TallyJob(str(root.path), s, options.selection, tuple(texts), hist_columns, tuple(specs), limits, options.seed) for s in shards]
+        counts, hists, picks = tally_all(pool, jobs, progress)
+        base = {"root": str(root.path), "selection": options.selection, "columns": tuple(shown), "out": str(out),
+                "thumb_size": options.thumb_size, "split": options.split}
+        cards = cards_all(pool, root, picks, base, progress)
+    report = pages.Report(root=root, out=out, rules=texts, counts=counts, histograms=list(zip(specs, hists)), cards=cards,
+                          shown=shown, classes=root.classes(), options=options, schemas=schemas)
+    written = report.write()
+    remove_stale(out, cards, written)
+    figures = report.figures()
+    figures["paths"] = {"report": str(out / "index.html"), "folder": str(out)}
+    write_json(out / "report.json", {"format": FORMAT, "options": asdict(options), "complete": True, **figures})
+    return figures
+
+
+def prepare_out(out: Path, options: AuditOptions) -> None:
+    """A new folder, or an earlier audit report (its thumbnails are reused when the size is the same)."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    previous = out / "report.json"
+    if not previous.is_file():
+        raise WvError(f"{out} exists and is not an audit report; choose another --out")
+    try:
+        earlier = json.loads(previous.read_text())
+    except json.JSONDecodeError:
+        earlier = {}
+    if earlier.get("format") != FORMAT:
+        raise WvError(f"{out} exists and is not an audit report; choose another --out")
+    if earlier.get("options", {}).get("thumb_size") != options.thumb_size and (out / "thumbs").is_dir():
+        shutil.rmtree(out / "thumbs")
+
+
+def claim_out(out: Path, options: AuditOptions) -> None:
+    """Mark the folder as an audit report before writing into it, so an interrupted run can resume."""
+    previous = out / "report.json"
+    earlier = json.loads(previous.read_text()) if previous.is_file() else {}
+    write_json(previous, {**earlier, "format": FORMAT, "options": asdict(options), "complete": False})
+
+
+def remove_stale(out: Path, cards: pl.DataFrame, pages_written: set) -> None:
+    """Thumbnails and class pages an earlier report had and this one does not."""
+    wanted = set(cards["thumb"].drop_nulls().to_list()) if cards.height else set()
+    for path in (out / "thumbs").glob("*/*.jpg"):
+        if path.relative_to(out).as_posix() not in wanted:
+            path.unlink()
+    for path in (out / "classes").glob("*.html"):
+        if path.relative_to(out).as_posix() not in pages_written:
+            path.unlink()

@@ -1,0 +1,337 @@
+"""`wv select`: decide which samples are discarded, and why, from drop rules over score sidecars.
+
+Writes the sidecar ROOT/scores/selection/{shard}.parquet: __key__, keep (bool), rule (the rule that
+dropped the sample; null when kept) and matched (the first rule that matched, also when class
+protection kept the sample). The stream reads `keep`.
+
+Three streaming passes over the shards, each reading only the columns the rules need:
+  1. count, per class and source, which rule matched each sample first;
+  2. only for classes where the rules would go past the protection limits (never below
+     --min-per-class samples, never more than --max-drop-fraction of a class): collect the dropped
+     samples of those classes and keep the least bad ones, ranked within their rule by its score;
+  3. write the decisions, shard by shard (a re-run resumes).
+Memory: per-class counts, plus the matched samples of protected classes only.
+"""
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from wv.curate.rules import META, META_COLUMNS, compile_rules
+from wv.errors import WvError
+from wv.io import write_json
+from wv.parallel import Workers
+from wv.shards import sidecars
+from wv.shards.root import Root
+
+SELECTION = "selection"
+REDUCE_EVERY = 64  # partial count tables merged every this many shards
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    rules: tuple
+    min_per_class: int = 10
+    max_drop_fraction: float = 0.5
+    split: str = "train"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.min_per_class < 0:
+            raise WvError("--min-per-class must be 0 or more")
+        if not 0 <= self.max_drop_fraction <= 1:
+            raise WvError("--max-drop-fraction must be a fraction between 0 and 1")
+
+
+# -- reading scores shard by shard ------------------------------------------------------------------
+def score_schemas(root: Root, shards: list[str], exclude=(SELECTION,)) -> dict[str, dict]:
+    """score name -> {column: dtype}, from the first shard's sidecar; plus the `meta` columns."""
+    schemas = {META: dict(META_COLUMNS)}
+    for name in sidecars.score_names(root):
+        path = root.score_path(name, shards[0])
+        if name in (*exclude, META) or not path.is_file():
+            continue
+        schema = pl.read_parquet_schema(path)
+        schemas[name] = {column: dtype for column, dtype in schema.items() if column != "__key__"}
+    return schemas
+
+
+def check_complete(root: Root, names, shards: list[str]) -> None:
+    for name in names:
+        if name == META:
+            continue
+        missing = [s for s in shards if not root.score_path(name, s).is_file()]
+        if missing:
+            raise WvError(f"score {name!r} is missing for {len(missing)} of {len(shards)} shard(s), e.g. {missing[0]}; run its scorer first")
+
+
+def shard_frame(root: Root, shard: str, columns, meta_columns=("label", "source")) -> pl.DataFrame:
+    """__key__, meta.label, meta.source ... and the qualified score columns, in shard order."""
+    meta_wanted = list(dict.fromkeys([*meta_columns, *(c.split(".", 1)[1] for c in columns if c.startswith(META + "."))]))
+    frame = pl.read_parquet(root.meta_path(shard), columns=["__key__", *meta_wanted])
+    frame = frame.rename({c: f"{META}.{c}" for c in meta_wanted})
+    by_score: dict[str, list] = {}
+    for qualified in columns:
+        name, _, column = qualified.partition(".")
+        if name != META:
+            by_score.setdefault(name, []).append(column)
+    for name, wanted in by_score.items():
+        path = root.score_path(name, shard)
+        if not path.is_file():
+            raise WvError(f"score {name!r} is missing for shard {shard}; run its scorer first")
+        scores = pl.read_parquet(path, columns=["__key__", *dict.fromkeys(wanted)])
+        if not scores["__key__"].equals(frame["__key__"]):
+            raise WvError(f"{path} does not hold the shard's samples in shard order; re-run that scorer")
+        frame = frame.hstack(scores.drop("__key__").rename({c: f"{name}.{c}" for c in scores.columns[1:]}))
+    return frame
+
+
+def with_decisions(frame: pl.DataFrame, rules, schemas) -> pl.DataFrame:
+    """Adds _r0.._rN (each rule fires) and `first` (index of the first rule that fired, or null)."""
+    fired = [rule.expression(schemas).alias(f"_r{i}") for i, rule in enumerate(rules)]
+    frame = frame.with_columns(fired)
+    first = pl.coalesce([pl.when(pl.col(f"_r{i}")).then(pl.lit(i, pl.Int16)) for i in range(len(rules))])
+    return frame.with_columns(first.alias("first"))
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    root: str
+    shard: str
+    rules: tuple
+    schemas: dict
+    protected: frozenset = frozenset()  # pass 2: labels whose matched samples are collected
+    rescued: frozenset = frozenset()  # pass 3: keys kept by class protection
+    name: str = SELECTION  # pass 3: the sidecar written
+
+
+def load(job: ShardJob):
+    root = Root(job.root)
+    rules = compile_rules(list(job.rules), job.schemas)
+    columns = list(dict.fromkeys(c for rule in rules for c in rule.columns))
+    return root, rules, with_decisions(shard_frame(root, job.shard, columns), rules, job.schemas)
+
+
+def count_shard(job: ShardJob) -> pl.DataFrame:
+    """Pass 1: samples per (label, source, first rule), and how many each rule matched at all."""
+    _, rules, frame = load(job)
+    return frame.group_by("meta.label", "meta.source", "first").agg(
+        pl.len().alias("n"), *[pl.col(f"_r{i}").sum().alias(f"matched{i}") for i in range(len(rules))]
+    )
+
+
+def candidates_shard(job: ShardJob) -> pl.DataFrame:
+    """Pass 2: the matched samples of protected classes, with how bad each is by its rule's score."""
+    _, rules, frame = load(job)
+    frame = frame.filter(pl.col("first").is_not_null() & pl.col("meta.label").is_in(list(job.protected)))
+    badness = pl.lit(None, pl.Float64)
+    for i, rule in enumerate(rules):
+        ranking = rule.ranking(job.schemas)
+        value = pl.lit(0.0) if ranking is None else pl.col(ranking[0]).cast(pl.Float64) * ranking[1]
+        badness = pl.when(pl.col("first") == i).then(value).otherwise(badness)
+    return frame.select(
+        "__key__", pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "first",
+        badness.fill_null(float("inf")).fill_nan(float("inf")).alias("badness"),
+    )
+
+
+def write_shard(job: ShardJob) -> str:
+    """Pass 3: the shard's selection sidecar."""
+    root, rules, frame = load(job)
+    names = {i: rule.text for i, rule in enumerate(rules)}
+    matched = pl.col("first").replace_strict(names, default=None, return_dtype=pl.String)
+    keep = pl.col("first").is_null() | pl.col("__key__").is_in(list(job.rescued))
+    decisions = frame.select("__key__", keep.alias("keep"), matched.alias("matched"))
+    decisions = decisions.with_columns(pl.when(pl.col("keep")).then(None).otherwise(pl.col("matched")).alias("rule"))
+    sidecars.write_scores(root, job.name, job.shard, decisions.select("__key__", "keep", "rule", "matched"))
+    return job.shard
+
+
+def quiet(progress: bool) -> dict:
+    """tqdm keywords: no bar when progress is off; otherwise tqdm's defaults (TQDM_DISABLE=1 silences it)."""
+    return {} if progress else {"disable": True}
+
+
+# -- the protection of small classes -------------------------------------------------------------------
+def allowed_drops(samples: int, min_per_class: int, max_drop_fraction: float) -> int:
+    return max(0, min(samples - min_per_class, math.floor(max_drop_fraction * samples + 1e-9)))
+
+
+def tiebreak(seed: int, key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "big") >> 1
+
+
+def choose_rescued(candidates: pl.DataFrame, rescue: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Per class, the `rescue` least-bad matched samples: ranked within their rule by its score
+    (as a percentile, so rules on different scales mix fairly), ties broken by a seeded hash."""
+    if candidates.height == 0:
+        return candidates.with_columns(pl.lit(0.0).alias("pct"))
+    ranked = candidates.with_columns(
+        (pl.col("badness").rank("average").over("label", "first") / pl.len().over("label", "first")).alias("pct"),
+        pl.col("__key__").map_elements(lambda k: tiebreak(seed, k), return_dtype=pl.UInt64).alias("tie"),
+    ).sort("label", "pct", "tie")
+    ranked = ranked.join(rescue, on="label").with_columns(pl.int_range(pl.len()).over("label").alias("order"))
+    return ranked.filter(pl.col("order") < pl.col("rescue")).drop("order", "rescue", "tie")
+
+
+# -- the whole run ---------------------------------------------------------------------------------------
+def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5, split: str = "train", seed: int = 0,
+           dry_run: bool = False, overwrite: bool = False, name: str = SELECTION, workers: int = 1, executor: str = "local",
+           ray_address: str | None = None, progress: bool = True) -> dict:
+    """Apply drop rules to every sample of `split`; write ROOT/scores/{name} (unless dry_run).
+
+    Returns the figures: samples, kept, dropped, protected, per rule, per class, per source, paths.
+    """
+    root = Root(root)
+    options = SelectOptions(tuple(rules), min_per_class, max_drop_fraction, split, seed)
+    options.validate()
+    shards = root.shard_names(split)
+    if not shards:
+        raise WvError(f"{root.path} has no {split} shards")
+    schemas = score_schemas(root, shards, exclude=(name,))
+    compiled = compile_rules(list(options.rules), schemas)
+    used = sorted({c.split(".", 1)[0] for rule in compiled for c in rule.columns} - {META})
+    check_complete(root, used, shards)
+    schemas = {name: cols for name, cols in schemas.items() if name in used or name == META}  # what workers need
+    base = dict(root=str(root.path), rules=options.rules, schemas=schemas)
+
+    with Workers(workers, executor, ray_address) as pool:
+        counts = count_all(pool, [ShardJob(shard=s, **base) for s in shards], len(compiled), progress)
+        rescue = rescue_counts(counts, options)
+        rescued = pl.DataFrame(schema={"__key__": pl.String, "label": pl.Int32, "source": pl.String, "first": pl.Int16})
+        if rescue.height:
+            protected = frozenset(rescue["label"].to_list())
+            jobs = [ShardJob(shard=s, protected=protected, **base) for s in shards]
+            parts = list(tqdm(pool.map(candidates_shard, jobs), total=len(jobs), desc="select: protect", **quiet(progress)))
+            rescued = choose_rescued(pl.concat(parts), rescue, seed).select("__key__", "label", "source", "first")
+        figures = summarize(root, compiled, counts, rescued, options)
+        if dry_run:
+            figures["paths"] = {}
+            return figures
+        figures.update(write_all(pool, root, base, shards, rescued, options, used, overwrite, name, progress))
+    write_json(sidecars.sidecar_dir(root, "scores", name) / "_summary.json", figures)
+    return figures
+
+
+def count_all(pool, jobs, n_rules: int, progress: bool) -> pl.DataFrame:
+    keys = ["meta.label", "meta.source", "first"]
+    sums = [pl.col("n").sum(), *[pl.col(f"matched{i}").sum() for i in range(n_rules)]]
+    parts, merged = [], None
+    for part in tqdm(pool.map(count_shard, jobs), total=len(jobs), desc="select: count", **quiet(progress)):
+        parts.append(part)
+        if len(parts) >= REDUCE_EVERY:
+            merged = pl.concat(([merged] if merged is not None else []) + parts).group_by(keys).agg(sums)
+            parts = []
+    merged = pl.concat(([merged] if merged is not None else []) + parts).group_by(keys).agg(sums)
+    return merged.rename({"meta.label": "label", "meta.source": "source"})
+
+
+def rescue_counts(counts: pl.DataFrame, options: SelectOptions) -> pl.DataFrame:
+    """label -> how many of its matched samples class protection keeps (classes with none left out)."""
+    per_class = counts.group_by("label").agg(
+        pl.col("n").sum().alias("samples"), pl.col("n").filter(pl.col("first").is_not_null()).sum().alias("matched"))
+    allowed = [allowed_drops(n, options.min_per_class, options.max_drop_fraction) for n in per_class["samples"]]
+    per_class = per_class.with_columns(pl.Series("allowed", allowed, dtype=pl.Int64))
+    rescue = per_class.select("label", (pl.col("matched") - pl.col("allowed")).clip(lower_bound=0).alias("rescue"))
+    return rescue.filter(pl.col("rescue") > 0).sort("label")
+
+
+def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, options: SelectOptions, used, overwrite, name, progress) -> dict:
+    inputs = {}
+    for score in used:
+        run_file = sidecars.sidecar_dir(root, "scores", score) / "_run.json"
+        inputs[score] = json.loads(run_file.read_text()) if run_file.is_file() else None
+    run_options = {"rules": list(options.rules), "min_per_class": options.min_per_class,
+                   "max_drop_fraction": options.max_drop_fraction, "split": options.split, "seed": options.seed, "inputs": inputs}
+    todo = sidecars.begin_run(root, "scores", name, run_options, overwrite=overwrite, split=options.split)
+    by_shard = {}
+    if rescued.height:
+        manifest = root.manifest(options.split).select("__key__", "shard")
+        located = manifest.join(rescued.lazy().select("__key__"), on="__key__", how="semi").collect()
+        for shard, keys in located.group_by("shard"):
+            by_shard[shard[0]] = frozenset(keys["__key__"].to_list())
+    jobs = [ShardJob(shard=s, rescued=by_shard.get(s, frozenset()), name=name, **base) for s in todo]
+    for _ in tqdm(pool.map(write_shard, jobs), total=len(jobs), desc="select: write", **quiet(progress)):
+        pass
+    folder = sidecars.sidecar_dir(root, "scores", name)
+    return {"shards_written": len(todo), "shards_skipped": len(shards) - len(todo),
+            "paths": {"selection": str(folder), "summary": str(folder / "_summary.json")}}
+
+
+def summarize(root: Root, rules, counts: pl.DataFrame, rescued: pl.DataFrame, options: SelectOptions) -> dict:
+    names = {c["label"]: c["names"] for c in root.classes()}
+    texts = [rule.text for rule in rules]
+    matched = counts.filter(pl.col("first").is_not_null())
+    saved = rescued.group_by("label", "source", "first").len().rename({"len": "saved"})
+    matched = matched.join(saved, on=["label", "source", "first"], how="left").with_columns(pl.col("saved").fill_null(0))
+    matched = matched.with_columns((pl.col("n") - pl.col("saved")).alias("dropped"))
+    samples, dropped, protected = int(counts["n"].sum()), int(matched["dropped"].sum()), int(matched["saved"].sum())
+    per_rule = []
+    for i, text in enumerate(texts):
+        mine = matched.filter(pl.col("first") == i)
+        per_rule.append({"rule": text, "matched": int(counts[f"matched{i}"].sum()), "first": int(mine["n"].sum()),
+                         "dropped": int(mine["dropped"].sum()), "protected": int(mine["saved"].sum())})
+    return {
+        "samples": samples, "kept": samples - dropped, "dropped": dropped, "protected": protected,
+        "drop_rate": dropped / samples if samples else 0.0, "split": options.split,
+        "options": {"min_per_class": options.min_per_class, "max_drop_fraction": options.max_drop_fraction, "seed": options.seed},
+        "rules": per_rule,
+        "classes": per_class_figures(counts, matched, texts, names),
+        "sources": per_group_figures(counts, matched, "source"),
+    }
+
+
+def per_class_figures(counts, matched, texts, names) -> list[dict]:
+    totals = counts.group_by("label").agg(pl.col("n").sum().alias("samples"))
+    by_rule = matched.group_by("label", "first").agg(pl.col("dropped").sum(), pl.col("saved").sum())
+    table = totals.join(by_rule.group_by("label").agg(pl.col("dropped").sum(), pl.col("saved").sum()), on="label", how="left")
+    table = table.fill_null(0).with_columns((pl.col("dropped") / pl.col("samples")).alias("drop_rate"))
+    rules_of = {}
+    for row in by_rule.iter_rows(named=True):
+        if row["dropped"]:
+            rules_of.setdefault(row["label"], {})[texts[row["first"]]] = row["dropped"]
+    return [
+        {"label": row["label"], "names": names.get(row["label"], ""), "samples": row["samples"], "dropped": row["dropped"],
+         "protected": row["saved"], "drop_rate": round(row["drop_rate"], 6), "by_rule": rules_of.get(row["label"], {})}
+        for row in table.sort(["drop_rate", "label"], descending=[True, False]).iter_rows(named=True)
+    ]
+
+
+def per_group_figures(counts, matched, column: str) -> dict:
+    totals = counts.group_by(column).agg(pl.col("n").sum().alias("samples"))
+    gone = matched.group_by(column).agg(pl.col("dropped").sum())
+    table = totals.join(gone, on=column, how="left").fill_null(0).sort(column)
+    return {row[column]: {"samples": row["samples"], "dropped": row["dropped"]} for row in table.iter_rows(named=True)}
+
+
+def read_selection(root, split: str = "train", name: str = SELECTION) -> pl.LazyFrame:
+    """The selection sidecar of every shard of `split`, with a `shard` column (see sidecars.read_scores)."""
+    return sidecars.read_scores(Root(root), name, split=split)
+
+
+def summary_lines(figures: dict, show_classes: int = 20) -> list[str]:
+    n = figures["samples"]
+    lines = [f"{n} samples: kept {figures['kept']}, dropped {figures['dropped']} ({100 * figures['drop_rate']:.1f}%), "
+             f"kept by class protection {figures['protected']}"]
+    for r in figures["rules"]:
+        lines.append(f"rule {r['rule']!r}: matches {r['matched']}, drops {r['dropped']}, protected {r['protected']}")
+    for source, s in figures["sources"].items():
+        lines.append(f"source {source}: drops {s['dropped']} of {s['samples']}")
+    classes = figures["classes"]
+    shown = classes[:show_classes]
+    lines.append(f"classes by drop rate ({len(shown)} of {len(classes)}):")
+    for c in shown:
+        rules = ", ".join(f"{v} by {k!r}" for k, v in c["by_rule"].items())
+        lines.append(f"  {c['label']:>5} {c['names'][:36]:<36} drops {c['dropped']:>6} of {c['samples']:<6} "
+                     f"({100 * c['drop_rate']:5.1f}%){'; protected ' + str(c['protected']) if c['protected'] else ''}"
+                     f"{'; ' + rules if rules else ''}")
+    return lines
+
+
+def selection_path(root, name: str = SELECTION) -> Path:
+    return sidecars.sidecar_dir(Root(root), "scores", name)
