@@ -14,7 +14,7 @@ Grammar (keywords are case-insensitive; `and`/`&`, `or`/`|`, `not`/`!`):
     test       := operand (CMP operand | "is" ["not"] "null" | ["not"] "in" "(" literal ("," literal)* ")")?
                 | "(" or ")"
     operand    := column | literal
-    column     := NAME | NAME "." NAME | `any text`        (score.column, or a column unique across scores)
+    column     := NAME | NAME "." NAME | `any text`(.NAME)?  (score.column, or a column unique across scores)
     literal    := number | "string" | 'string' | true | false
     CMP        := < <= > >= == = !=
 
@@ -37,7 +37,7 @@ TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<quoted>`[^`]+`)
+  | (?P<quoted>`[^`]+`(?:\.(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)
   | (?P<op><=|>=|==|!=|&&|\|\||[<>=()&|!,-])
 """, re.VERBOSE)
@@ -110,7 +110,7 @@ def tokenize(text: str) -> list[tuple[str, object]]:
         elif kind == "string":
             tokens.append(("literal", re.sub(r"\\(.)", r"\1", value[1:-1])))
         elif kind == "quoted":
-            tokens.append(("column", value[1:-1].strip()))
+            tokens.append(("column", value.replace("`", "").strip()))
         elif kind == "name" and value.lower() in KEYWORDS:
             word = value.lower()
             tokens.append(("literal", word == "true") if word in ("true", "false") else ("kw", word))
