@@ -80,10 +80,17 @@ def selection_rules(root: Root, name: str) -> list[str]:
     return list(json.loads(run_file.read_text())["rules"])
 
 
-def check_selection(root: Root, name: str, shards: list[str]) -> None:
-    for shard in shards:
-        if not sidecars.complete(root, "scores", name, shard, pl.scan_parquet(root.meta_path(shard)).select(pl.len()).collect().item()):
+def check_selection(root: Root, name: str, split: str) -> None:
+    for shard, samples in root.shards(split).select("name", "samples").iter_rows():
+        if not sidecars.complete(root, "scores", name, shard, samples):
             raise WvError(f"the selection {name!r} is incomplete (shard {shard}); re-run the same `wv select` to finish it")
+
+
+def recompile(texts: list[str], schemas: dict, name: str) -> list:
+    try:
+        return compile_rules(texts, schemas)
+    except WvError as error:
+        raise WvError(f"the rules of selection {name!r} no longer fit the scores present ({error}); re-run `wv select`") from None
 
 
 def display_columns(schemas: dict[str, dict]) -> dict[str, str]:
@@ -111,6 +118,7 @@ def histogram_specs(root: Root, rules, schemas, shards, bins: int) -> list[Histo
             dtype = schemas[name][col]
             paths = [root.score_path(name, s) for s in shards]
             value = pl.col(col).cast(pl.Float64)
+            value = pl.when(value.is_finite()).then(value)  # NaN and infinities would stretch the axis to nothing
             lo, hi = pl.scan_parquet(paths).select(value.min().alias("lo"), value.max().alias("hi")).collect().row(0)
             values = [v for _, v in marks]
             lo, hi = min([x for x in (lo, *values) if x is not None]), max([x for x in (hi, *values) if x is not None])
@@ -249,8 +257,8 @@ def write_thumb(shard_path: Path, out: Path, key: str, label: int, offset: int, 
 
 
 def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool) -> pl.DataFrame:
-    located = root.manifest(base["split"]).select("__key__", "offset", "length").join(picks.lazy(), on="__key__", how="inner")
-    located = located.collect().sort("shard", "index")
+    wanted = root.manifest(base["split"]).select("__key__", "offset", "length").filter(pl.col("__key__").is_in(picks["__key__"].implode()))
+    located = wanted.collect(engine="streaming").join(picks, on="__key__").sort("shard", "index")
     jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
                     **{k: v for k, v in base.items() if k != "split"})
             for shard, group in located.group_by("shard", maintain_order=True)]
@@ -277,9 +285,9 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
     if not shards:
         raise WvError(f"{root.path} has no {options.split} shards")
     texts = selection_rules(root, options.selection)
-    check_selection(root, options.selection, shards)
+    check_selection(root, options.selection, options.split)
     schemas = score_schemas(root, shards, exclude=(options.selection,))
-    rules = compile_rules(texts, schemas)
+    rules = recompile(texts, schemas, options.selection)
     shown = display_columns({n: cols for n, cols in schemas.items() if all(root.score_path(n, s).is_file() for s in shards)})
     specs = histogram_specs(root, rules, schemas, shards, options.bins)
     limits = tuple(options.limit(state) for state in STATES)

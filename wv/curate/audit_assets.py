@@ -102,10 +102,11 @@ class Report:
         labels = sorted(table["label"].to_list())
         by_label = self.cards.partition_by("meta.label", as_dict=True) if self.cards.height else {}
         figures = self.figures()
+        rows = {row["label"]: row for row in table.iter_rows(named=True)}
         written = set()
         for position, label in enumerate(labels):
             cards = by_label.get((label,), pl.DataFrame())
-            row = table.filter(pl.col("label") == label).row(0, named=True)
+            row = rows[label]
             neighbours = (labels[position - 1] if position else None, labels[position + 1] if position + 1 < len(labels) else None)
             relative = class_page(label)
             write_page(self.out / relative, self.class_html(names.get(label, {"label": label, "names": "", "synset": ""}), row, cards, neighbours))

@@ -251,8 +251,8 @@ def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, optio
     todo = sidecars.begin_run(root, "scores", name, run_options, overwrite=overwrite, split=options.split)
     by_shard = {}
     if rescued.height:
-        manifest = root.manifest(options.split).select("__key__", "shard")
-        located = manifest.join(rescued.lazy().select("__key__"), on="__key__", how="semi").collect()
+        keys = rescued["__key__"].implode()
+        located = root.manifest(options.split).select("__key__", "shard").filter(pl.col("__key__").is_in(keys)).collect(engine="streaming")
         for shard, keys in located.group_by("shard"):
             by_shard[shard[0]] = frozenset(keys["__key__"].to_list())
     jobs = [ShardJob(shard=s, rescued=by_shard.get(s, frozenset()), name=name, **base) for s in todo]
