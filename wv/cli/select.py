@@ -48,5 +48,5 @@ def select(root, rules, min_per_class, max_drop_fraction, split, dry_run, overwr
     else:
         title = f"wv select: {root}"
         lines.append(f"wrote {figures['shards_written']} shard(s), {figures['shards_skipped']} already complete: {figures['paths']['selection']}")
-        lines.append(f"next: wv audit {root}")
+        lines.append(f"next: wv audit {root}" + (f" --selection {name}" if name != "selection" else ""))
     finish(title, figures, as_json, lines)
