@@ -242,8 +242,8 @@ class Report:
                if card["thumb"] else "<div class='ph noimg'>image unreadable</div>")
         scores = "".join(f"<tr{' class=hit' if c in hits else ''}><th>{esc(c)}</th><td>{esc(fmt(card.get(c)))}</td></tr>"
                          for c, kind in self.shown.items() if kind in ("number", "bool", "string"))
-        words = [w for c, kind in self.shown.items() if kind == "list" for w in (card.get(c) or [])]
-        keywords = "".join(f"<li>{esc(w)}</li>" for w in words[:30])
+        keywords = "".join(f"<ul class=kw title='{esc(c)}'>{''.join(f'<li>{esc(w)}</li>' for w in card.get(c)[:30])}</ul>"
+                           for c, kind in self.shown.items() if kind == "list" and card.get(c))
         tags = "".join(f"<li>{esc(t)}</li>" for t in (card.get("meta.tags") or [])[:20])
         description = card.get("meta.description")
         description = f"<p class=desc title='click to read all'>{esc(description)}</p>" if description else ""
@@ -252,7 +252,7 @@ class Report:
                 f"{img}<div class=body><div class=badge title='{badge}'>{badge}</div>"
                 f"<h3>{esc(card.get('meta.title')) or '<i>(no title)</i>'}</h3>"
                 f"{description}"
-                f"{f'<ul class=kw title=keywords>{keywords}</ul>' if keywords else ''}"
+                f"{keywords}"
                 f"{f'<ul class=tags title=tags>{tags}</ul>' if tags else ''}"
                 f"{f'<table class=scores>{scores}</table>' if scores else ''}"
                 f"<p class=key>{esc(card.get('meta.source'))} · {esc(card['__key__'])}</p></div></article>")

@@ -197,7 +197,7 @@ def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5,
     compiled = compile_rules(list(options.rules), schemas)
     used = sorted({c.split(".", 1)[0] for rule in compiled for c in rule.columns} - {META})
     check_complete(root, used, shards)
-    schemas = {name: cols for name, cols in schemas.items() if name in used or name == META}  # what workers need
+    schemas = {score: cols for score, cols in schemas.items() if score in used or score == META}  # what workers need
     base = dict(root=str(root.path), rules=options.rules, schemas=schemas)
 
     with Workers(workers, executor, ray_address) as pool:
