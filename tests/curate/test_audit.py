@@ -198,3 +198,20 @@ def test_cli_json_and_bad_input(audited, tmp_path, wv_cli, last_json, built_root
 def test_options_validate():
     with pytest.raises(Exception, match="thumb-size"):
         AuditOptions(thumb_size=8).validate()
+
+
+def test_histogram_counts_split_every_sample_by_its_fate():
+    from wv.curate.audit import Histogram, bin_edges, histogram_counts
+
+    frame = pl.DataFrame({
+        "s.x": [0.1, 0.2, 0.3, 0.9, None, 0.15],
+        "state": ["dropped", "dropped", "protected", "kept", "kept", "dropped"],
+        "matched": ["x < 0.5", "other", "x < 0.5", None, None, "x < 0.5"],
+    })
+    edges, integer = bin_edges(0.0, 1.0, pl.Float64, 10)
+    counts = histogram_counts(frame, Histogram(0, "s.x", edges, integer, (("<", 0.5),)), "x < 0.5")
+    assert counts.shape == (4, 10) and not integer
+    assert counts.sum(axis=1).tolist() == [1, 1, 2, 1]  # kept (the null is left out), protected, dropped by it, by another
+    assert counts[2, 1] == 2 and counts[3, 2] == 1 and counts[1, 3] == 1 and counts[0, 9] == 1
+    edges, integer = bin_edges(0, 2, pl.Int8, 10)
+    assert integer and edges == (-0.5, 0.5, 1.5, 2.5)

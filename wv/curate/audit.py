@@ -168,13 +168,15 @@ def tally_shard(job: TallyJob) -> dict:
 
 
 def histogram_counts(frame: pl.DataFrame, spec: Histogram, rule: str) -> np.ndarray:
-    """Counts per bin (3 x bins) for: kept, dropped by this rule, dropped by another rule."""
+    """Counts per bin (4 x bins) for: kept, protected from this rule, dropped by it, dropped by another rule."""
     values = frame[spec.column].cast(pl.Float64)
     dropped = frame["state"] == "dropped"
-    by_this = dropped & (frame["rule"] == rule).fill_null(False)
+    mine = (frame["matched"] == rule).fill_null(False)
+    protected = mine & (frame["state"] == "protected")
+    groups = (~dropped & ~protected, protected, dropped & mine, dropped & ~mine)
     edges = np.asarray(spec.edges)
-    out = np.zeros((3, len(edges) - 1), dtype=np.int64)
-    for row, mask in enumerate((~dropped, by_this, dropped & ~by_this)):
+    out = np.zeros((len(groups), len(edges) - 1), dtype=np.int64)
+    for row, mask in enumerate(groups):
         picked = values.filter(mask).drop_nulls().drop_nans().to_numpy()
         out[row] = np.histogram(np.clip(picked, edges[0], edges[-1]), bins=edges)[0]
     return out

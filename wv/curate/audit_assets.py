@@ -53,7 +53,7 @@ class Report:
     out: Path
     rules: list  # rule texts, in the selection's order
     counts: pl.DataFrame  # label, source, state, matched, len
-    histograms: list  # [(Histogram, 3 x bins counts)]
+    histograms: list  # [(Histogram, 4 x bins counts: kept, protected, dropped by the rule, dropped by another)]
     cards: pl.DataFrame  # one row per sample shown
     shown: dict  # "score.column" -> number | bool | string | list
     classes: list  # wv.json classes
@@ -146,8 +146,9 @@ class Report:
             for k, v, x in cells) + "</section>"
 
     def rules_section(self, f: dict) -> str:
-        legend = (f"<span class=sw style='background:{KEPT}'></span>kept <span class=sw style='background:var(--accent)'></span>"
-                  f"dropped by this rule <span class=sw style='background:{OTHER}'></span>dropped by another rule")
+        legend = (f"<span class=sw style='background:{KEPT}'></span>kept <span class=sw style='background:var(--accent);opacity:.35'>"
+                  "</span>protected <span class=sw style='background:var(--accent)'></span>dropped by this rule "
+                  f"<span class=sw style='background:{OTHER}'></span>dropped by another rule")
         parts = ["<section><h2>Rules</h2><p class=help>Each sample is dropped by the first rule that matches it. "
                  f"Histograms count every sample by its score; the dashed line is the rule's threshold. {legend}</p><div class=rules>"]
         for i, (text, r) in enumerate(zip(self.rules, f["rules"])):
@@ -286,7 +287,7 @@ def page(title: str, body: str) -> str:
 
 
 def histogram_svg(spec, counts, rule_color: str) -> str:
-    """Stacked bars per bin (kept, dropped by another rule, dropped by this rule) and the threshold lines."""
+    """Stacked bars per bin (kept, dropped by another rule, protected, dropped by this rule) and the threshold lines."""
     width, height, left, right, top, bottom = 380, 150, 44, 10, 18, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     edges = spec.edges
@@ -299,15 +300,16 @@ def histogram_svg(spec, counts, rule_color: str) -> str:
     shapes = []
     for i in range(bins):
         y = top + plot_h
-        kept, mine, other = int(counts[0][i]), int(counts[1][i]), int(counts[2][i])
+        kept, saved, mine, other = (int(counts[row][i]) for row in range(4))
         label = (f"{int(edges[i] + 0.5)}" if spec.integer else f"{edges[i]:.4g} – {edges[i + 1]:.4g}")
-        tip = f"{label}: {kept:,} kept, {mine:,} dropped by this rule, {other:,} by other rules"
+        tip = f"{label}: {kept:,} kept, {saved:,} protected, {mine:,} dropped by this rule, {other:,} by other rules"
         segments = []
-        for n, fill in ((kept, KEPT), (other, OTHER), (mine, rule_color)):
+        for n, fill, opacity in ((kept, KEPT, 1), (other, OTHER, 1), (saved, rule_color, 0.35), (mine, rule_color, 1)):
             if n:
                 h = n * scale
                 y -= h
-                segments.append(f"<rect x='{left + i * bar_w + 0.5:.1f}' y='{y:.1f}' width='{max(bar_w - 1, 1):.1f}' height='{h:.1f}' fill='{fill}'/>")
+                segments.append(f"<rect x='{left + i * bar_w + 0.5:.1f}' y='{y:.1f}' width='{max(bar_w - 1, 1):.1f}' "
+                                f"height='{h:.1f}' fill='{fill}' fill-opacity='{opacity}'/>")
         shapes.append(f"<g><title>{esc(tip)}</title>{''.join(segments)}</g>")
     for op, value in spec.marks:
         x = x_of(value)
