@@ -204,7 +204,7 @@ def test_histogram_counts_split_every_sample_by_its_fate():
     from wv.curate.audit import Histogram, bin_edges, histogram_counts
 
     frame = pl.DataFrame({
-        "s.x": [0.1, 0.2, 0.3, 0.9, None, 0.15],
+        "s.x": [0.1, 0.2, 0.35, 0.9, None, 0.15],
         "state": ["dropped", "dropped", "protected", "kept", "kept", "dropped"],
         "matched": ["x < 0.5", "other", "x < 0.5", None, None, "x < 0.5"],
     })
