@@ -120,8 +120,8 @@ def histogram_specs(root: Root, rules, schemas, shards, bins: int) -> list[Histo
             value = pl.col(col).cast(pl.Float64)
             value = pl.when(value.is_finite()).then(value)  # NaN and infinities would stretch the axis to nothing
             lo, hi = pl.scan_parquet(paths).select(value.min().alias("lo"), value.max().alias("hi")).collect().row(0)
-            values = [v for _, v in marks]
-            lo, hi = min([x for x in (lo, *values) if x is not None]), max([x for x in (hi, *values) if x is not None])
+            if lo is None:  # no value at all: an axis around the thresholds
+                lo, hi = min(v for _, v in marks), max(v for _, v in marks)
             specs.append(Histogram(index, column, *bin_edges(lo, hi, dtype, bins), tuple(marks)))
     return specs
 

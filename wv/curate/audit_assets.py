@@ -184,6 +184,8 @@ class Report:
                 f"<a class=tile href='{class_page(label)}' data-label='{label}' data-names='{esc(name.lower())}' "
                 f"title='{esc(name)} — {esc(card['rule'])}' style='--c:{color(self.rules.index(card['rule']) if card['rule'] in self.rules else 0)}'>"
                 f"{img}<span>{esc(label)} · {esc(name.split(',')[0][:24])}</span></a>")
+        if not tiles:
+            return ""
         return (f"<section><h2>Dropped images, at random</h2><p class=help>{len(tiles)} of {figures['dropped']:,}; "
                 f"the class filter below applies here too. Click one for its class.</p><div class=mosaic id=mosaic>{''.join(tiles)}</div></section>")
 
@@ -312,9 +314,12 @@ def histogram_svg(spec, counts, rule_color: str) -> str:
                                 f"height='{h:.1f}' fill='{fill}' fill-opacity='{opacity}'/>")
         shapes.append(f"<g><title>{esc(tip)}</title>{''.join(segments)}</g>")
     for op, value in spec.marks:
-        x = x_of(value)
+        x = min(max(x_of(value), left), left + plot_w)  # a threshold off the data's range sits at its edge
+        off = "" if left < x_of(value) < left + plot_w or x_of(value) in (left, left + plot_w) else " (off scale)"
+        anchor = "end" if x > left + plot_w * 0.6 else "start"
         shapes.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top - 4}' y2='{top + plot_h}' class=thr />"
-                      f"<text x='{x + 3:.1f}' y='{top - 6}' class=thr-t>{esc(op)} {esc(fmt(value))}</text>")
+                      f"<text x='{x + (3 if anchor == 'start' else -3):.1f}' y='{top - 6}' class=thr-t text-anchor='{anchor}'>"
+                      f"{esc(op)} {esc(fmt(value))}{off}</text>")
     axis = [f"<line x1='{left}' x2='{left + plot_w}' y1='{top + plot_h}' y2='{top + plot_h}' class=ax />",
             f"<text x='{left - 4}' y='{top + 4}' class=ay>{peak:,}</text>", f"<text x='{left - 4}' y='{top + plot_h}' class=ay>0</text>"]
     if spec.integer and bins <= 16:
