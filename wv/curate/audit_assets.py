@@ -192,6 +192,31 @@ class Report:
     def class_html(self, cls: dict, row: dict, cards: pl.DataFrame, neighbours: tuple) -> str:
         label = cls["label"]
         numbers = [c for c, kind in self.shown.items() if kind in ("number", "bool")]
+        sorts = ["<option value=''>shuffled</option>"] + [
+            f"<option value='{j}:{d}'>{esc(c)} {arrow}</option>" for j, c in enumerate(numbers) for d, arrow in ((1, "↑"), (-1, "↓"))]
+        nav = "".join(
+            f"<a class=nav href='{class_page(n).split('/')[-1]}'>{'← ' if k == 0 else ''}class {n}{' →' if k == 1 else ''}</a>"
+            for k, n in enumerate(neighbours) if n is not None)
+        protected = f" · {row['protected']:,} protected" if row["protected"] else ""
+        body = f"""
+<header><p class=crumbs><a href='../index.html'>← all classes</a>{nav}
+<label class=jump>go to class <input id=jump type=number min=0 placeholder='label'></label></p>
+<h1><span class=lbl>{label}</span> {esc(cls.get('names', ''))}</h1>
+<p class=sub>{esc(cls.get('synset', ''))} · {row['samples']:,} samples · <b>{row['dropped']:,}</b> dropped
+({pct(row['dropped'], row['samples'])}){protected}</p>
+<div class='bar wide'>{self.rate_bar(row)}</div></header>
+{self.contrast_strip(cards)}
+<div class=toolbar><div class=chips>{self.filter_chips(row)}</div>
+<label>sort <select id=sort>{''.join(sorts)}</select></label></div>
+{self.card_sections(row, cards, numbers) or '<p class=help>No samples shown.</p>'}
+<script>{CLASS_JS}</script>"""
+        return page(f"class {label} · wv audit", body)
+
+    def rate_bar(self, row: dict) -> str:
+        return "".join(f"<span style='width:{100 * row[f'd{i}'] / row['samples']:.2f}%;background:{color(i)}' title='{esc(t)}'></span>"
+                       for i, t in enumerate(self.rules) if row[f"d{i}"])
+
+    def filter_chips(self, row: dict) -> str:
         chips = ["<button class='chip on' data-f='all'>all</button>"]
         for i, text in enumerate(self.rules):
             if row[f"d{i}"]:
@@ -199,41 +224,27 @@ class Report:
         if row["protected"]:
             chips.append(f"<button class=chip data-f='protected'>protected <b>{row['protected']:,}</b></button>")
         chips.append(f"<button class=chip data-f='kept'>kept <b>{row['samples'] - row['dropped'] - row['protected']:,}</b></button>")
-        sorts = ["<option value=''>shuffled</option>"] + [
-            f"<option value='{j}:{d}'>{esc(c)} {arrow}</option>" for j, c in enumerate(numbers) for d, arrow in ((1, "↑"), (-1, "↓"))]
-        nav = "".join(
-            f"<a class=nav href='{class_page(n).split('/')[-1]}'>{'← ' if k == 0 else ''}class {n}{' →' if k == 1 else ''}</a>"
-            for k, n in enumerate(neighbours) if n is not None)
-        sections = []
+        return "".join(chips)
+
+    def contrast_strip(self, cards: pl.DataFrame) -> str:
+        """Kept images in a strip that stays at the top while the dropped ones scroll by."""
+        kept = cards.filter(pl.col("state") == "kept").sort("tie") if cards.height else cards
+        images = "".join(f"<img src='../{esc(c['thumb'])}' alt='' title='kept: {esc(c['meta.title'])}'>"
+                         for c in kept.iter_rows(named=True) if c["thumb"])
+        return f"<div class=contrast><span>kept, for contrast</span>{images}</div>" if images else ""
+
+    def card_sections(self, row: dict, cards: pl.DataFrame, numbers: list) -> str:
         titles = {"dropped": "Dropped", "protected": "Protected — matched a rule, kept so the class keeps enough samples",
                   "kept": "Kept, for contrast"}
         totals = {"dropped": row["dropped"], "protected": row["protected"], "kept": row["samples"] - row["dropped"] - row["protected"]}
+        sections = []
         for state in ("dropped", "protected", "kept"):
             mine = cards.filter(pl.col("state") == state).sort("tie") if cards.height else cards
-            if not mine.height:
-                continue
-            grid = "".join(self.card_html(card, numbers) for card in mine.iter_rows(named=True))
-            sections.append(f"<section class='group {state}' data-state='{state}'><h2>{titles[state]} "
-                            f"<small>{mine.height:,} shown of {totals[state]:,}</small></h2><div class=grid>{grid}</div></section>")
-        kept = cards.filter(pl.col("state") == "kept").sort("tie") if cards.height else cards
-        strip = "".join(f"<img src='../{esc(c['thumb'])}' alt='' title='kept: {esc(c['meta.title'])}'>"
-                        for c in kept.iter_rows(named=True) if c["thumb"])
-        strip = f"<div class=contrast><span>kept, for contrast</span>{strip}</div>" if strip else ""
-        rate_bar = "".join(f"<span style='width:{100 * row[f'd{i}'] / row['samples']:.2f}%;background:{color(i)}' title='{esc(t)}'></span>"
-                           for i, t in enumerate(self.rules) if row[f"d{i}"])
-        body = f"""
-<header><p class=crumbs><a href='../index.html'>← all classes</a>{nav}
-<label class=jump>go to class <input id=jump type=number min=0 placeholder='label'></label></p>
-<h1><span class=lbl>{label}</span> {esc(cls.get('names', ''))}</h1>
-<p class=sub>{esc(cls.get('synset', ''))} · {row['samples']:,} samples · <b>{row['dropped']:,}</b> dropped ({pct(row['dropped'], row['samples'])})
-{f" · {row['protected']:,} protected" if row['protected'] else ''}</p>
-<div class='bar wide'>{rate_bar}</div></header>
-{strip}
-<div class=toolbar><div class=chips>{''.join(chips)}</div>
-<label>sort <select id=sort>{''.join(sorts)}</select></label></div>
-{''.join(sections) or '<p class=help>No samples shown.</p>'}
-<script>{CLASS_JS}</script>"""
-        return page(f"class {label} · wv audit", body)
+            if mine.height:
+                grid = "".join(self.card_html(card, numbers) for card in mine.iter_rows(named=True))
+                sections.append(f"<section class='group {state}' data-state='{state}'><h2>{titles[state]} "
+                                f"<small>{mine.height:,} shown of {totals[state]:,}</small></h2><div class=grid>{grid}</div></section>")
+        return "".join(sections)
 
     def card_html(self, card: dict, numbers: list) -> str:
         rule_index = self.rules.index(card["matched"]) if card["matched"] in self.rules else -1
