@@ -215,3 +215,26 @@ def test_histogram_counts_split_every_sample_by_its_fate():
     assert counts[2, 1] == 2 and counts[3, 2] == 1 and counts[1, 3] == 1 and counts[0, 9] == 1
     edges, integer = bin_edges(0, 2, pl.Int8, 10)
     assert integer and edges == (-0.5, 0.5, 1.5, 2.5)
+
+
+def test_an_interrupted_report_resumes(built_root, synth_v1, tmp_path, monkeypatch):
+    import wv.curate.audit_assets as assets
+
+    root = Path(shutil.copytree(built_root, tmp_path / "root"))
+    write_derived_score(root, synth_v1)
+    select(root, RULES, progress=False)
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assets.Report, "write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(root, per_class=5, progress=False)
+    report = root / "reports" / "audit"
+    assert json.loads((report / "report.json").read_text())["complete"] is False and list(report.glob("thumbs/*/*.jpg"))
+    monkeypatch.undo()
+    reads = []
+    monkeypatch.setattr(audit_module, "read_range", lambda *a: reads.append(a))
+    figures = write_report(root, per_class=5, progress=False)
+    assert reads == [] and json.loads((report / "report.json").read_text())["complete"] is True
+    assert (report / "index.html").is_file() and sum(figures["thumbnails"].values()) == len(list(report.glob("thumbs/*/*.jpg")))
