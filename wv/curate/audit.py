@@ -295,9 +295,9 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
     limits = tuple(options.limit(state) for state in STATES)
     hist_columns = tuple(dict.fromkeys(spec.column for spec in specs))
     with Workers(workers, executor, ray_address) as pool:
-        jobs = [TallyJob(str(root.path), s, options.selection, tuple(texts), hist_columns, tuple(specs), limits, options.seed) for s in shards]
+        jobs = [TallyJob(str(root.path.absolute()), s, options.selection, tuple(texts), hist_columns, tuple(specs), limits, options.seed) for s in shards]
         counts, hists, picks = tally_all(pool, jobs, progress)
-        base = {"root": str(root.path), "selection": options.selection, "columns": tuple(shown), "out": str(out),
+        base = {"root": str(root.path.absolute()), "selection": options.selection, "columns": tuple(shown), "out": str(out.absolute()),
                 "thumb_size": options.thumb_size, "split": options.split}
         cards = cards_all(pool, root, picks, base, progress)
     report = pages.Report(root=root, out=out, rules=texts, counts=counts, histograms=list(zip(specs, hists)), cards=cards,

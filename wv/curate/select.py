@@ -198,7 +198,7 @@ def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5,
     used = sorted({c.split(".", 1)[0] for rule in compiled for c in rule.columns} - {META})
     check_complete(root, used, shards)
     schemas = {score: cols for score, cols in schemas.items() if score in used or score == META}  # what workers need
-    base = dict(root=str(root.path), rules=options.rules, schemas=schemas)
+    base = dict(root=str(root.path.absolute()), rules=options.rules, schemas=schemas)
 
     with Workers(workers, executor, ray_address) as pool:
         counts = count_all(pool, [ShardJob(shard=s, **base) for s in shards], len(compiled), progress)
