@@ -17,6 +17,7 @@ COMMANDS = {
     "score": "wv.cli.score:score",
     "select": "wv.cli.select:select",
     "audit": "wv.cli.audit:audit",
+    "stream": "wv.cli.stream:stream",
 }
 
 

@@ -1,0 +1,144 @@
+"""What a sampler feeds: one frozen, validated config shared by `wv stream`, `wv train` and the library.
+
+The CLI builds it from the shared option group (wv.cli.sampler_options); library users build it
+directly. Everything that decides the sequence of batches is in here, so its fingerprint is what a
+resume state is checked against.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+from wv.errors import WvError
+from wv.train.schedule import Curriculum, Gate, parse_column, parse_numbers
+
+REALISE = ("draw", "loss")
+ROOT_WINDOW = 10000  # draws shuffled together on a dataset root
+URL_BUFFER = 1000  # samples held by each worker's shuffle buffer on plain URLs
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Selection, weighting, curriculum, gates and epoch layout of a stream.
+
+    batch_size      samples per batch on each rank
+    split           train | val
+    seed            every random choice (draw, shard order, shuffle, augmentation) derives from it
+    selection       auto (ROOT/scores/selection if present) | none | NAME (ROOT/scores/NAME, column keep)
+    subsets         the score column holding each sample's curriculum subset (0 clean .. 2 very noisy)
+    curriculum      stages "EPOCH:SUBSETS;..." e.g. "0:0;3:0,1;6:0,1,2" (None: every subset, always)
+    subset_weights  weight per subset, e.g. "1,0.5,0.5" (CurriculumNet); subset_weights_as draw | loss
+    class_balance   off | draw | loss: w_i = N / N_class(i) (every class equally often, or equally heavy)
+    weight_column   SCORE.COLUMN used as a weight (missing values count 1); weight_column_as draw | loss
+    max_repeat      the most times one sample is drawn in an epoch (draw weighting)
+    gates           "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (see wv.train.schedule.Gate)
+    batch_mix       samples per subset in every batch, e.g. "128,64,64" (sums to batch_size); subsets
+                    not yet in the curriculum give their share to the active ones in proportion
+    epoch_size      draws per epoch over all ranks (None: the number of samples selected this epoch)
+    rounding        pad | trim: round the epoch up or down to a whole number of batches on every rank
+    shuffle_window  dataset roots: draws shuffled together (a window of consecutive shards of a
+                    rank; larger mixes more, smaller keeps fewer shards in use at once; default 10000).
+                    Plain URLs: the in-memory shuffle buffer of each loader worker (default 1000)
+    columns         score columns carried in every batch, e.g. ("confidence.p_label",)
+    """
+
+    batch_size: int = 256
+    split: str = "train"
+    seed: int = 0
+    selection: str = "auto"
+    subsets: str = "curriculum.subset"
+    curriculum: str | None = None
+    subset_weights: str | None = None
+    subset_weights_as: str = "loss"
+    class_balance: str = "off"
+    weight_column: str | None = None
+    weight_column_as: str = "loss"
+    max_repeat: int = 8
+    gates: tuple = field(default_factory=tuple)
+    batch_mix: str | None = None
+    epoch_size: int | None = None
+    rounding: str = "pad"
+    shuffle_window: int | None = None
+    columns: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        object.__setattr__(self, "gates", tuple(self.gates))
+        object.__setattr__(self, "columns", tuple(self.columns))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise WvError("--batch-size must be at least 1")
+        if self.split not in ("train", "val"):
+            raise WvError("--split must be train or val")
+        if self.class_balance not in ("off", *REALISE):
+            raise WvError("--class-balance must be off, draw or loss")
+        if self.subset_weights_as not in REALISE or self.weight_column_as not in REALISE:
+            raise WvError("weights are realised as draw (how often a sample is drawn) or loss (a weight in the batch)")
+        if self.max_repeat < 1:
+            raise WvError("--max-repeat must be at least 1")
+        if self.epoch_size is not None and self.epoch_size < 1:
+            raise WvError("--epoch-size must be at least 1")
+        if self.rounding not in ("pad", "trim"):
+            raise WvError("--rounding must be pad or trim")
+        if self.shuffle_window is not None and self.shuffle_window < 1:
+            raise WvError("--shuffle-window must be at least 1")
+        if not self.selection or "/" in self.selection:
+            raise WvError("--selection must be auto, none or the name of a score folder under ROOT/scores")
+        parse_column(self.subsets, "--subsets")
+        for column in self.columns:
+            parse_column(column, "--column")
+        if self.weight_column:
+            parse_column(self.weight_column, "--weight-column")
+        self.curriculum_stages, self.gate_list, self.subset_weight_list  # parse now: bad specs fail early
+        mix = self.batch_mix_list
+        if mix is not None and sum(mix) != self.batch_size:
+            raise WvError(f"--batch-mix {self.batch_mix} adds up to {sum(mix)}, not the batch size {self.batch_size}")
+
+    # -- parsed forms ------------------------------------------------------------------------------
+    @cached_property
+    def curriculum_stages(self) -> Curriculum | None:
+        return Curriculum.parse(self.curriculum) if self.curriculum else None
+
+    @cached_property
+    def gate_list(self) -> tuple:
+        return tuple(Gate.parse(g) for g in self.gates)
+
+    @cached_property
+    def subset_weight_list(self) -> list | None:
+        return parse_numbers(self.subset_weights, "--subset-weights") if self.subset_weights else None
+
+    @cached_property
+    def batch_mix_list(self) -> list | None:
+        if not self.batch_mix:
+            return None
+        mix = parse_numbers(self.batch_mix, "--batch-mix", kind=int)
+        if sum(mix) == 0:
+            raise WvError(f"--batch-mix {self.batch_mix} must give some subset a share of the batch")
+        return mix
+
+    @property
+    def uses_subsets(self) -> bool:
+        return bool(self.curriculum or self.subset_weights or self.batch_mix)
+
+    @property
+    def needs_root(self) -> list[str]:
+        """The options that need a dataset root (manifest and sidecars), for a clear error on plain URLs."""
+        flags = {"--curriculum": self.curriculum, "--subset-weights": self.subset_weights, "--batch-mix": self.batch_mix,
+                 "--class-balance": self.class_balance != "off", "--weight-column": self.weight_column,
+                 "--gate": self.gates, "--column": self.columns,
+                 "--selection": self.selection not in ("auto", "none")}
+        return [flag for flag, used in flags.items() if used]
+
+    def score_columns(self) -> list[str]:
+        """Every score column the plan reads (gates, weight column, carried columns), without repeats."""
+        wanted = [g.column for g in self.gate_list] + ([self.weight_column] if self.weight_column else []) + list(self.columns)
+        return list(dict.fromkeys(wanted))
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the batches (a resume state must match it)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

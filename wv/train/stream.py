@@ -1,0 +1,279 @@
+"""The stream: one rank's batches, epoch after epoch, identical on a re-run and resumable at any batch.
+
+    stream = Stream(ROOT, SamplerConfig(batch_size=256, class_balance="draw"), transform=train_transform, workers=8)
+    stream.load_state_dict(checkpoint["stream"])       # optional: carry on where a run stopped
+    while stream.epoch < epochs:
+        for batch in stream:                           # the (rest of the) current epoch
+            loss = (criterion(model(batch["image"]), batch["label"]) * batch["weight"]).mean()
+            ...
+            checkpoint["stream"] = stream.state_dict() # {epoch, step, ...}: a few numbers
+
+Rank and world size come from torch.distributed (or RANK / WORLD_SIZE), and every rank gets the
+same number of batches per epoch (`len(stream)`), so DDP never waits on a rank that ran dry.
+
+Inside each DataLoader worker the samples flow through a webdataset pipeline:
+    planned byte ranges (root) | whole shards through a shuffle buffer (plain URLs)
+      -> decode + transform, the random state seeded by (seed, epoch, step, position)
+      -> webdataset.batched: dicts of image, label, weight, subset, row, key and score columns
+Worker w of n produces batches start+w, start+w+n, ... and the DataLoader hands them out in turn,
+so on a dataset root the batches (augmentations included) do not depend on the number of workers.
+"""
+
+import contextlib
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from wv.errors import WvError
+from wv.shards.read import shard_urls
+from wv.shards.root import Root
+from wv.train.config import SamplerConfig
+from wv.train.reader import RangeReader, decode_image, image_bytes, label_of
+from wv.train.sampling import Planner, RankPlan
+from wv.train.table import load_table
+from wv.train.urls import UrlPlanner
+
+STATE_FORMAT = "wv-stream/1"
+MASK = (1 << 63) - 1
+
+
+def resolve_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Rank and world size: as given, else from torch.distributed, else RANK / WORLD_SIZE, else 0 of 1."""
+    if rank is None or world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            found = dist.get_rank(), dist.get_world_size()
+        else:
+            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank = found[0] if rank is None else rank
+        world_size = found[1] if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise WvError(f"rank {rank} is not in a world of {world_size}")
+    return rank, world_size
+
+
+def sample_seed(*numbers: int) -> int:
+    """A 63-bit seed mixed from a few integers (splitmix64 steps)."""
+    state = 0x9E3779B97F4A7C15
+    for number in numbers:
+        state = (state ^ (number & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return state & MASK
+
+
+@contextlib.contextmanager
+def seeded_random(seed: int):
+    """Run a transform on torch / random / numpy states seeded for one sample, then restore the caller's."""
+    torch_state, python_state, numpy_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    torch.random.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def planned_samples(plan: RankPlan, first: int, every: int):
+    """Raw samples of batches first, first+every, ... read by byte range, with their planned metadata."""
+    reader = RangeReader(plan.shard_paths)
+    try:
+        for step in range(first, plan.steps, every):
+            before = reader.bytes_read
+            raw = reader.read(plan.shard[step], plan.offset[step], plan.length[step])
+            for position, sample in enumerate(raw):
+                yield {
+                    "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": step, "__position__": position,
+                    "row": int(plan.rows[step, position]), "label": int(plan.label[step, position]),
+                    "weight": float(plan.weight[step, position]), "subset": int(plan.subset[step, position]),
+                    "columns": {name: float(values[step, position]) for name, values in plan.columns.items()},
+                    "read_bytes": reader.bytes_read - before if position == 0 else 0,
+                }
+    finally:
+        reader.close()
+
+
+def url_samples(planner: UrlPlanner, epoch: int, rank: int, start: int, worker: int, workers: int, batch_size: int):
+    """Raw samples of a plain-URL slot, with the same fields as planned_samples."""
+    virtual = (start + worker) % workers  # the DataLoader asks worker 0 first, whatever `start` is
+    position = 0
+    for sample in planner.samples(epoch, rank, virtual, workers, start):
+        yield {
+            "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": sample["__step__"],
+            "__position__": position % batch_size, "row": -1, "label": label_of(sample), "weight": 1.0, "subset": -1,
+            "columns": {}, "read_bytes": sum(len(v) for v in sample.values() if isinstance(v, bytes)),
+        }
+        position += 1
+
+
+class Prepare:
+    """Decode and transform one sample, its random state seeded by (seed, epoch, step, position)."""
+
+    def __init__(self, transform, seed: int, epoch: int):
+        self.transform, self.seed, self.epoch = transform, seed, epoch
+
+    def __call__(self, sample: dict) -> dict:
+        image = decode_image(sample.pop("__image__"))
+        if self.transform is None:
+            image = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        else:
+            with seeded_random(sample_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"])):
+                image = self.transform(image)
+        sample["image"] = image
+        return sample
+
+
+def collate(samples: list) -> dict:
+    images = [s["image"] for s in samples]
+    same = all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images)
+    batch = {
+        "image": torch.stack(images) if same else images,
+        "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        "weight": torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
+        "subset": torch.tensor([s["subset"] for s in samples], dtype=torch.int64),
+        "row": torch.tensor([s["row"] for s in samples], dtype=torch.int64),
+        "key": [s["__key__"] for s in samples],
+        "step": samples[0]["__step__"],
+        "read_bytes": sum(s["read_bytes"] for s in samples),
+    }
+    for name in samples[0]["columns"]:
+        batch[name] = torch.tensor([s["columns"][name] for s in samples], dtype=torch.float32)
+    return batch
+
+
+class EpochDataset(IterableDataset):
+    """What each DataLoader worker runs: batches start+w, start+w+n, ... of one rank's epoch."""
+
+    def __init__(self, source, epoch: int, rank: int, start: int, config: SamplerConfig, transform=None):
+        self.source, self.epoch, self.rank, self.start = source, epoch, rank, start  # source: RankPlan | UrlPlanner
+        self.config, self.transform = config, transform
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if isinstance(self.source, RankPlan):
+            samples = planned_samples(self.source, self.start + worker, workers)
+        else:
+            samples = url_samples(self.source, self.epoch, self.rank, self.start, worker, workers, self.config.batch_size)
+        pipeline = wds.DataPipeline(
+            lambda: samples,
+            wds.map(Prepare(self.transform, self.config.seed, self.epoch)),
+            wds.batched(self.config.batch_size, collation_fn=collate, partial=False),
+        )
+        for batch in pipeline:
+            batch["epoch"] = self.epoch
+            yield batch
+
+
+class Stream:
+    """One rank's batches of a dataset root or of plain shard URLs (see the module docstring).
+
+    source      a dataset root, or shard URLs (a list, a glob, a {000..009} pattern)
+    config      SamplerConfig (batch size, selection, weighting, curriculum, gates ...)
+    rank, world_size   default: torch.distributed, else RANK / WORLD_SIZE, else 0 of 1
+    transform   applied to each decoded PIL RGB image (e.g. torchvision RandomResizedCrop + ToTensor);
+                None gives uint8 CHW tensors (a list when sizes differ)
+    workers, pin_memory, prefetch_factor   DataLoader settings (workers=0: in this process)
+    """
+
+    def __init__(self, source, config: SamplerConfig | None = None, *, rank=None, world_size=None, transform=None,
+                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, progress: bool = False):
+        self.config = config or SamplerConfig()
+        self.rank, self.world_size = resolve_world(rank, world_size)
+        self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
+        if workers < 0:
+            raise WvError("--workers must be 0 or more")
+        if isinstance(source, (str, Path)) and Root(source).exists():
+            self.kind = "root"
+            self.planner = Planner(load_table(source, self.config), self.config, self.world_size)
+        else:
+            self.kind = "urls"
+            urls = [str(u) for u in source] if isinstance(source, (list, tuple)) else shard_urls(source, self.config.split)
+            self.planner = UrlPlanner(urls, self.config, self.world_size, progress=progress)
+        self.epoch, self.step = 0, 0
+        self._plan: RankPlan | None = None
+
+    # -- the plan ------------------------------------------------------------------------------
+    def steps(self, epoch: int | None = None) -> int:
+        """Batches per rank in an epoch (the current one by default); the same on every rank."""
+        return self.planner.steps(self.epoch if epoch is None else epoch)
+
+    def __len__(self) -> int:
+        return self.steps()
+
+    def rank_plan(self, epoch: int) -> RankPlan:
+        """This rank's planned batches of an epoch (dataset roots only)."""
+        if self.kind != "root":
+            raise WvError("plain shard URLs have no per-sample plan; they are streamed whole")
+        if self._plan is None or self._plan.epoch != epoch:
+            self._plan = None  # free the previous epoch's plan first
+            self._plan = self.planner.rank_plan(self.planner.plan(epoch), self.rank)
+        return self._plan
+
+    def dataset(self, epoch: int | None = None, start: int | None = None) -> EpochDataset:
+        """The IterableDataset of an epoch from batch `start` (default: the current position)."""
+        epoch = self.epoch if epoch is None else epoch
+        start = self.step if start is None else start
+        source = self.rank_plan(epoch) if self.kind == "root" else self.planner
+        return EpochDataset(source, epoch, self.rank, start, self.config, self.transform)
+
+    def loader(self, epoch: int | None = None, start: int | None = None) -> DataLoader:
+        """A DataLoader over `dataset()`: batches in order, one per worker in turn."""
+        extra = {"prefetch_factor": self.prefetch_factor} if self.workers else {}
+        return DataLoader(self.dataset(epoch, start), batch_size=None, num_workers=self.workers,
+                          pin_memory=self.pin_memory, persistent_workers=False, **extra)
+
+    # -- iteration and state -------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Start `epoch` from its first batch on the next iteration."""
+        self.epoch, self.step = epoch, 0
+
+    def __iter__(self):
+        """The rest of the current epoch; afterwards the stream stands at the start of the next one."""
+        epoch, steps = self.epoch, self.steps()
+        for batch in self.loader(epoch, self.step):
+            if batch["step"] != self.step:
+                raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
+            self.step += 1
+            yield batch
+        if self.step != steps:
+            raise RuntimeError(f"epoch {epoch} ended after {self.step} of {steps} batches")
+        self.epoch, self.step = epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        """Where the stream stands: enough to regenerate the plan and skip to the next batch."""
+        state = {"format": STATE_FORMAT, "epoch": self.epoch, "step": self.step, "seed": self.config.seed,
+                 "config": self.config.fingerprint(), "world_size": self.world_size, "batch_size": self.config.batch_size,
+                 "source": self.kind}
+        if self.kind == "urls":
+            state["workers"] = self.workers
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved state: mid-epoch it must come from the same config, world size
+        (and, for plain URLs, the same number of workers); at an epoch boundary anything may change."""
+        if state.get("format") != STATE_FORMAT:
+            raise WvError("the stream state was not written by this version of wv (no wv-stream/1 format)")
+        epoch, step = int(state["epoch"]), int(state["step"])
+        if step:
+            checks = [("config", self.config.fingerprint(), "sampler options"), ("world_size", self.world_size, "world size"),
+                      ("source", self.kind, "kind of source")]
+            if self.kind == "urls":
+                checks.append(("workers", self.workers, "number of loader workers"))
+            for key, now, what in checks:
+                if state.get(key) != now:
+                    raise WvError(f"the stream state is {step} batches into epoch {epoch} with another {what} "
+                                  f"({state.get(key)} then, {now} now); resume with the same, or from an epoch boundary")
+            if step > self.steps(epoch):
+                raise WvError(f"the stream state is at batch {step} of epoch {epoch}, which has only {self.steps(epoch)}")
+        self.epoch, self.step = epoch, step
+        if step and step == self.steps(epoch):
+            self.epoch, self.step = epoch + 1, 0
