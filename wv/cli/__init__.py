@@ -18,6 +18,8 @@ COMMANDS = {
     "select": "wv.cli.select:select",
     "audit": "wv.cli.audit:audit",
     "stream": "wv.cli.stream:stream",
+    "embed": "wv.cli.embed:embed",
+    "curriculum": "wv.cli.curriculum:curriculum",
 }
 
 

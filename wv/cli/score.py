@@ -4,7 +4,10 @@ import click
 
 from wv.cli import LazyGroup
 
-SCORERS = {}
+SCORERS = {
+    "density": "wv.cli.score_image:density",
+    "confidence": "wv.cli.score_image:confidence",
+}
 
 
 @click.group(cls=LazyGroup, lazy_commands=SCORERS)

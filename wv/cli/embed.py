@@ -1,0 +1,57 @@
+import click
+
+from wv.cli.common import finish, json_option
+
+
+def model_options(fn):
+    """--model, --weights, --pretrained, --model-config: a wv checkpoint or an open_clip model."""
+    fn = click.option("--model-config", "model_config", type=click.Path(dir_okay=False), default=None,
+                      help="open_clip config JSON of a custom architecture (its file name, less .json, is the model name).")(fn)
+    fn = click.option("--pretrained", default=None, help="open_clip pretrained tag (must already be in the local cache: no downloads).")(fn)
+    fn = click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local open_clip weights file.")(fn)
+    return click.option("--model", "model", default=None,
+                        help="A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.")(fn)
+
+
+def loop_options(fn):
+    fn = click.option("--device", default="auto", show_default=True, help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")(fn)
+    fn = click.option("--loader-workers", default=2, show_default=True, help="Processes decoding images (0: in this process).")(fn)
+    return click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")(fn)
+
+
+@click.command()
+@click.argument("root", type=click.Path())
+@model_options
+@click.option("--name", default=None, help="Write ROOT/features/NAME (default: clip for open_clip models, model for checkpoints).")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@loop_options
+@click.option("--overwrite", is_flag=True, help="Replace features made with another model or options.")
+@click.option("--seed", default=0, show_default=True, help="Seeds torch (the features themselves are deterministic).")
+@json_option
+def embed(root, model, weights, pretrained, model_config, name, split, batch_size, loader_workers, device, overwrite, seed, as_json):
+    """Image features per shard: ROOT/features/NAME/{shard}.npy (float16, shard order).
+
+    From an open_clip model (its L2-normalised image embedding) or a `wv train` checkpoint (the
+    input of its classifier). Images are decoded from the shards with the model's preprocessing;
+    on the GPU when there is one. Under torchrun every rank takes its own shards. A re-run skips
+    the shards already done.
+
+    \b
+    Example:
+      wv embed ROOT --model ViT-B-32 --weights ~/models/vit-b-32-laion2b.bin
+      wv embed ROOT --model runs/tiny/checkpoint.pt --name tiny
+      torchrun --nproc_per_node 8 -m wv embed ROOT --model ViT-L-14 --pretrained openai
+    """
+    from wv.curate.embed import ModelSpec
+    from wv.curate.embed import embed as run_embed
+
+    spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
+    figures = run_embed(root, spec, name=name, split=split, batch_size=batch_size, loader_workers=loader_workers, device=device,
+                        overwrite=overwrite, seed=seed)
+    rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
+    finish(f"wv embed: {root}{rank}", figures, as_json, [
+        f"{figures['kind']} {figures['model']}: {figures['dim']}-d features on {figures['device']}",
+        f"embedded {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
+        f"features: {figures['paths']['features']}",
+        f"next: wv score density {root} --features {figures['name']}",
+    ])

@@ -1,0 +1,93 @@
+"""`wv score density` and `wv score confidence`: image scores (see wv/curate/density.py, confidence.py)."""
+
+import click
+
+from wv.cli.common import finish, json_option
+from wv.cli.embed import loop_options, model_options
+
+
+@click.command()
+@click.argument("root", type=click.Path())
+@click.option("--features", default=None, help="Which ROOT/features/NAME to use (default: the only one there).")
+@click.option("--name", default="density", show_default=True, help="Write ROOT/scores/NAME.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("--dim", default=256, show_default=True, help="PCA to this many dimensions when the features are wider.")
+@click.option("--quantile", default=0.6, show_default=True, help="d_c is this quantile of the class's distances.")
+@click.option("--mode", type=click.Choice(["auto", "exact", "approximate"]), default="auto", show_default=True,
+              help="exact: every pair. approximate: sampled anchors. auto: exact up to --exact-max samples per class.")
+@click.option("--exact-max", default=100_000, show_default=True, help="In auto mode, larger classes are approximated.")
+@click.option("--anchors", default=10_000, show_default=True, help="Samples standing for a class in approximate mode.")
+@click.option("--device", default="auto", show_default=True, help="auto (GPU when there is one), cpu, cuda ...")
+@click.option("--memory-gb", default=4.0, show_default=True, help="Memory for features and distances (half each).")
+@click.option("--overwrite", is_flag=True, help="Replace a density score made with other options.")
+@click.option("--seed", default=0, show_default=True, help="PCA and sampling seed (the reference's random_state).")
+@json_option
+def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, as_json):
+    """CurriculumNet density per class: density, delta and the class's cutoff d_c for every sample.
+
+    Per class: PCA to --dim dims, Euclidean distances, d_c = the --quantile of all pairwise
+    distances, density = neighbours closer than d_c, delta = the distance to the nearest denser
+    sample. Exact without ever holding the N x N matrix (tiles, float32 with float64 where it
+    matters); classes over --exact-max samples are approximated from --anchors samples.
+    Writes ROOT/scores/NAME/{shard}.parquet: __key__, density, delta, cutoff. Then split into
+    curriculum subsets with `wv curriculum split`.
+
+    \b
+    Example:
+      wv score density ROOT --features clip
+      wv curriculum split ROOT --by density --subsets 3
+    """
+    from wv.curate.density import DensityOptions, score_density
+
+    opts = DensityOptions(features=features or "", split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max,
+                          anchors=anchors, seed=seed)
+    figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite)
+    finish(f"wv score density: {root}", figures, as_json, [
+        f"features {figures['features']} ({figures['dim']}-d) on {figures['device']}: {figures['classes']} classes, {figures['samples']} samples",
+        f"classes computed now {figures['classes_done']} (exact {figures['exact']}, approximate {figures['approximate']}), "
+        f"resumed {figures['classes_resumed']}; largest class {figures['largest_class']}, slowest {figures['slowest_class_seconds']} s",
+        f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s",
+        f"scores: {figures['paths']['scores']}",
+        f"next: wv curriculum split {root} --by {name}",
+    ])
+
+
+@click.command()
+@click.argument("root", type=click.Path())
+@model_options
+@click.option("--templates", default="simple", show_default=True,
+              help="CLIP prompts: simple, openai, or your own with {} for the class name, separated by |.")
+@click.option("--class-names", "names", type=click.Choice(["wordnet", "imagenet"]), default="wordnet", show_default=True,
+              help="CLIP class names: the first WordNet name (wv.json), or open_clip's ImageNet names (WebVision 1.0 only).")
+@click.option("--name", default="confidence", show_default=True, help="Write ROOT/scores/NAME.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@loop_options
+@click.option("--overwrite", is_flag=True, help="Replace a confidence score made with another model or options.")
+@click.option("--seed", default=0, show_default=True, help="Seeds torch (scores are deterministic).")
+@json_option
+def confidence(root, model, weights, pretrained, model_config, templates, names, name, split, batch_size, loader_workers, device,
+               overwrite, seed, as_json):
+    """Model confidence: p_label (probability of the labelled class), top1 and p_top1 per sample.
+
+    From a CLIP model, zero-shot over the class names (prompts such as "a photo of a {}."), or
+    from a `wv train` checkpoint. Writes ROOT/scores/NAME/{shard}.parquet. A re-run skips the
+    shards already done; under torchrun every rank takes its own shards.
+
+    \b
+    Example:
+      wv score confidence ROOT --model ViT-B-32 --weights ~/models/vit-b-32.bin --class-names imagenet
+      wv score confidence ROOT --model runs/r50/checkpoint.pt
+      wv select ROOT --drop "confidence.p_label < 0.05"
+    """
+    from wv.curate.confidence import score_confidence
+    from wv.curate.embed import ModelSpec
+
+    spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
+    figures = score_confidence(root, spec, name=name, split=split, templates=templates, names=names, batch_size=batch_size,
+                               loader_workers=loader_workers, device=device, overwrite=overwrite, seed=seed)
+    rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
+    finish(f"wv score confidence: {root}{rank}", figures, as_json, [
+        f"{figures['kind']} {figures['model']} over {figures['classes']} classes on {figures['device']}",
+        f"scored {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
+        f"scores: {figures['paths']['scores']} (p_label, top1, p_top1)",
+    ])

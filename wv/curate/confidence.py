@@ -1,0 +1,131 @@
+"""`wv score confidence`: how much a model believes each sample's label.
+
+Writes ROOT/scores/{name}/{shard}.parquet: __key__, p_label (the probability of the labelled class),
+top1 (the most probable class, as a label of this root; null when a checkpoint's top class is not one
+of the root's classes) and p_top1 (its probability).
+
+Two kinds of model:
+  CLIP zero-shot  an open_clip model (wv.curate.embed.ModelSpec); a classifier over the root's classes
+                  from their names (wv.json: the first WordNet name of each synset, or with
+                  `class_names="imagenet"` open_clip's curated ImageNet names for the 1,000 WebVision
+                  1.0 classes) and prompt templates ("a photo of a {}." ...); probabilities are the
+                  softmax of logit_scale * cosine similarity. The tokenizer's BPE vocabulary ships
+                  inside open_clip, so this runs offline.
+  checkpoint      a `wv train` checkpoint (wv/models.py); softmax over its outputs, matched to the
+                  root's classes by synset (every root class must be one of its classes).
+Same loop as `wv embed`: shards decoded in DataLoader workers, batches on the GPU when there is one,
+disjoint shards per torchrun rank, a re-run skips the shards already written.
+"""
+
+import time
+from importlib import resources
+
+import numpy as np
+import polars as pl
+import torch
+
+from wv.curate.embed import ImageModel, ModelSpec, load_image_model, map_images, my_shards, pick_device
+from wv.errors import WvError
+from wv.shards import sidecars
+from wv.shards.root import Root
+
+TEMPLATE_SETS = ("simple", "openai")
+CLASS_NAMES = ("wordnet", "imagenet")
+
+
+def templates_for(templates: str) -> list:
+    import open_clip
+
+    if templates == "simple":
+        return list(open_clip.SIMPLE_IMAGENET_TEMPLATES)
+    if templates == "openai":
+        return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
+    if "{}" in templates:
+        return [t.strip() for t in templates.split("|") if t.strip()]
+    raise WvError(f"--templates must be simple, openai, or your own prompts with {{}} for the class name, separated by |")
+
+
+def class_names(classes: list[dict], which: str = "wordnet") -> list[str]:
+    if which == "wordnet":
+        return [c["names"].split(",")[0].strip() or c["synset"] for c in classes]
+    if which == "imagenet":
+        import open_clip
+
+        lines = resources.files("wv").joinpath("data", "webvision1_synsets.txt").read_text().splitlines()
+        if [c["synset"] for c in classes] != [line.split(" ")[0] for line in lines]:
+            raise WvError("--class-names imagenet needs the 1,000 WebVision 1.0 classes in their order; use --class-names wordnet")
+        return list(open_clip.IMAGENET_CLASSNAMES)
+    raise WvError(f"--class-names must be one of {', '.join(CLASS_NAMES)}")
+
+
+class Scorer:
+    """probabilities over the root's classes (or a checkpoint's, mapped back) for a batch of images."""
+
+    def __init__(self, model: ImageModel, classes: list[dict], templates: str, names: str):
+        self.model = model
+        self.synsets = [c["synset"] for c in classes]
+        if model.kind == "clip":
+            self.head = self.zero_shot_head(templates_for(templates), class_names(classes, names))
+            self.column_of_label = torch.arange(len(classes))
+            self.label_of_column = torch.arange(len(classes))
+        else:
+            self.column_of_label, self.label_of_column = self.match_checkpoint(model.checkpoint["classes"])
+
+    @torch.no_grad()
+    def zero_shot_head(self, templates: list, names: list[str]) -> torch.Tensor:
+        import open_clip
+
+        tokenizer = open_clip.get_tokenizer(self.model.name)
+        head = open_clip.build_zero_shot_classifier(self.model.net, tokenizer, names, templates, num_classes_per_batch=50,
+                                                    device=self.model.device)
+        return head * self.model.net.logit_scale.exp()
+
+    def match_checkpoint(self, checkpoint_classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        column = {synset: i for i, synset in enumerate(checkpoint_classes)}
+        missing = [s for s in self.synsets if s not in column]
+        if missing:
+            raise WvError(f"the checkpoint does not know {len(missing)} of this root's classes (e.g. {missing[0]}); it was trained on other classes")
+        label = {synset: i for i, synset in enumerate(self.synsets)}
+        return (torch.tensor([column[s] for s in self.synsets]),
+                torch.tensor([label.get(s, -1) for s in checkpoint_classes]))
+
+    @torch.no_grad()
+    def __call__(self, images, labels) -> dict:
+        if images is None:
+            return {"p_label": np.zeros(0, np.float32), "top1": np.zeros(0, np.int32), "p_top1": np.zeros(0, np.float32)}
+        if self.model.kind == "clip":
+            logits = self.model.features(images) @ self.head
+        else:
+            logits = self.model.logits(images)
+        probs = logits.float().softmax(1).cpu()
+        p_label = probs.gather(1, self.column_of_label[labels][:, None])[:, 0]
+        p_top1, column = probs.max(1)
+        return {"p_label": p_label.numpy(), "top1": self.label_of_column[column].numpy().astype(np.int32), "p_top1": p_top1.numpy()}
+
+
+def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str = "train", templates: str = "simple",
+                     names: str = "wordnet", batch_size: int = 256, loader_workers: int = 0, device: str = "auto",
+                     overwrite: bool = False, seed: int = 0) -> dict:
+    """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures."""
+    root = Root(root)
+    classes = root.classes()
+    torch.manual_seed(seed)
+    started = time.time()
+    dev = pick_device(device)
+    model = load_image_model(spec, dev)
+    scorer = Scorer(model, classes, templates, names)
+    options = {"model": spec.fingerprint(), "kind": model.kind, "split": split, "format": "wv-confidence/1",
+               **({"templates": templates, "class_names": names} if model.kind == "clip" else {})}
+    shards, rank, world = my_shards(root, "scores", name, options, overwrite, split)
+    skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
+
+    def write(shard, out):
+        frame = pl.DataFrame({
+            "__key__": sidecars.shard_keys(root, shard), "p_label": pl.Series(out["p_label"], dtype=pl.Float32),
+            "top1": pl.Series(out["top1"], dtype=pl.Int32), "p_top1": pl.Series(out["p_top1"], dtype=pl.Float32)})
+        sidecars.write_scores(root, name, shard, frame.with_columns(pl.when(pl.col("top1") >= 0).then(pl.col("top1")).alias("top1")))
+
+    samples = map_images(root, model, shards, scorer, write, batch_size, loader_workers, desc=f"confidence {model.kind}")
+    return {"name": name, "kind": model.kind, "model": model.name, "classes": len(classes), "device": str(dev), "rank": rank,
+            "world_size": world, "shards_written": len(shards), "shards_skipped": skipped, "samples": samples,
+            "seconds": round(time.time() - started, 2), "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}

@@ -1,0 +1,140 @@
+"""Image classifiers by name, and the `wv train` checkpoint format that `wv embed`, `wv score confidence`
+and `wv eval` read.
+
+A checkpoint is one `torch.save`d dict (loaded with weights_only=True, so it holds only tensors and
+plain Python values):
+
+    format       "wv-checkpoint/1"
+    arch         an architecture name build_model knows ("resnet50", "tinycnn" ...)
+    num_classes  outputs of the classifier
+    classes      the synset of each output, in order (["n01440764", ...])
+    model        the model's state_dict (of the bare model, not a DDP wrapper)
+    input        {"size": pixels, "mean": [r, g, b], "std": [r, g, b]}: the evaluation preprocessing
+    arch_options optional: keyword arguments build_model passed to the constructor ({"width": 32})
+    ...          whatever else the trainer keeps ("optimizer", "sampler", "step" ...)
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wv.errors import WvError
+from wv.io import atomic_path
+
+FORMAT = "wv-checkpoint/1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "densenet121")
+ARCHS = (*TORCHVISION_ARCHS, "tinycnn")
+DEFAULT_SIZE = {"tinycnn": 64}  # others: 224
+
+
+class TinyCNN(nn.Module):
+    """Four conv blocks and a linear classifier: trains on CPU in seconds (tests, demo)."""
+
+    def __init__(self, num_classes: int, width: int = 32):
+        super().__init__()
+        channels = [3, width // 2, width, width * 2, width * 2]
+        blocks = []
+        for c_in, c_out in zip(channels, channels[1:]):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
+    """A freshly initialised classifier (no downloaded weights); `kw` goes to the constructor."""
+    if num_classes < 1:
+        raise WvError("a model needs at least one class")
+    if arch == "tinycnn":
+        return TinyCNN(num_classes, **kw)
+    if arch in TORCHVISION_ARCHS:
+        import torchvision
+
+        return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes, **kw)
+    raise WvError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def default_input(arch: str) -> dict:
+    return {"size": DEFAULT_SIZE.get(arch, 224), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def save_checkpoint(path, model: nn.Module, arch: str, num_classes: int, classes: list, extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically. `extra` adds keys (optimizer, step ...; `input` overrides the default)."""
+    if len(classes) != num_classes:
+        raise ValueError(f"{len(classes)} class names for {num_classes} outputs")
+    model = getattr(model, "module", model)  # a DDP wrapper saves its bare model
+    checkpoint = {"format": FORMAT, "arch": arch, "num_classes": int(num_classes), "classes": list(classes),
+                  "input": default_input(arch), **(extra or {}), "model": model.state_dict()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return path
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The checkpoint dict, checked to be a wv checkpoint (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WvError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise WvError(f"{path} is not a wv checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:120]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise WvError(f"{path} is not a wv checkpoint (no format {FORMAT!r}); make one with `wv train`")
+    missing = [k for k in ("arch", "num_classes", "classes", "model") if k not in checkpoint]
+    if missing:
+        raise WvError(f"{path} is a damaged wv checkpoint: it lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode, checkpoint dict). WvError on a missing file, a non-wv file, an unknown arch."""
+    checkpoint = read_checkpoint(path, map_location)
+    model = build_model(checkpoint["arch"], checkpoint["num_classes"], **checkpoint.get("arch_options", {}))
+    state = {k.removeprefix("module."): v for k, v in checkpoint["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise WvError(f"{path}: the weights do not fit a {checkpoint['arch']} with {checkpoint['num_classes']} classes "
+                      f"({str(error).splitlines()[0][:120]})") from None
+    return model.to(map_location).eval(), checkpoint
+
+
+def classifier_layer(model: nn.Module) -> nn.Linear:
+    """The last nn.Linear registered in the model: the classifier for every model build_model makes."""
+    linears = [m for m in getattr(model, "module", model).modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise WvError(f"{type(model).__name__} has no linear classifier to take penultimate features from")
+    return linears[-1]
+
+
+def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The input of the final classifier layer for a batch of images (the model's image features)."""
+    captured = []
+    hook = classifier_layer(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    try:
+        model(images)
+    finally:
+        hook.remove()
+    return captured[-1].flatten(1)
+
+
+def eval_transform(input_spec: dict):
+    """Resize the short side, centre-crop, normalise: the evaluation preprocessing of a checkpoint."""
+    from torchvision import transforms as T
+
+    size = int(input_spec["size"])
+    return T.Compose([
+        T.Lambda(to_rgb), T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
+        T.ToTensor(), T.Normalize(input_spec["mean"], input_spec["std"]),
+    ])
+
+
+def to_rgb(image):
+    return image.convert("RGB")
