@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from wv.errors import WvError
 from wv.shards.read import shard_urls
@@ -69,17 +69,21 @@ def sample_seed(*numbers: int) -> int:
 
 @contextlib.contextmanager
 def seeded_random(seed: int):
-    """Run a transform on torch / random / numpy states seeded for one sample, then restore the caller's."""
-    torch_state, python_state, numpy_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    """Run a transform on torch / random / numpy states seeded for one sample. In the main process
+    the caller's states are restored afterwards; a loader worker's own states need no restoring."""
+    in_worker = get_worker_info() is not None
+    if not in_worker:
+        saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
     torch.random.default_generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
     try:
         yield
     finally:
-        torch.set_rng_state(torch_state)
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+        if not in_worker:
+            torch.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
 
 
 def planned_samples(plan: RankPlan, first: int, every: int):
@@ -135,7 +139,7 @@ def collate(samples: list) -> dict:
     images = [s["image"] for s in samples]
     same = all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images)
     batch = {
-        "image": torch.stack(images) if same else images,
+        "image": default_collate(images) if same else images,  # in a worker: stacked straight into shared memory
         "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
         "weight": torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
         "subset": torch.tensor([s["subset"] for s in samples], dtype=torch.int64),

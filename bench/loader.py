@@ -1,0 +1,196 @@
+"""Streaming loader speed: wv's Stream beside a plain webdataset pipeline and torchvision ImageFolder,
+same images, same transform, same worker count, one run; plus the single-core decode limit and the
+bytes a curriculum's first stage reads.
+
+    python bench/loader.py --classes 20 --per-class 300 --workers 2 --batch-size 64
+
+    wv stream     Stream over the dataset root with class-balanced draws, curriculum subsets (the
+                  final stage, all subsets, so it sees as many images as the others) and subset
+                  loss weights switched on; batches carry image, label, weight, subset, key
+    webdataset    WebDataset(urls).shuffle(1000).decode("pil").to_tuple("jpg", "cls") -> transform
+                  -> batched, in a WebLoader (shards split by worker)
+    ImageFolder   the same JPEG bytes extracted once to ROOT-tree/{label}/{key}.jpg, shuffled DataLoader
+    decode limit  one core: JPEG decode alone, and decode + the transform; x workers is the ceiling
+The transform is RandomResizedCrop(--crop, 224) + horizontal flip + ToTensor. The page cache is warmed first.
+Each loader runs --rounds times, interleaved; the best round counts. Prints samples/s and ratios.
+"""
+
+import argparse
+import io
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from wv.shards import sidecars  # noqa: E402
+from wv.shards.build import BuildOptions, build  # noqa: E402
+from wv.shards.read import read_range, shard_urls  # noqa: E402
+from wv.shards.root import Root  # noqa: E402
+from wv.synth import SynthOptions, write_synth  # noqa: E402
+
+SUBSET_OF = {"clean": 0, "flip": 1, "outlier": 2}
+
+
+def prepare(out: Path, classes: int, per_class: int, size: str, workers: int) -> tuple[Path, Path]:
+    """The synthetic set, its root with curriculum subsets (from the ground truth), the ImageFolder tree."""
+    name = f"{classes}x{per_class}-{size}"
+    source, root, tree = out / f"synth-{name}", out / f"root-{name}", out / f"tree-{name}"
+    width, height = (int(v) for v in size.split("x"))
+    if not (source / "ground_truth.parquet").is_file():
+        shutil.rmtree(source, ignore_errors=True)
+        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=0, noise=0.3, imbalance=3.0,
+                                         width=width, height=height, seed=0), workers=workers)
+    if not Root(root).exists() or not Root(root).shards_table_path.is_file():
+        build(source, root, BuildOptions(split="train", shard_size=250, check="cheap"), workers=workers, progress=False)
+    r = Root(root)
+    truth = pl.read_parquet(source / "ground_truth.parquet").select("__key__", "noise")
+    for shard in r.shard_names("train"):
+        if not r.score_path("curriculum", shard).is_file():
+            frame = sidecars.shard_keys(r, shard).to_frame().join(truth, on="__key__", how="left", maintain_order="left")
+            subset = frame["noise"].replace_strict(SUBSET_OF, return_dtype=pl.Int8).alias("subset")
+            sidecars.write_scores(r, "curriculum", shard, frame.select("__key__").with_columns(subset))
+    if not (tree / ".complete").is_file():
+        shutil.rmtree(tree, ignore_errors=True)
+        manifest = r.manifest("train").select("__key__", "shard", "offset", "length", "label").collect()
+        for key, shard, offset, length, label in manifest.iter_rows():
+            folder = tree / f"{label:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{key}.jpg").write_bytes(read_range(r.shard_path(shard), offset, length)["jpg"])
+        (tree / ".complete").write_text("")
+    return root, tree
+
+
+def warm(root: Path, tree: Path) -> int:
+    total = sum(len(p.read_bytes()) for p in (root / "shards").glob("*.tar"))
+    return total + sum(len(p.read_bytes()) for p in tree.rglob("*.jpg"))
+
+
+CROP = [224]
+
+
+def train_transform():
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.RandomResizedCrop(CROP[0], antialias=True), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+
+
+def decode_limit(tree: Path, images: int) -> tuple[float, float]:
+    """Single core: JPEG decodes per second, and decode + transform per second."""
+    paths = sorted(tree.rglob("*.jpg"))[:images]
+    data = [p.read_bytes() for p in paths]
+    transform = train_transform()
+    start = time.perf_counter()
+    for d in data:
+        Image.open(io.BytesIO(d)).convert("RGB")
+    decode = len(data) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for d in data:
+        transform(Image.open(io.BytesIO(d)).convert("RGB"))
+    return decode, len(data) / (time.perf_counter() - start)
+
+
+def count(loader, image_of) -> tuple[int, float]:
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        n += image_of(batch).shape[0]
+    return n, n / (time.perf_counter() - start)
+
+
+def run_wv(root: Path, args) -> tuple[int, float]:
+    from wv.train import SamplerConfig, Stream
+
+    config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2",
+                           subset_weights="1,0.5,0.5", rounding="trim", seed=0)
+    stream = Stream(root, config, transform=train_transform(), workers=args.workers)
+    stream.set_epoch(2)  # the last stage: every subset
+    return count(stream, lambda b: b["image"])
+
+
+def run_webdataset(root: Path, args) -> tuple[int, float]:
+    import webdataset as wds
+
+    urls = shard_urls(root)
+    dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False, seed=0).shuffle(1000).decode("pil")
+               .to_tuple("jpg", "cls").map_tuple(train_transform(), lambda x: x).batched(args.batch_size, partial=False))
+    loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers)
+    return count(loader, lambda b: b[0])
+
+
+def run_imagefolder(tree: Path, args) -> tuple[int, float]:
+    from torchvision.datasets import ImageFolder
+
+    loader = torch.utils.data.DataLoader(ImageFolder(str(tree), train_transform()), batch_size=args.batch_size, shuffle=True,
+                                         num_workers=args.workers, drop_last=True)
+    return count(loader, lambda b: b[0])
+
+
+def first_stage_bytes(root: Path, args) -> dict:
+    """A curriculum's first stage (clean subset only): planned and measured bytes vs whole shards."""
+    from wv.train import SamplerConfig, Stream
+    from wv.train.report import describe
+
+    config = SamplerConfig(batch_size=args.batch_size, curriculum="0:0;1:0,1;2:0,1,2", rounding="trim", seed=0)
+    stream = Stream(root, config, workers=args.workers)
+    plan = describe(stream.planner, 0)
+    start = time.perf_counter()
+    read = samples = 0
+    for batch in stream:
+        read += batch["read_bytes"]
+        samples += len(batch["key"])
+    seconds = time.perf_counter() - start
+    return {"shard_bytes": plan["shards"]["bytes_total"], "planned": plan["shards"]["bytes_read"], "read": read,
+            "pool": plan["funnel"]["pool"], "samples": plan["funnel"]["samples"], "seconds": seconds, "rate": samples / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--per-class", type=int, default=300)
+    parser.add_argument("--size", default="340x256")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--crop", type=int, default=224, help="RandomResizedCrop size")
+    parser.add_argument("--out", default="bench-out/loader")
+    args = parser.parse_args()
+    CROP[0] = args.crop
+    torch.set_num_threads(1)
+
+    root, tree = prepare(Path(args.out), args.classes, args.per_class, args.size, args.workers)
+    warmed = warm(root, tree)
+    images = Root(root).shards("train")["samples"].sum()
+    print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, crop {args.crop}")
+    decode, decode_transform = decode_limit(tree, 1000)
+    print(f"decode limit (1 core): decode {decode:,.0f} img/s; decode + transform {decode_transform:,.0f} img/s "
+          f"(x{args.workers} workers: {decode_transform * args.workers:,.0f})")
+
+    best = {}
+    runners = {"wv stream": lambda: run_wv(root, args), "webdataset": lambda: run_webdataset(root, args),
+               "ImageFolder": lambda: run_imagefolder(tree, args)}
+    for round_ in range(args.rounds):
+        for name, runner in runners.items():
+            n, rate = runner()
+            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s")
+            best[name] = max(best.get(name, 0.0), rate)
+    ceiling = decode_transform * args.workers
+    print("best of rounds:")
+    for name, rate in best.items():
+        print(f"  {name:<12} {rate:>8,.0f} samples/s  = {rate / ceiling:.2f} of the decode + transform limit")
+    print(f"ratio wv / webdataset  {best['wv stream'] / best['webdataset']:.3f}")
+    print(f"ratio wv / ImageFolder {best['wv stream'] / best['ImageFolder']:.3f}")
+
+    stage = first_stage_bytes(root, args)
+    print(f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "
+          f"{stage['read'] / 1e6:.1f} MB (planned {stage['planned'] / 1e6:.1f} MB) of {stage['shard_bytes'] / 1e6:.1f} MB of shards "
+          f"= {stage['read'] / stage['shard_bytes']:.3f}; whole-shard streaming reads 1.000 ({stage['rate']:,.0f} samples/s)")
+
+
+if __name__ == "__main__":
+    main()
