@@ -193,3 +193,19 @@ def test_wv_stream_bad_options_exit_2(stream_root, wv_cli, args, message):
 def test_wv_stream_help_has_an_example(wv_cli):
     result = wv_cli("stream", "--help")
     assert result.exit_code == 0 and "Example:" in result.output and "--class-balance" in result.output
+
+
+def test_member_parser_reads_pax_gnu_and_ustar_long_names():
+    import io
+    import tarfile
+
+    from wv.train.reader import split_members
+
+    for fmt, name in [(tarfile.PAX_FORMAT, "k" * 120), (tarfile.GNU_FORMAT, "d/" + "k" * 120), (tarfile.USTAR_FORMAT, "d" * 90 + "/" + "k" * 90)]:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+            for ext, data in [("jpg", b"image"), ("cls", b"3")]:
+                info = tarfile.TarInfo(f"{name}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        assert split_members(buffer.getvalue()) == {"__key__": name, "jpg": b"image", "cls": b"3"}

@@ -17,40 +17,46 @@ from webdataset.tariterators import base_plus_ext
 from wv.errors import WvError
 
 BLOCK = 512
+REGULAR, OLD_REGULAR, PAX, GNU_LONG_NAME = ord("0"), 0, ord("x"), ord("L")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "ppm", "pgm", "bmp", "gif", "tif", "tiff")
 
 
-def split_members(chunk) -> dict:
-    """The members of one sample's byte range -> {'__key__': key, ext: bytes, ...}."""
-    sample, position, end, long_name = {}, 0, len(chunk), None
+def split_members(chunk: bytes, start: int = 0, end: int | None = None) -> dict:
+    """The members of one sample at chunk[start:end] -> {'__key__': key, ext: bytes, ...}.
+
+    Keys and extensions follow webdataset's rule (key up to the first dot of the file name)."""
+    sample, position, long_name = {}, start, None
+    end = len(chunk) if end is None else end
     while position + BLOCK <= end:
-        header = chunk[position:position + BLOCK]
-        if header[0] == 0:
+        header = position
+        if chunk[header] == 0:
             break
-        size = int(bytes(header[124:136]).strip(b"\0 ") or b"0", 8)
-        data = chunk[position + BLOCK:position + BLOCK + size]
-        position += BLOCK + -(-size // BLOCK) * BLOCK
-        kind = bytes(header[156:157])
-        if kind in (b"x", b"L"):
-            long_name = pax_path(bytes(data)) if kind == b"x" else bytes(data).rstrip(b"\0").decode()
+        size = int(chunk[header + 124:header + 136].strip(b"\0 ") or b"0", 8)
+        kind = chunk[header + 156]
+        data = header + BLOCK
+        position = data + -(-size // BLOCK) * BLOCK
+        if kind in (PAX, GNU_LONG_NAME):
+            long_name = pax_path(chunk[data:data + size]) if kind == PAX else chunk[data:data + size].rstrip(b"\0").decode()
             continue
-        if kind not in (b"0", b"\0", b""):
+        if kind not in (REGULAR, OLD_REGULAR):
             continue
-        name = long_name or ustar_name(header)
-        long_name = None
+        name, long_name = long_name or ustar_name(chunk, header), None
         key, ext = base_plus_ext(name)
         if key is None:
             continue
         if sample.setdefault("__key__", key) != key:
             raise WvError("a planned byte range holds two samples; the manifest does not match the shard (run `wv shard verify`)")
-        sample[ext.lower()] = bytes(data)
+        sample[ext.lower()] = chunk[data:data + size]
     return sample
 
 
-def ustar_name(header) -> str:
-    name = bytes(header[0:100]).split(b"\0", 1)[0].decode()
-    prefix = bytes(header[345:500]).split(b"\0", 1)[0].decode() if bytes(header[257:262]) == b"ustar" else ""
-    return f"{prefix}/{name}" if prefix else name
+def ustar_name(chunk: bytes, header: int) -> str:
+    nul = chunk.find(b"\0", header, header + 100)
+    name = chunk[header:nul if nul >= 0 else header + 100].decode()
+    if chunk[header + 257:header + 262] == b"ustar" and chunk[header + 345]:
+        prefix = chunk[header + 345:header + 500].split(b"\0", 1)[0].decode()
+        return f"{prefix}/{name}"
+    return name
 
 
 def pax_path(records: bytes) -> str | None:
@@ -95,8 +101,9 @@ class RangeReader:
             if len(chunk) != end - start:
                 raise WvError(f"{self.paths[shards[i]]} is shorter than the manifest says; run `wv shard verify`")
             self.bytes_read += end - start
-            view = memoryview(chunk)
-            samples += [split_members(view[offsets[k] - start:offsets[k] - start + lengths[k]]) for k in range(i, j + 1)]
+            for k in range(i, j + 1):
+                at = int(offsets[k]) - start
+                samples.append(split_members(chunk, at, at + int(lengths[k])))
             i = j + 1
         return samples
 

@@ -67,20 +67,21 @@ def sample_seed(*numbers: int) -> int:
     return state & MASK
 
 
-@contextlib.contextmanager
-def seeded_random(seed: int):
-    """Run a transform on torch / random / numpy states seeded for one sample. In the main process
-    the caller's states are restored afterwards; a loader worker's own states need no restoring."""
-    in_worker = get_worker_info() is not None
-    if not in_worker:
-        saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+def seed_everything(seed: int) -> None:
+    """Seed the torch / random / numpy states a transform draws from (per sample)."""
     torch.random.default_generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
+
+
+@contextlib.contextmanager
+def callers_random_kept(keep: bool):
+    """Restore the caller's random states afterwards (when the pipeline runs in the caller's process)."""
+    saved = (torch.get_rng_state(), random.getstate(), np.random.get_state()) if keep else None
     try:
         yield
     finally:
-        if not in_worker:
+        if saved is not None:
             torch.set_rng_state(saved[0])
             random.setstate(saved[1])
             np.random.set_state(saved[2])
@@ -129,8 +130,8 @@ class Prepare:
         if self.transform is None:
             image = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
         else:
-            with seeded_random(sample_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"])):
-                image = self.transform(image)
+            seed_everything(sample_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
+            image = self.transform(image)
         sample["image"] = image
         return sample
 
@@ -172,7 +173,12 @@ class EpochDataset(IterableDataset):
             wds.map(Prepare(self.transform, self.config.seed, self.epoch)),
             wds.batched(self.config.batch_size, collation_fn=collate, partial=False),
         )
-        for batch in pipeline:
+        batches = iter(pipeline)
+        while True:
+            with callers_random_kept(info is None):  # in this process: leave the trainer's random states alone
+                batch = next(batches, None)
+            if batch is None:
+                return
             batch["epoch"] = self.epoch
             yield batch
 
