@@ -12,7 +12,8 @@ bytes a curriculum's first stage reads.
     ImageFolder   the same JPEG bytes extracted once to ROOT-tree/{label}/{key}.jpg, shuffled DataLoader
     decode limit  one core: JPEG decode alone, and decode + the transform; x workers is the ceiling
 The transform is RandomResizedCrop(--crop, 224) + horizontal flip + ToTensor. The page cache is warmed first.
-Each loader runs --rounds times, interleaved; the best round counts. Prints samples/s and ratios.
+Each loader runs --rounds times, interleaved; prints samples/s, the best round of each and the
+ratios (of the best rounds, and the median of the per-round ratios).
 """
 
 import argparse
@@ -171,20 +172,22 @@ def main() -> None:
     print(f"decode limit (1 core): decode {decode:,.0f} img/s; decode + transform {decode_transform:,.0f} img/s "
           f"(x{args.workers} workers: {decode_transform * args.workers:,.0f})")
 
-    best = {}
+    rates = {}
     runners = {"wv stream": lambda: run_wv(root, args), "webdataset": lambda: run_webdataset(root, args),
                "ImageFolder": lambda: run_imagefolder(tree, args)}
     for round_ in range(args.rounds):
         for name, runner in runners.items():
             n, rate = runner()
             print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s")
-            best[name] = max(best.get(name, 0.0), rate)
+            rates.setdefault(name, []).append(rate)
     ceiling = decode_transform * args.workers
     print("best of rounds:")
-    for name, rate in best.items():
-        print(f"  {name:<12} {rate:>8,.0f} samples/s  = {rate / ceiling:.2f} of the decode + transform limit")
-    print(f"ratio wv / webdataset  {best['wv stream'] / best['webdataset']:.3f}")
-    print(f"ratio wv / ImageFolder {best['wv stream'] / best['ImageFolder']:.3f}")
+    for name, values in rates.items():
+        print(f"  {name:<12} {max(values):>8,.0f} samples/s  = {max(values) / ceiling:.2f} of the decode + transform limit")
+    for other in ("webdataset", "ImageFolder"):
+        paired = np.array(rates["wv stream"]) / np.array(rates[other])
+        print(f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, "
+              f"median of rounds {np.median(paired):.3f} (rounds: {', '.join(f'{r:.2f}' for r in paired)})")
 
     stage = first_stage_bytes(root, args)
     print(f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "

@@ -81,7 +81,9 @@ def root_lines(f: dict, show_classes: int) -> list[str]:
                  f"{rep['samples_repeated']:,} of {rep['samples_drawn']:,} drawn samples repeated")
     sh = f["shards"]
     lines.append(f"shards: {sh['total']:,}; skipped (nothing drawn) {sh['skipped']:,}, partly read {sh['partly_read']:,}, "
-                 f"read whole {sh['fully_read']:,}; bytes read {sh['bytes_read'] / 1e6:,.1f} MB = {sh['bytes_fraction']:.1%} of the shards")
+                 f"read whole {sh['fully_read']:,}")
+    lines.append(f"bytes read {sh['bytes_read'] / 1e6:,.1f} MB ({sh['distinct_bytes'] / 1e6:,.1f} MB of distinct samples, repeats read again) "
+                 f"= {sh['bytes_fraction']:.1%} of the shards' {sh['bytes_total'] / 1e6:,.1f} MB")
     if sh["skipped_names"]:
         lines.append(f"  skipped: {', '.join(sh['skipped_names'])}{' ...' if sh['skipped'] > len(sh['skipped_names']) else ''}")
     w = f["loss_weight"]

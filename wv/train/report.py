@@ -119,7 +119,7 @@ def shard_figures(table, ranks: list) -> tuple[dict, list]:
         "total": table.shards, "skipped": int(skipped.shape[0]), "partly_read": int(partly.shape[0]),
         "fully_read": int(table.shards - skipped.shape[0] - partly.shape[0]),
         "bytes_total": total, "bytes_read": bytes_read, "bytes_fraction": round(bytes_read / total, 6) if total else 0.0,
-        "distinct_samples_read": int(read_rows.sum()),
+        "distinct_samples_read": int(read_rows.sum()), "distinct_bytes": int(table.length[read_rows].astype(np.int64).sum()),
         "skipped_names": [table.shard_names[s] for s in skipped[:NAMES_LISTED]],
         "partly_read_names": [table.shard_names[s] for s in partly[:NAMES_LISTED]],
     }

@@ -137,21 +137,28 @@ class Prepare:
 
 
 def collate(samples: list) -> dict:
+    """One batch. The small per-sample fields travel as numpy arrays (pickled inline, where a tensor
+    from a loader worker costs a shared-memory file each) and become tensors in `Stream`."""
     images = [s["image"] for s in samples]
     same = all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images)
     batch = {
         "image": default_collate(images) if same else images,  # in a worker: stacked straight into shared memory
-        "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
-        "weight": torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
-        "subset": torch.tensor([s["subset"] for s in samples], dtype=torch.int64),
-        "row": torch.tensor([s["row"] for s in samples], dtype=torch.int64),
+        "label": np.array([s["label"] for s in samples], dtype=np.int64),
+        "weight": np.array([s["weight"] for s in samples], dtype=np.float32),
+        "subset": np.array([s["subset"] for s in samples], dtype=np.int64),
+        "row": np.array([s["row"] for s in samples], dtype=np.int64),
         "key": [s["__key__"] for s in samples],
         "step": samples[0]["__step__"],
         "read_bytes": sum(s["read_bytes"] for s in samples),
     }
     for name in samples[0]["columns"]:
-        batch[name] = torch.tensor([s["columns"][name] for s in samples], dtype=torch.float32)
+        batch[name] = np.array([s["columns"][name] for s in samples], dtype=np.float32)
     return batch
+
+
+def as_tensors(batch: dict) -> dict:
+    """The numpy fields of a batch as tensors (no copy)."""
+    return {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for name, value in batch.items()}
 
 
 class EpochDataset(IterableDataset):
@@ -253,7 +260,7 @@ class Stream:
             if batch["step"] != self.step:
                 raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
             self.step += 1
-            yield batch
+            yield as_tensors(batch)
         if self.step != steps:
             raise RuntimeError(f"epoch {epoch} ended after {self.step} of {steps} batches")
         self.epoch, self.step = epoch + 1, 0
