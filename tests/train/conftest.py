@@ -47,6 +47,12 @@ def write_selection(root, keep_fn, name="selection") -> None:
             pl.Series("keep", keep), pl.Series("rule", [None if k else "test" for k in keep], dtype=pl.String)))
 
 
+@pytest.fixture
+def selection_writer():
+    """write_selection(root, keep_fn), for tests that change a root's selection."""
+    return write_selection
+
+
 @pytest.fixture(scope="session")
 def stream_synth(tmp_path_factory):
     out = tmp_path_factory.mktemp("stream") / "synth"

@@ -209,3 +209,19 @@ def test_member_parser_reads_pax_gnu_and_ustar_long_names():
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
         assert split_members(buffer.getvalue()) == {"__key__": name, "jpg": b"image", "cls": b"3"}
+
+
+def test_state_from_other_sidecars_is_refused_mid_epoch(stream_root_copy, selection_writer):
+    config = SamplerConfig(batch_size=8)
+    state = {**Stream(stream_root_copy, config).state_dict(), "step": 2}
+    selection_writer(stream_root_copy, lambda i, frame: np.arange(frame.height) % 2 == 0)
+    with pytest.raises(WvError, match="sidecars changed"):
+        Stream(stream_root_copy, config).load_state_dict(state)
+
+
+def test_a_damaged_shard_fails_with_one_sentence_from_a_worker(stream_root_copy):
+    shard = sorted((Path(stream_root_copy) / "shards").glob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:2000])
+    with pytest.raises(WvError, match="shorter than the manifest says") as error:
+        epoch_batches(Stream(stream_root_copy, SamplerConfig(batch_size=8), workers=2))
+    assert "\n" not in str(error.value)

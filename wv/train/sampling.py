@@ -20,6 +20,7 @@ The result for one rank is a (steps, batch) table of rows; every random choice c
 (config, epoch, world size) alone, and any batch can be produced on its own (exact resume).
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +94,20 @@ class Planner:
             raise WvError("--world-size must be at least 1")
         self.table, self.config, self.world_size = table, config, world_size
         self._steps: dict[int, int] = {}
+        self._fingerprint: str | None = None
         self.check_subsets()
+
+    def data_fingerprint(self) -> str:
+        """A hash of the metadata the plans are made from (a resume state must match it)."""
+        if self._fingerprint is None:
+            table = self.table
+            digest = hashlib.blake2b(digest_size=8)
+            digest.update("\n".join(table.shard_names).encode())
+            for array in (table.shard_start, table.label, table.keep, table.subset, *table.scores.values()):
+                if array is not None:
+                    digest.update(np.ascontiguousarray(array).data)
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     # -- selection -----------------------------------------------------------------------------
     def check_subsets(self) -> None:

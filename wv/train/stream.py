@@ -256,11 +256,14 @@ class Stream:
     def __iter__(self):
         """The rest of the current epoch; afterwards the stream stands at the start of the next one."""
         epoch, steps = self.epoch, self.steps()
-        for batch in self.loader(epoch, self.step):
-            if batch["step"] != self.step:
-                raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
-            self.step += 1
-            yield as_tensors(batch)
+        try:
+            for batch in self.loader(epoch, self.step):
+                if batch["step"] != self.step:
+                    raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
+                self.step += 1
+                yield as_tensors(batch)
+        except WvError as error:  # from a loader worker, the message carries its traceback: keep the sentence
+            raise WvError(str(error).strip().splitlines()[-1].removeprefix("wv.errors.WvError: ")) from None
         if self.step != steps:
             raise RuntimeError(f"epoch {epoch} ended after {self.step} of {steps} batches")
         self.epoch, self.step = epoch + 1, 0
@@ -268,8 +271,8 @@ class Stream:
     def state_dict(self) -> dict:
         """Where the stream stands: enough to regenerate the plan and skip to the next batch."""
         state = {"format": STATE_FORMAT, "epoch": self.epoch, "step": self.step, "seed": self.config.seed,
-                 "config": self.config.fingerprint(), "world_size": self.world_size, "batch_size": self.config.batch_size,
-                 "source": self.kind}
+                 "config": self.config.fingerprint(), "data": self.planner.data_fingerprint(), "world_size": self.world_size,
+                 "batch_size": self.config.batch_size, "source": self.kind}
         if self.kind == "urls":
             state["workers"] = self.workers
         return state
@@ -282,7 +285,7 @@ class Stream:
         epoch, step = int(state["epoch"]), int(state["step"])
         if step:
             checks = [("config", self.config.fingerprint(), "sampler options"), ("world_size", self.world_size, "world size"),
-                      ("source", self.kind, "kind of source")]
+                      ("source", self.kind, "kind of source"), ("data", self.planner.data_fingerprint(), "selection or scores (the sidecars changed)")]
             if self.kind == "urls":
                 checks.append(("workers", self.workers, "number of loader workers"))
             for key, now, what in checks:

@@ -16,6 +16,7 @@ The order a slot produces depends on the number of loader workers (slots are per
 mid-epoch resume needs the same number of workers; an epoch-boundary resume does not.
 """
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -67,6 +68,11 @@ class UrlPlanner:
         self.counts, self.labels = (None, None) if config.epoch_size else scan(self.urls, progress)
         if self.counts is not None and sum(self.counts) == 0:
             raise WvError("the shards hold no samples")
+
+    def data_fingerprint(self) -> str:
+        """A hash of the shard list and sizes (a resume state must match it)."""
+        text = "\n".join(self.urls) + "\n" + ",".join(map(str, self.counts or []))
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     @property
     def buffer(self) -> int:
