@@ -5,6 +5,8 @@ import click
 from wv.cli import LazyGroup
 
 SCORERS = {
+    "lda": "wv.cli.score_text:lda",
+    "keywords": "wv.cli.score_text:keywords",
     "density": "wv.cli.score_image:density",
     "confidence": "wv.cli.score_image:confidence",
 }
