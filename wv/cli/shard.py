@@ -96,3 +96,35 @@ def info(root, show_classes, as_json):
 
     result = describe(root)
     finish(f"wv shard info: {root}", result, as_json, summary_lines(result, show_classes))
+
+
+@shard.command()
+@click.argument("root", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--scores", default=None, help="Comma-separated score names to embed (default: every score complete for a split).")
+@click.option("--split", type=click.Choice(["train", "val"]), default=None, help="Bake only this split (default: all).")
+@worker_options
+@click.option("--seed", default=0, show_default=True, help="Accepted for uniformity: baking draws nothing at random.")
+@json_option
+def bake(root, out, scores, split, workers, executor, ray_address, seed, as_json):
+    """Write new shards whose samples also carry KEY.scores.json ({score: {column: value}}).
+
+    Streams each tar to a new one without decoding images. OUT is a dataset root of its own
+    (wv.json, manifest with the new offsets, shards.parquet with sha256, meta and score sidecars):
+    `wv shard verify OUT` checks it, and plain webdataset reads it. A killed bake resumes.
+
+    \b
+    Example:
+      wv shard bake ROOT BAKED --scores lda,keywords
+      python -c "import webdataset as wds; print(next(iter(wds.WebDataset('BAKED/shards/train-000000.tar', shardshuffle=False).decode()))['scores.json'])"
+    """
+    from wv.shards.bake import bake as bake_shards
+
+    names = [s.strip() for s in scores.split(",") if s.strip()] if scores else None
+    figures = bake_shards(root, out, scores=names, split=split, workers=workers, executor=executor, ray_address=ray_address)
+    lines = [f"{figures['samples']} samples in {figures['shards']} shards ({figures['bytes'] / 1e6:.1f} MB); "
+             f"written now {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s"]
+    lines += [f"{split_name}: {', '.join(names) or 'no scores'}" for split_name, names in figures["scores"].items()]
+    lines += [f"left out {name} ({'; '.join(why)})" for name, why in figures["left_out"].items()]
+    lines.append(f"next: wv shard verify {out}")
+    finish(f"wv shard bake: {root} -> {out}", figures, as_json, lines)

@@ -20,7 +20,8 @@ def verify(root, workers: int = 1, decode: bool = True, progress: bool = True, e
     info = root.info()
     shards = root.shards()
     problems = stray_files(root, set(shards["name"]))
-    jobs = [(str(root.path), row, decode) for row in shards.iter_rows(named=True)]
+    parts = tuple(info.get("sample_parts", SAMPLE_PARTS))  # a baked root's samples also carry scores.json
+    jobs = [(str(root.path), row, decode, parts) for row in shards.iter_rows(named=True)]
     samples = 0
     for result in tqdm(map_jobs(verify_shard, jobs, workers, executor, ray_address=ray_address), total=len(jobs), desc="verify", unit="shard", disable=not progress):
         problems += result["problems"]
@@ -49,7 +50,7 @@ def count_problems(root: Root, info: dict, shards: pl.DataFrame) -> list[str]:
 
 
 def verify_shard(job) -> dict:
-    root, row, decode = job
+    root, row, decode, parts = job
     root = Root(root)
     name = row["name"]
     path = root.shard_path(name)
@@ -62,12 +63,12 @@ def verify_shard(job) -> dict:
     if hashlib.sha256(data).hexdigest() != row["sha256"]:
         problems.append(f"{name}: sha256 differs from shards.parquet (the file changed or is damaged)")
     expected = root.manifest().filter(pl.col("shard") == name).sort("index").collect()
-    problems += check_samples(name, data, expected, decode)
+    problems += check_samples(name, data, expected, decode, parts)
     problems += check_meta_sidecar(root, name, expected)
     return {"samples": expected.height, "problems": problems}
 
 
-def check_samples(name: str, data: bytes, expected: pl.DataFrame, decode: bool) -> list[str]:
+def check_samples(name: str, data: bytes, expected: pl.DataFrame, decode: bool, parts=SAMPLE_PARTS) -> list[str]:
     """Read every sample at its manifest offset, as a reader that seeks would."""
     problems = []
     for row in expected.iter_rows(named=True):
@@ -77,7 +78,7 @@ def check_samples(name: str, data: bytes, expected: pl.DataFrame, decode: bool) 
         except (tarfile.TarError, ValueError) as error:
             problems.append(f"{where}: not readable at offset {row['offset']}: {error}")
             continue
-        if sample.get("__key__") != row["__key__"] or sorted(k for k in sample if k != "__key__") != list(SAMPLE_PARTS):
+        if sample.get("__key__") != row["__key__"] or sorted(k for k in sample if k != "__key__") != list(parts):
             problems.append(f"{where}: the bytes at its offset hold {sample.get('__key__')!r} with {sorted(sample)}")
             continue
         problems += check_sample(where, sample, row, decode)
@@ -88,10 +89,11 @@ def check_sample(where: str, sample: dict, row: dict, decode: bool) -> list[str]
     problems = []
     if sample["cls"].decode(errors="replace").strip() != str(row["label"]):
         problems.append(f"{where}: .cls is {sample['cls'][:20]!r}, manifest label is {row['label']}")
-    try:
-        json.loads(sample["json"])
-    except ValueError:
-        problems.append(f"{where}: .json does not parse")
+    for part in (p for p in sample if p.endswith("json")):
+        try:
+            json.loads(sample[part])
+        except ValueError:
+            problems.append(f"{where}: .{part} does not parse")
     try:
         image = prepare_image(sample["jpg"], "full" if decode else "cheap")
         if (image.width, image.height) != (row["width"], row["height"]):

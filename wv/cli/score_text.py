@@ -1,0 +1,110 @@
+"""`wv score lda` and `wv score keywords`: text scores (see wv/curate/lda.py, keywords.py)."""
+
+import click
+
+from wv.cli.common import finish, json_option, worker_options
+
+
+@click.command()
+@click.argument("root", type=click.Path())
+@click.option("--topics", default=500, show_default=True, help="LDA topics (the reference used 500; small data wants fewer).")
+@click.option("--passes", default=1, show_default=True, help="Passes over the fit documents (more for small data).")
+@click.option("--iterations", default=50, show_default=True, help="Inference iterations per document.")
+@click.option("--chunksize", default=2000, show_default=True, help="Documents per LDA update chunk.")
+@click.option("--no-below", default=5, show_default=True, help="Keep words in at least this many documents.")
+@click.option("--no-above", default=0.5, show_default=True, help="Keep words in at most this share of the documents.")
+@click.option("--keep-n", default=100_000, show_default=True, help="Keep at most this many words (the most frequent).")
+@click.option("--fit-docs", type=int, default=None, help="Fit on a seeded sample of this many documents (default: all); all are scored.")
+@click.option("--similarity", type=click.Choice(["cosine", "dot"]), default="cosine", show_default=True,
+              help="Sample vs class mean topic distribution: cosine, or the reference's plain dot product.")
+@click.option("--top-topics", default=3, show_default=True, help="Top topics kept per sample.")
+@click.option("--top-classes", default=5, show_default=True, help="k of the label weights: the k most similar classes per sample.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("--model", "model", type=click.Path(file_okay=False), default=None,
+              help="Score with this fitted model folder (e.g. ROOT/models/lda) instead of fitting one.")
+@click.option("--overwrite", is_flag=True, help="Refit and rescore, replacing a model and sidecars made with other options.")
+@worker_options
+@click.option("--seed", default=0, show_default=True, help="Seeds the fit sample, the LDA fit and inference.")
+@json_option
+def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n, fit_docs, similarity, top_topics, top_classes,
+        split, model, overwrite, workers, executor, ray_address, seed, as_json):
+    """Text-topic score: similarity of each sample's LDA topics to its class's mean; label weights.
+
+    Cleans the web text (lowercase, letters, stop and web words out, Porter stems), fits a gensim
+    LdaMulticore model (saved to ROOT/models/lda/ with its dictionary and the class means), then
+    writes, per shard:
+
+    \b
+      scores/lda            similarity, top_topics, top_weights, tokens, text_flag
+      scores/label_weights  label_topk, weight_topk, sim_topk, label_weight
+      features/lda          each sample's topic distribution (float16)
+
+    Empty, non-English or unknown-word text gets a null similarity and its reason in text_flag.
+    A re-run resumes; other options are refused unless --overwrite. With --workers N the fit
+    uses N - 1 E-step processes (and is bit-reproducible for N <= 2).
+
+    \b
+    Example:
+      wv score lda ROOT --topics 500 --fit-docs 1000000
+      wv score lda ROOT --split val --model ROOT/models/lda
+      wv select ROOT --drop "lda.similarity < 0.1"
+    """
+    from wv.curate.lda import LdaOptions, score_lda
+
+    options = LdaOptions(topics=topics, passes=passes, iterations=iterations, chunksize=chunksize, no_below=no_below,
+                         no_above=no_above, keep_n=keep_n, fit_docs=fit_docs, similarity=similarity, top_topics=top_topics,
+                         top_classes=top_classes, split=split, seed=seed)
+    figures = score_lda(root, options, model=model, workers=workers, executor=executor, ray_address=ray_address, overwrite=overwrite)
+    flags = ", ".join(f"{flag} {count}" for flag, count in sorted(figures["flags"].items())) or "none"
+    median = figures["median_similarity"]
+    seconds = figures["seconds"]
+    finish(f"wv score lda: {root} ({split})", figures, as_json, [
+        f"model {figures['paths']['model']} ({figures['topics']} topics, {'fitted now' if figures['fitted'] else 'reused'}"
+        + (f", {figures['fit_docs']} documents, {figures['vocabulary']} words" if "fit_docs" in figures else "") + ")",
+        f"scored {figures['scored']} of {figures['samples']} samples; not scored: {flags}",
+        f"median {figures['similarity']} similarity {median:.3f}" if median is not None else "no sample scored",
+        f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}; "
+        f"fit {seconds['fit']} s, topics {seconds['topics']} s, scores {seconds['scores']} s",
+        f"scores: {figures['paths']['scores']}, {figures['paths']['label_weights']}",
+        f"next: wv select {root} --drop \"lda.similarity < 0.1\" --dry-run",
+    ])
+
+
+@click.command()
+@click.argument("root", type=click.Path())
+@click.option("--min-docs", default=5, show_default=True, help="Drop words in fewer documents than this (the least common).")
+@click.option("--max-doc-share", default=0.1, show_default=True, help="Drop words in more than this share of documents (the most common).")
+@click.option("--max-words", type=int, default=None, help="Keep at most this many words (the most common of those left).")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option("--vocabulary", type=click.Path(file_okay=False), default=None,
+              help="Use this vocabulary folder (e.g. ROOT/models/keywords) instead of building one.")
+@click.option("--overwrite", is_flag=True, help="Rebuild the vocabulary and rewrite the sidecars.")
+@worker_options
+@click.option("--seed", default=0, show_default=True, help="Accepted for uniformity: keyword extraction draws nothing at random.")
+@json_option
+def keywords(root, min_docs, max_doc_share, max_words, split, vocabulary, overwrite, workers, executor, ray_address, seed, as_json):
+    """Keywords: the nouns and adjectives of each sample's web text, over a dataset-wide vocabulary.
+
+    NLTK finds nouns and adjectives (its POS tagger when installed, else the WordNet lexicon);
+    words in fewer than --min-docs documents or in more than --max-doc-share of them are dropped.
+    Writes scores/keywords/{shard}.parquet (keywords, count) and models/keywords/ (the vocabulary).
+
+    \b
+    Example:
+      wv score keywords ROOT --min-docs 5 --max-doc-share 0.05
+      wv score keywords ROOT --split val --vocabulary ROOT/models/keywords
+    """
+    from wv.curate.keywords import KeywordOptions, score_keywords
+
+    options = KeywordOptions(min_docs=min_docs, max_doc_share=max_doc_share, max_words=max_words, split=split)
+    figures = score_keywords(root, options, vocabulary=vocabulary, workers=workers, executor=executor, ray_address=ray_address,
+                             overwrite=overwrite)
+    finish(f"wv score keywords: {root} ({split})", figures, as_json, [
+        f"vocabulary {figures['vocabulary']} words ({figures['lexicon']}; {'built now' if figures['vocabulary_built'] else 'reused'}): "
+        f"{figures['paths']['vocabulary']}",
+        f"dropped {figures['dropped_common']} common words (e.g. {', '.join(figures['most_common_dropped'][:8]) or '-'}) "
+        f"and {figures['dropped_rare']} rare ones",
+        f"{figures['keywords_per_image']} keywords per image; {figures['skipped']} of {figures['samples']} samples have none",
+        f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s",
+        f"scores: {figures['paths']['scores']}",
+    ])

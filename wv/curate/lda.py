@@ -1,0 +1,543 @@
+"""`wv score lda`: text-topic cleaning (LDA over each image's web text) and label weights.
+
+The reference entry: clean the web text (wv.curate.text), fit an LDA topic model over it, take each
+class's mean topic distribution, and score every image by the similarity of its own topic
+distribution to its class's mean; low scores are likely label noise. The 2020 entry's label-weighted
+set reuses the same distributions: each image's similarity to every class's mean, kept as its top-k
+classes and weights.
+
+Passes (each per shard in parallel, resumable; the text comes from ROOT/meta/, never from images):
+  1. vocabulary   tokens of the fit documents (all, or a seeded sample: fit_docs) -> gensim Dictionary,
+                  filtered by document frequency
+  2. fit          gensim LdaMulticore over a streaming corpus of those documents (seeded)
+  3. topics       each sample's topic distribution -> ROOT/features/lda/{shard}.npy (float16, a row of
+                  NaN where the text cannot be scored); on the fit split, per-class sums -> class means
+  4. scores       ROOT/scores/lda/{shard}.parquet and ROOT/scores/label_weights/{shard}.parquet
+
+The model (LdaMulticore, dictionary, class means) is saved under ROOT/models/lda/; another split or
+another root is scored with it (`model=`) without refitting.
+
+Sidecar columns:
+  lda             similarity (null when not scored), top_topics, top_weights, tokens (dictionary
+                  tokens in the text), text_flag (why not scored: empty, non_english, no_words,
+                  unknown_words, no_class_mean; null when scored)
+  label_weights   label_topk (the k most similar classes), weight_topk (their similarities scaled to
+                  sum to 1), sim_topk (the raw similarities), label_weight (the sample's own label's
+                  weight: 0 when it is not among the k; null when not scored)
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+import wv
+from wv.curate.select import quiet
+from wv.curate.text import clean_tokens, text_flag
+from wv.errors import WvError
+from wv.io import atomic_path, write_json
+from wv.parallel import Workers
+from wv.shards import sidecars
+from wv.shards.root import SPLITS, Root
+
+NAME = "lda"
+LABEL_WEIGHTS = "label_weights"
+MODEL_FORMAT = "wv-lda/1"
+MODEL_FILE, DICTIONARY_FILE, INFO_FILE = "lda.model", "dictionary.dict", "lda.json"
+MEANS_FILE, COUNTS_FILE = "class_means.npy", "class_counts.npy"
+SIMILARITIES = ("cosine", "dot")
+FLAG_UNKNOWN_WORDS = "unknown_words"
+FLAG_NO_CLASS_MEAN = "no_class_mean"
+PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (as gensim's prune_at)
+LDA_SCHEMA = {
+    "__key__": pl.String, "similarity": pl.Float32, "top_topics": pl.List(pl.Int16), "top_weights": pl.List(pl.Float32),
+    "tokens": pl.Int32, "text_flag": pl.String,
+}
+WEIGHTS_SCHEMA = {
+    "__key__": pl.String, "label_topk": pl.List(pl.Int32), "weight_topk": pl.List(pl.Float32),
+    "sim_topk": pl.List(pl.Float32), "label_weight": pl.Float32,
+}
+
+
+@dataclass(frozen=True)
+class LdaOptions:
+    topics: int = 500
+    passes: int = 1
+    iterations: int = 50
+    chunksize: int = 2000
+    no_below: int = 5
+    no_above: float = 0.5
+    keep_n: int = 100_000
+    fit_docs: int | None = None
+    similarity: str = "cosine"
+    top_topics: int = 3
+    top_classes: int = 5
+    split: str = "train"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.topics < 2:
+            raise WvError("--topics must be at least 2")
+        if min(self.passes, self.iterations, self.chunksize, self.keep_n) < 1:
+            raise WvError("--passes, --iterations, --chunksize and --keep-n must be at least 1")
+        if self.no_below < 1 or not 0 < self.no_above <= 1:
+            raise WvError("--no-below must be at least 1 and --no-above a fraction in (0, 1]")
+        if self.fit_docs is not None and self.fit_docs < 1:
+            raise WvError("--fit-docs must be at least 1")
+        if self.similarity not in SIMILARITIES:
+            raise WvError(f"unknown --similarity {self.similarity!r}; choose cosine or dot")
+        if self.top_topics < 1 or self.top_classes < 1:
+            raise WvError("--top-topics and --top-classes must be at least 1")
+        if self.split not in SPLITS:
+            raise WvError(f"unknown split {self.split!r}; choose train or val")
+
+    def fit_options(self) -> dict:
+        keys = ("topics", "passes", "iterations", "chunksize", "no_below", "no_above", "keep_n", "fit_docs", "split", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+
+# -- the saved model ------------------------------------------------------------------------------
+@dataclass
+class SavedModel:
+    folder: Path
+    info: dict
+
+    @property
+    def model_id(self) -> str:
+        return self.info["model_id"]
+
+    @property
+    def means_id(self) -> str | None:
+        return (self.info.get("class_means") or {}).get("id")
+
+
+def open_model(folder) -> SavedModel:
+    folder = Path(folder)
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise WvError(f"{folder} holds no LDA model ({INFO_FILE} missing); fit one with `wv score lda ROOT`")
+    info = json.loads(info_path.read_text())
+    if info.get("format") != MODEL_FORMAT:
+        raise WvError(f"{folder} holds an LDA model of another format ({info.get('format')}); refit it with --overwrite")
+    return SavedModel(folder, info)
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(folder: str, model_id: str):
+    """(LdaModel, Dictionary) once per process; the topic-word matrix is memory-mapped (shared by workers)."""
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaMulticore
+
+    model = LdaMulticore.load(str(Path(folder) / MODEL_FILE), mmap="r")
+    return model, Dictionary.load(str(Path(folder) / DICTIONARY_FILE))
+
+
+@functools.lru_cache(maxsize=2)
+def load_means(folder: str, means_id: str) -> np.ndarray:
+    """Class means, (classes, topics) float32, a row of NaN for a class with no scored text."""
+    return np.load(Path(folder) / MEANS_FILE)
+
+
+# -- the entry point -------------------------------------------------------------------------------
+def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int = 1, executor: str = "local",
+              ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Fit (or reuse) the model, then write the topic features and the lda and label_weights sidecars."""
+    options.validate()
+    root = Root(root)
+    shards = root.shards(options.split)
+    if shards.height == 0:
+        raise WvError(f"{root.path} has no {options.split} shards")
+    classes = len(root.classes())
+    timings, figures = {}, {}
+    with Workers(workers, executor, ray_address) as pool:
+        started = time.perf_counter()
+        saved, fitted = prepare_model(root, options, model, pool, workers, overwrite, progress, figures)
+        timings["fit"] = round(time.perf_counter() - started, 3)
+        if saved.info["classes"] != classes:
+            raise WvError(f"the LDA model at {saved.folder} was fitted on {saved.info['classes']} classes, {root.path} has {classes}")
+        started = time.perf_counter()
+        saved = run_topics(root, options, saved, shards, pool, overwrite, progress)
+        timings["topics"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        written = run_scores(root, options, saved, shards, pool, overwrite, progress)
+        timings["scores"] = round(time.perf_counter() - started, 3)
+    return {**figures, **summarise(root, shards, options), "fitted": fitted, "model_id": saved.model_id, "topics": saved.info["topics"],
+            "shards_written": written, "shards_skipped": shards.height - written, "seconds": timings,
+            "paths": {"scores": str(root.path / "scores" / NAME), "label_weights": str(root.path / "scores" / LABEL_WEIGHTS),
+                      "features": str(root.path / "features" / NAME), "model": str(saved.folder)}}
+
+
+def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, workers: int, overwrite: bool, progress: bool,
+                  figures: dict) -> tuple[SavedModel, bool]:
+    if model is not None:
+        saved = open_model(model)
+        if not saved.means_id:
+            raise WvError(f"the LDA model at {model} has no class means yet; finish `wv score lda` on the root it was fitted on")
+        return saved, False
+    folder = root.model_dir(NAME)
+    if (folder / INFO_FILE).is_file() and not overwrite:
+        saved = open_model(folder)
+        if saved.info["fit"] != options.fit_options():
+            changed = sorted(k for k, v in options.fit_options().items() if saved.info["fit"].get(k) != v)
+            hint = (f"; to score {options.split} with the model fitted on {saved.info['fit']['split']}, pass --model {folder}"
+                    if "split" in changed else "")
+            raise WvError(f"{folder} holds a model fitted with other options ({', '.join(changed)}); "
+                          f"pass --overwrite to refit it{hint}")
+        figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
+        return saved, False
+    saved = fit(root, options, folder, pool, workers, progress)
+    figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
+    return saved, True
+
+
+# -- 1 + 2: vocabulary and fit -----------------------------------------------------------------------
+def fit_plan(root: Root, options: LdaOptions) -> list[tuple[str, np.ndarray | None]]:
+    """Which rows of which shard the model is fitted on: all, or a seeded uniform sample of fit_docs."""
+    shards = root.shards(options.split)
+    total = int(shards["samples"].sum())
+    if options.fit_docs is None or options.fit_docs >= total:
+        return [(name, None) for name in shards["name"]]
+    chosen = np.sort(np.random.default_rng([options.seed, 7]).choice(total, options.fit_docs, replace=False))
+    starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())])
+    plan = []
+    for number, name in enumerate(shards["name"]):
+        rows = chosen[np.searchsorted(chosen, starts[number]):np.searchsorted(chosen, starts[number + 1])] - starts[number]
+        if rows.size:
+            plan.append((name, rows))
+    return plan
+
+
+def shard_texts(root: Root, shard: str, rows=None, columns=("text",)) -> pl.DataFrame:
+    frame = pl.read_parquet(root.meta_path(shard), columns=list(columns))
+    return frame if rows is None else frame[rows]
+
+
+def vocabulary_task(job):
+    """Pool task: one shard's fit documents -> (shard, its Dictionary, documents with tokens)."""
+    from gensim.corpora import Dictionary
+
+    root, shard, rows = job
+    docs = [tokens for tokens in map(clean_tokens, shard_texts(Root(root), shard, rows)["text"]) if tokens]
+    return shard, Dictionary(docs, prune_at=None), len(docs)
+
+
+def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progress: bool):
+    """-> (filtered Dictionary, number of fit documents with tokens), the same for any worker count."""
+    from gensim.corpora import Dictionary
+
+    dictionary, documents = Dictionary(prune_at=None), 0
+    jobs = ((str(root.path), shard, rows) for shard, rows in plan)
+    results = pool.map(vocabulary_task, jobs)
+    for _, shard_dictionary, docs in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary",
+                                          unit="shard", **quiet(progress)):
+        dictionary.merge_with(shard_dictionary)
+        documents += docs
+        if len(dictionary) > PRUNE_AT:
+            dictionary.filter_extremes(no_below=1, no_above=1.0, keep_n=PRUNE_AT)
+    if documents == 0:
+        raise WvError(f"no {options.split} sample of {root.path} has usable text (all empty, non-English or stop words); "
+                      "there is nothing to fit a topic model on")
+    dictionary.filter_extremes(no_below=options.no_below, no_above=options.no_above, keep_n=options.keep_n)
+    if len(dictionary) == 0:
+        raise WvError(f"no word is in at least --no-below {options.no_below} of the {documents} documents and at most "
+                      f"--no-above {options.no_above} of them; lower --no-below (or raise --no-above) for a dataset this small")
+    return canonical(dictionary), documents
+
+
+def canonical(dictionary):
+    """Token ids in alphabetical order, so that a model never depends on the order shards finished in."""
+    from gensim.corpora import Dictionary
+
+    ordered = Dictionary(prune_at=None)
+    ordered.token2id = {token: i for i, token in enumerate(sorted(dictionary.token2id))}
+    ordered.dfs = {ordered.token2id[t]: dictionary.dfs[i] for t, i in dictionary.token2id.items()}
+    ordered.cfs = {ordered.token2id[t]: dictionary.cfs.get(i, 0) for t, i in dictionary.token2id.items()}
+    ordered.num_docs, ordered.num_pos, ordered.num_nnz = dictionary.num_docs, dictionary.num_pos, dictionary.num_nnz
+    return ordered
+
+
+def in_order(results, order: list):
+    """Results that come back in completion order, `(name, ...)`, yielded in `order` (a small buffer)."""
+    waiting, position = {}, 0
+    for result in results:
+        waiting[result[0]] = result
+        while position < len(order) and order[position] in waiting:
+            yield waiting.pop(order[position])
+            position += 1
+    if waiting:
+        raise RuntimeError(f"results for unexpected shards: {sorted(waiting)[:3]}")
+
+
+class FitCorpus:
+    """A gensim streaming corpus over the fit documents: re-read from ROOT/meta/ on every pass."""
+
+    def __init__(self, root: Root, plan, dictionary, documents: int, bar=None):
+        self.root, self.plan, self.dictionary, self.documents, self.bar = root, plan, dictionary, documents, bar
+
+    def __len__(self) -> int:
+        return self.documents
+
+    def __iter__(self):
+        for shard, rows in self.plan:
+            for text in shard_texts(self.root, shard, rows)["text"]:
+                tokens = clean_tokens(text)
+                if tokens:  # the same documents the vocabulary counted (a bag may be empty after filtering)
+                    if self.bar is not None:
+                        self.bar.update()
+                    yield self.dictionary.doc2bow(tokens)
+
+
+def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, workers: int, progress: bool) -> SavedModel:
+    from gensim.models import LdaMulticore
+
+    plan = fit_plan(root, options)
+    dictionary, documents = build_vocabulary(root, options, plan, pool, progress)
+    bar = tqdm(total=documents * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
+    corpus = FitCorpus(root, plan, dictionary, documents, bar)
+    gensim_log = logging.getLogger("gensim")
+    level = gensim_log.level
+    gensim_log.setLevel(logging.ERROR)  # "too few updates" and the like: the summary says what was fitted
+    try:
+        model = LdaMulticore(
+            corpus, id2word=dictionary, num_topics=options.topics, workers=fit_workers(workers), chunksize=options.chunksize,
+            passes=options.passes, iterations=options.iterations, random_state=options.seed, eval_every=None, dtype=np.float32,
+        )
+    finally:
+        gensim_log.setLevel(level)
+        bar.close()
+    info = {
+        "format": MODEL_FORMAT, "model_id": hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16],
+        "fit": options.fit_options(), "documents": documents, "vocabulary": len(dictionary), "topics": options.topics,
+        "classes": len(root.classes()), "root": str(root.path.resolve()), "wv_version": wv.__version__, "class_means": None,
+    }
+    save_model(folder, model, dictionary, info)
+    return SavedModel(folder, info)
+
+
+def fit_workers(workers: int) -> int:
+    # LdaMulticore's master process reads the corpus and merges results: gensim advises cores - 1 E-step workers.
+    return max(1, workers - 1)
+
+
+def save_model(folder: Path, model, dictionary, info: dict) -> None:
+    """Model, dictionary and lda.json into a staging folder, renamed into place when all are written."""
+    staging = folder.with_name(f".{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    try:
+        model.save(str(staging / MODEL_FILE))
+        dictionary.save(str(staging / DICTIONARY_FILE))
+        write_json(staging / INFO_FILE, info)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- 3: topic distributions and class means --------------------------------------------------------------
+@dataclass(frozen=True)
+class TopicsJob:
+    root: str
+    shard: str
+    model_dir: str
+    model_id: str
+    seed: int
+    class_sums: bool  # also return per-class sums of the distributions (the fit split, before means exist)
+
+
+def shard_seed(seed: int, shard: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(shard.encode())) % 2**32
+
+
+def infer_topics(model, dictionary, texts, seed: int) -> tuple[np.ndarray, list]:
+    """-> (topic distributions, float32 (n, topics), NaN rows where not scored; bags of words)."""
+    bags = [dictionary.doc2bow(clean_tokens(text)) for text in texts]
+    theta = np.full((len(bags), model.num_topics), np.nan, dtype=np.float32)
+    scored = [i for i, bag in enumerate(bags) if bag]
+    if scored:
+        # A fixed random start per shard: the same result whichever worker runs it, however often.
+        model.random_state = np.random.RandomState(seed)
+        gamma, _ = model.inference([bags[i] for i in scored])
+        theta[scored] = gamma / gamma.sum(axis=1, keepdims=True)
+    return theta, bags
+
+
+def topics_task(job: TopicsJob):
+    """Pool task: write features/lda/{shard}.npy (unless complete); return (shard, labels, sums, counts)."""
+    root = Root(job.root)
+    frame = shard_texts(root, job.shard, columns=("label", "text"))
+    theta = None
+    if sidecars.complete(root, "features", NAME, job.shard, frame.height):
+        theta = np.asarray(sidecars.read_features(root, NAME, job.shard), dtype=np.float32)
+    if theta is None:
+        model, dictionary = load_model(job.model_dir, job.model_id)
+        theta, _ = infer_topics(model, dictionary, frame["text"], shard_seed(job.seed, job.shard))
+        sidecars.write_features(root, NAME, job.shard, theta.astype(np.float16))
+    if not job.class_sums:
+        return job.shard, None, None, None
+    return (job.shard, *class_sums(frame["label"].to_numpy(), theta))
+
+
+def class_sums(labels: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class present among the scored rows: (labels, sums (n, topics) float64, counts)."""
+    scored = ~np.isnan(theta[:, 0])
+    present, inverse = np.unique(labels[scored], return_inverse=True)
+    sums = np.zeros((present.size, theta.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, theta[scored].astype(np.float64))
+    return present, sums, np.bincount(inverse, minlength=present.size)
+
+
+def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool,
+               progress: bool) -> SavedModel:
+    need_means = not saved.means_id
+    if need_means and saved.info["fit"]["split"] != options.split:
+        raise WvError(f"the model at {saved.folder} has no class means yet; score its fit split "
+                      f"({saved.info['fit']['split']}) first")
+    todo = set(sidecars.begin_run(root, "features", NAME, {"model": saved.model_id, "seed": options.seed}, overwrite, options.split))
+    names = shards["name"].to_list()
+    jobs = [TopicsJob(str(root.path), name, str(saved.folder), saved.model_id, options.seed, need_means)
+            for name in names if need_means or name in todo]
+    classes = saved.info["classes"]
+    sums, counts = np.zeros((classes, saved.info["topics"]), dtype=np.float64), np.zeros(classes, dtype=np.int64)
+    results = in_order(pool.map(topics_task, jobs), [j.shard for j in jobs])
+    total = int(shards.filter(pl.col("name").is_in([j.shard for j in jobs]))["samples"].sum())
+    bar = tqdm(total=total, desc=f"lda topics {options.split}", unit="doc", **quiet(progress))
+    for shard, labels, shard_sums, shard_counts in results:
+        if labels is not None:
+            if labels.size and labels.max() >= classes:
+                raise WvError(f"{shard} has label {labels.max()}, beyond the model's {classes} classes")
+            sums[labels] += shard_sums
+            counts[labels] += shard_counts
+        bar.update(int(shards.filter(pl.col("name") == shard)["samples"][0]))
+    bar.close()
+    if need_means:
+        save_means(saved, sums, counts)
+    return saved
+
+
+def save_means(saved: SavedModel, sums: np.ndarray, counts: np.ndarray) -> None:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums / counts[:, None]).astype(np.float32)  # NaN rows: classes with no scored text
+    with atomic_path(saved.folder / MEANS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, means)
+    with atomic_path(saved.folder / COUNTS_FILE) as tmp, open(tmp, "wb") as f:
+        np.save(f, counts)
+    saved.info["class_means"] = {
+        "id": hashlib.sha256(means.tobytes()).hexdigest()[:16], "classes_with_text": int((counts > 0).sum()),
+        "documents": int(counts.sum()),
+    }
+    write_json(saved.folder / INFO_FILE, saved.info)
+
+
+# -- 4: similarities, top topics, label weights ----------------------------------------------------------
+@dataclass(frozen=True)
+class ScoresJob:
+    root: str
+    shard: str
+    model_dir: str
+    model_id: str
+    means_id: str
+    similarity: str
+    top_topics: int
+    top_classes: int
+
+
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return matrix / norms
+
+
+def similarities(theta: np.ndarray, means: np.ndarray, kind: str) -> np.ndarray:
+    """(samples, classes): cosine, or the reference's plain dot product; NaN where either side is missing."""
+    if kind == "cosine":
+        theta, means = normalise_rows(theta), normalise_rows(means)
+    return theta.astype(np.float64) @ means.astype(np.float64).T
+
+
+def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of each row's k largest (descending; NaN never chosen)."""
+    k = min(k, values.shape[1])
+    filled = np.where(np.isnan(values), -np.inf, values)
+    part = np.argpartition(-filled, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(-filled, part, axis=1).argsort(axis=1, kind="stable")
+    index = np.take_along_axis(part, order, axis=1)
+    return index, np.take_along_axis(values, index, axis=1)
+
+
+def scores_task(job: ScoresJob) -> str:
+    """Pool task: write scores/lda/{shard} and scores/label_weights/{shard}."""
+    root = Root(job.root)
+    frame = shard_texts(root, job.shard, columns=("__key__", "label", "text"))
+    theta = np.asarray(sidecars.read_features(root, NAME, job.shard), dtype=np.float32)
+    _, dictionary = load_model(job.model_dir, job.model_id)
+    means = load_means(job.model_dir, job.means_id)
+    labels = frame["label"].to_numpy()
+    sims = similarities(theta, means, job.similarity)
+    own = sims[np.arange(labels.size), labels]
+    flags, tokens = [], []
+    for text, row in zip(frame["text"], theta):
+        words = clean_tokens(text)
+        bag = dictionary.doc2bow(words)
+        tokens.append(sum(count for _, count in bag))
+        flags.append(text_flag(text, words) or (FLAG_UNKNOWN_WORDS if not bag else None))
+    flags = [flag or (FLAG_NO_CLASS_MEAN if np.isnan(sim) else None) for flag, sim in zip(flags, own)]
+    scored = np.array([flag is None for flag in flags])
+    topic_ids, topic_weights = top_k(theta, job.top_topics)
+    class_ids, class_sims = top_k(sims, job.top_classes)
+    total = np.nansum(class_sims, axis=1, keepdims=True)
+    weights = class_sims / np.where(total > 0, total, 1)
+    label_weight = np.where(class_ids == labels[:, None], np.nan_to_num(weights), 0).sum(axis=1)
+    valid = ~np.isnan(class_sims)  # fewer than k classes have a mean: shorter lists
+    lda = pl.DataFrame({
+        "__key__": frame["__key__"], "similarity": np.where(scored, own, np.nan),
+        "top_topics": [ids.tolist() if ok else None for ids, ok in zip(topic_ids, ~np.isnan(theta[:, 0]))],
+        "top_weights": [w.tolist() if ok else None for w, ok in zip(topic_weights, ~np.isnan(theta[:, 0]))],
+        "tokens": tokens, "text_flag": flags,
+    }, schema=LDA_SCHEMA).with_columns(pl.col("similarity").fill_nan(None))
+    has_classes = ~np.isnan(theta[:, 0])
+    label_weights = pl.DataFrame({
+        "__key__": frame["__key__"],
+        "label_topk": [ids[v].tolist() if ok else None for ids, v, ok in zip(class_ids, valid, has_classes)],
+        "weight_topk": [w[v].tolist() if ok else None for w, v, ok in zip(weights, valid, has_classes)],
+        "sim_topk": [s[v].tolist() if ok else None for s, v, ok in zip(class_sims, valid, has_classes)],
+        "label_weight": np.where(has_classes, label_weight, np.nan),
+    }, schema=WEIGHTS_SCHEMA).with_columns(pl.col("label_weight").fill_nan(None))
+    sidecars.write_scores(root, NAME, job.shard, lda)
+    sidecars.write_scores(root, LABEL_WEIGHTS, job.shard, label_weights)
+    return job.shard
+
+
+def run_scores(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool,
+               progress: bool) -> int:
+    run = {"model": saved.model_id, "class_means": saved.means_id, "similarity": options.similarity,
+           "top_topics": options.top_topics, "top_classes": options.top_classes, "seed": options.seed}
+    todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split))
+    todo |= set(sidecars.begin_run(root, "scores", LABEL_WEIGHTS, run, overwrite, options.split))
+    jobs = [ScoresJob(str(root.path), name, str(saved.folder), saved.model_id, saved.means_id, options.similarity,
+                      options.top_topics, options.top_classes) for name in shards["name"] if name in todo]
+    for _ in tqdm(pool.map(scores_task, jobs), total=len(jobs), desc=f"lda scores {options.split}", unit="shard", **quiet(progress)):
+        pass
+    return len(jobs)
+
+
+def summarise(root: Root, shards: pl.DataFrame, options: LdaOptions) -> dict:
+    scores = sidecars.read_scores(root, NAME, shards["name"].to_list(), columns=["similarity", "text_flag"])
+    counts = scores.group_by("text_flag").len().collect()
+    flags = {row["text_flag"]: row["len"] for row in counts.iter_rows(named=True) if row["text_flag"] is not None}
+    stats = scores.select(pl.len().alias("samples"), pl.col("similarity").count().alias("scored"),
+                          pl.col("similarity").median().alias("median")).collect().row(0, named=True)
+    return {"split": options.split, "samples": stats["samples"], "scored": stats["scored"],
+            "skipped": stats["samples"] - stats["scored"], "flags": flags, "median_similarity": stats["median"],
+            "similarity": options.similarity}
