@@ -3,6 +3,7 @@ same images, same transform, same worker count, one run; plus the single-core de
 bytes a curriculum's first stage reads.
 
     python bench/loader.py --classes 20 --per-class 300 --workers 2 --batch-size 64
+    python bench/loader.py --plan-samples 16000000 --world-size 8     # planning alone, WebVision 2.0 scale
 
     wv stream     Stream over the dataset root with class-balanced draws, curriculum subsets (the
                   final stage, all subsets, so it sees as many images as the others) and subset
@@ -18,6 +19,7 @@ ratios (of the best rounds, and the median of the per-round ratios).
 
 import argparse
 import io
+import resource
 import shutil
 import sys
 import time
@@ -97,11 +99,20 @@ def decode_limit(tree: Path, images: int) -> tuple[float, float]:
     return decode, len(data) / (time.perf_counter() - start)
 
 
-def count(loader, image_of) -> tuple[int, float]:
-    start, n = time.perf_counter(), 0
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the loader workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def count(loader, image_of) -> tuple[int, float, float]:
+    """Samples, samples/s and CPU milliseconds per sample (main process and workers together)."""
+    cpu, start, n = cpu_seconds(), time.perf_counter(), 0
     for batch in loader:
         n += image_of(batch).shape[0]
-    return n, n / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    del loader
+    return n, n / seconds, (cpu_seconds() - cpu) * 1000 / n
 
 
 def run_wv(root: Path, args) -> tuple[int, float]:
@@ -150,6 +161,47 @@ def first_stage_bytes(root: Path, args) -> dict:
             "pool": plan["funnel"]["pool"], "samples": plan["funnel"]["samples"], "seconds": seconds, "rate": samples / seconds}
 
 
+def plan_at_scale(samples: int, world_size: int) -> None:
+    """Planning alone at WebVision 2.0 scale: a synthetic table (5,000 classes, 1,000 samples a shard)."""
+    import tracemalloc
+
+    from wv.train.config import SamplerConfig
+    from wv.train.sampling import Planner
+    from wv.train.table import SampleTable
+
+    rng = np.random.default_rng(0)
+    shards, per_shard = samples // 1000, 1000
+    sizes = rng.gamma(1.0, 1.0, 5000)
+    table = SampleTable(
+        root="synthetic", split="train", shard_names=[f"train-{i:06d}" for i in range(shards)],
+        shard_paths=[f"train-{i:06d}.tar" for i in range(shards)],
+        shard_start=np.arange(shards + 1, dtype=np.int64) * per_shard, shard_bytes=np.full(shards, 30_000_000, dtype=np.int64),
+        shard_id=np.repeat(np.arange(shards, dtype=np.int32), per_shard), offset=np.tile(np.arange(per_shard, dtype=np.int64) * 30_000, shards),
+        length=np.full(shards * per_shard, 30_000, dtype=np.int32), label=rng.choice(5000, shards * per_shard, p=sizes / sizes.sum()).astype(np.int32),
+        class_names={}, keep=rng.random(shards * per_shard) < 0.8, subset=rng.integers(0, 3, shards * per_shard).astype(np.int16),
+        scores={"confidence.p_label": rng.random(shards * per_shard).astype(np.float32)})
+    config = SamplerConfig(batch_size=256, class_balance="draw", curriculum="0:0;3:0,1;6:0,1,2", subset_weights="1,0.5,0.5",
+                           gates=("confidence.p_label >= 0.5@0,0@10",), max_repeat=50)
+    planner = Planner(table, config, world_size)
+    tracemalloc.start()
+    print(f"plan at scale: {table.size:,} samples, {shards:,} shards, 5,000 classes, world size {world_size}; "
+          f"table {table.nbytes() / table.size:.0f} bytes/sample")
+    for epoch in (0, 7):
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        start = time.perf_counter()
+        plan = planner.plan(epoch)
+        planned = time.perf_counter() - start
+        start = time.perf_counter()
+        rank = planner.rank_plan(plan, 0)
+        ranked = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] - base
+        print(f"  epoch {epoch}: pool {plan.funnel['pool']:,}, {plan.steps:,} steps per rank; epoch plan {planned:.2f} s, "
+              f"rank plan {ranked:.2f} s ({rank.rows.size:,} draws); planning peak {peak / 1e6:,.0f} MB above the "
+              f"{table.nbytes() / 1e6:,.0f} MB table, the rank plan keeps {sum(a.nbytes for a in (rank.rows, rank.shard, rank.offset, rank.length, rank.label, rank.subset, rank.weight)) / 1e6:,.0f} MB")
+        del plan, rank
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classes", type=int, default=20)
@@ -160,8 +212,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--crop", type=int, default=224, help="RandomResizedCrop size")
     parser.add_argument("--out", default="bench-out/loader")
+    parser.add_argument("--plan-samples", type=int, default=0, help="Only time the planning of an epoch of this many samples (no images).")
+    parser.add_argument("--world-size", type=int, default=8, help="World size of --plan-samples.")
     args = parser.parse_args()
     CROP[0] = args.crop
+    if args.plan_samples:
+        return plan_at_scale(args.plan_samples, args.world_size)
     torch.set_num_threads(1)
 
     root, tree = prepare(Path(args.out), args.classes, args.per_class, args.size, args.workers)
@@ -172,22 +228,27 @@ def main() -> None:
     print(f"decode limit (1 core): decode {decode:,.0f} img/s; decode + transform {decode_transform:,.0f} img/s "
           f"(x{args.workers} workers: {decode_transform * args.workers:,.0f})")
 
-    rates = {}
+    rates, cpu = {}, {}
     runners = {"wv stream": lambda: run_wv(root, args), "webdataset": lambda: run_webdataset(root, args),
                "ImageFolder": lambda: run_imagefolder(tree, args)}
     for round_ in range(args.rounds):
         for name, runner in runners.items():
-            n, rate = runner()
-            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s")
+            n, rate, ms = runner()
+            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample")
             rates.setdefault(name, []).append(rate)
+            cpu.setdefault(name, []).append(ms)
     ceiling = decode_transform * args.workers
     print("best of rounds:")
     for name, values in rates.items():
-        print(f"  {name:<12} {max(values):>8,.0f} samples/s  = {max(values) / ceiling:.2f} of the decode + transform limit")
+        print(f"  {name:<12} {max(values):>8,.0f} samples/s  = {max(values) / ceiling:.2f} of the decode + transform limit; "
+              f"median {np.median(cpu[name]):.3f} CPU ms/sample (decode + transform alone: {1000 / decode_transform:.3f})")
     for other in ("webdataset", "ImageFolder"):
         paired = np.array(rates["wv stream"]) / np.array(rates[other])
         print(f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, "
               f"median of rounds {np.median(paired):.3f} (rounds: {', '.join(f'{r:.2f}' for r in paired)})")
+
+    for other in ("webdataset", "ImageFolder"):
+        print(f"CPU per sample wv / {other:<12} {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f} (medians)")
 
     stage = first_stage_bytes(root, args)
     print(f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "

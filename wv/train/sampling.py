@@ -46,6 +46,7 @@ class Stratum:
     rows: np.ndarray  # int64 selected rows, ascending
     counts: np.ndarray | None = None  # int64 draws of each row this epoch
     target: np.ndarray | None = None  # float64 ideal draws of each row (before the cap and rounding)
+    sequence: tuple | None = None  # (rows, counts) of drawn rows in reading order, made once per epoch
 
 
 @dataclass
@@ -230,8 +231,9 @@ class Planner:
         generator = rng(self.config, plan.epoch, DEAL, rank)
         parts = []
         for stratum in plan.strata:
-            sequence = shard_ordered(self.table.shard_id, stratum.rows, stratum.counts, plan.shard_order)
-            piece = rank_piece(*sequence, rank * plan.steps * stratum.share, plan.steps * stratum.share)
+            if stratum.sequence is None:
+                stratum.sequence = shard_ordered(self.table.shard_id, stratum.rows, stratum.counts, plan.shard_order)
+            piece = rank_piece(*stratum.sequence, rank * plan.steps * stratum.share, plan.steps * stratum.share)
             parts.append(deal(piece, plan.steps, stratum.share, window, generator))
         return np.sort(np.hstack(parts), axis=1)
 
