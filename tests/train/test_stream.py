@@ -225,3 +225,13 @@ def test_a_damaged_shard_fails_with_one_sentence_from_a_worker(stream_root_copy)
     with pytest.raises(WvError, match="shorter than the manifest says") as error:
         epoch_batches(Stream(stream_root_copy, SamplerConfig(batch_size=8), workers=2))
     assert "\n" not in str(error.value)
+
+
+def test_auto_selection_applies_to_its_own_split(root_copy, selection_writer):
+    selection_writer(root_copy, lambda i, frame: np.arange(frame.height) % 3 != 0)
+    train = Stream(root_copy, SamplerConfig(batch_size=4, rounding="trim"))
+    assert train.planner.table.selection == "selection" and not train.planner.table.keep.all()
+    val = Stream(root_copy, SamplerConfig(batch_size=4, split="val", rounding="trim"))
+    assert val.planner.table.keep is None
+    keys = [k for batch in val for k in batch["key"]]
+    assert keys and all(k.startswith("val-") for k in keys)

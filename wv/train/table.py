@@ -81,7 +81,7 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
         class_names={c["label"]: c["names"] for c in root.classes()},
     )
     del manifest
-    selection = selection_name(root, config)
+    selection = selection_name(root, config, names)
     if selection:
         table.keep = score_column(root, table, f"{selection}.keep", enum).fill_null(True).cast(pl.Boolean).to_numpy()
         table.selection = selection
@@ -98,11 +98,12 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
     return table
 
 
-def selection_name(root: Root, config: SamplerConfig) -> str | None:
+def selection_name(root: Root, config: SamplerConfig, shards: list) -> str | None:
+    """auto: `selection` when `wv select` wrote one for this split (all of it, or the read fails)."""
     if config.selection == "none":
         return None
     if config.selection == "auto":
-        return "selection" if (root.path / "scores" / "selection").is_dir() else None
+        return "selection" if any(root.score_path("selection", s).is_file() for s in shards) else None
     if not (root.path / "scores" / config.selection).is_dir():
         raise WvError(f"there is no selection {config.selection!r} under {root.path}/scores; run `wv select` first")
     return config.selection
