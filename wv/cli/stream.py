@@ -41,7 +41,7 @@ def stream(source, epoch, world_size, workers, show_classes, as_json, **options)
     if epoch < 0 or workers < 1:
         raise WvError("--epoch must be 0 or more and --workers at least 1")
     if Root(source).exists():
-        figures = describe(Planner(load_table(source, config), config, world_size), epoch)
+        figures = describe(Planner(load_table(source, config), config, world_size), epoch, progress=True)
         lines = root_lines(figures, show_classes)
     else:
         planner = UrlPlanner(shard_urls(source, config.split), config, world_size, progress=True)

@@ -1,6 +1,7 @@
 """What a sampler will feed in one epoch, from its plan alone (no image is read): `wv stream`."""
 
 import numpy as np
+from tqdm import tqdm
 
 from wv.train.sampling import EpochPlan, Planner
 from wv.train.urls import UrlPlanner
@@ -8,11 +9,11 @@ from wv.train.urls import UrlPlanner
 NAMES_LISTED = 20
 
 
-def describe(planner: Planner, epoch: int) -> dict:
+def describe(planner: Planner, epoch: int, progress: bool = False) -> dict:
     """Steps per rank, draws per class and subset against the target, repetition, shards read."""
     table, config = planner.table, planner.config
     plan = planner.plan(epoch)
-    ranks = [planner.rank_rows(plan, r) for r in range(plan.world_size)]
+    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", disable=not progress)]
     drawn_rows = np.concatenate([rows.ravel() for rows in ranks])
     counts = np.bincount(drawn_rows, minlength=table.size)
     target = np.zeros(table.size)

@@ -171,18 +171,19 @@ class Planner:
         mask, funnel = self.selected(epoch)
         steps = self.steps_for(funnel["pool"], epoch)
         self._steps[epoch] = steps
-        strata = self.strata(mask, epoch)
+        strata = self.strata(mask)
         generator = rng(self.config, epoch, DRAW)
         for stratum in strata:
             total = steps * self.world_size * stratum.share
             weights = self.weights(stratum.rows, "draw")
+            expected = capped(weights, total, self.config.max_repeat, stratum.name, epoch)  # refuses weights that are all 0
             stratum.target = total * weights / weights.sum()
-            stratum.counts = systematic_counts(capped(weights, total, self.config.max_repeat, stratum.name, epoch), generator)
+            stratum.counts = systematic_counts(expected, generator)
         order = rng(self.config, epoch, SHARDS).permutation(self.table.shards).astype(np.int32)
         return EpochPlan(epoch, self.world_size, self.config.batch_size, steps, self.first_step(epoch), strata, order,
                          self.loss_weights(strata), funnel)
 
-    def strata(self, mask: np.ndarray, epoch: int) -> list:
+    def strata(self, mask: np.ndarray) -> list:
         rows = np.flatnonzero(mask)
         mix = self.config.batch_mix_list
         if mix is None:
