@@ -84,7 +84,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise WvError(f"{path} is not a wv checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:120]})") from None
+        raise WvError(f"{path} is not a wv checkpoint (torch cannot load it weights-only: {type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise WvError(f"{path} is not a wv checkpoint (no format {FORMAT!r}); make one with `wv train`")
     missing = [k for k in ("arch", "num_classes", "classes", "model") if k not in checkpoint]

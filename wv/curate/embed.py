@@ -15,6 +15,7 @@ The same loop (`map_images`) serves `wv score confidence`.
 import hashlib
 import io
 import os
+import tarfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.shards import sidecars
-from wv.shards.read import iter_samples
 from wv.shards.root import Root
 
 
@@ -99,7 +99,10 @@ def load_image_model(spec: ModelSpec, device: torch.device) -> ImageModel:
     if spec.is_checkpoint():
         from wv.models import eval_transform, load_checkpoint
 
-        net, checkpoint = load_checkpoint(spec.model, map_location=device)
+        try:
+            net, checkpoint = load_checkpoint(spec.model, map_location=device)
+        except WvError as error:
+            raise WvError(f"{error}; for open_clip weights give --model NAME --weights FILE") from None
         return ImageModel("checkpoint", net, eval_transform(checkpoint["input"]), device, checkpoint, checkpoint["arch"])
     return load_clip(spec, device)
 
@@ -108,6 +111,9 @@ def load_clip(spec: ModelSpec, device: torch.device) -> ImageModel:
     import open_clip
 
     name = spec.model
+    schema = bool(name) and name.startswith(("local-dir:", "hf-hub:"))  # open_clip reads config and weights from there
+    if name and not spec.config and not schema and (os.sep in name or name.endswith((".pt", ".pth", ".ckpt", ".bin"))):
+        raise WvError(f"model file {name} does not exist")
     if spec.config:
         if not Path(spec.config).is_file():
             raise WvError(f"model config {spec.config} does not exist")
@@ -115,14 +121,14 @@ def load_clip(spec: ModelSpec, device: torch.device) -> ImageModel:
         name = name or Path(spec.config).stem
     if not name:
         raise WvError("give --model: an open_clip model name or a wv checkpoint file")
-    if name not in open_clip.list_models():
+    if not schema and name not in open_clip.list_models():
         hint = "" if spec.config else "; a file path must be a wv checkpoint, a custom architecture needs --model-config"
         raise WvError(f"{name!r} is neither a wv checkpoint file nor an open_clip model name{hint}")
     if spec.weights and spec.pretrained:
         raise WvError("give --weights FILE or --pretrained TAG, not both")
     if spec.weights and not Path(spec.weights).is_file():
         raise WvError(f"weights file {spec.weights} does not exist")
-    if not (spec.weights or spec.pretrained):
+    if not (spec.weights or spec.pretrained or schema):
         raise WvError(f"open_clip model {name} needs --weights FILE or --pretrained TAG (random weights give meaningless features)")
     try:
         net, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=spec.weights or spec.pretrained, device=device)
@@ -152,7 +158,7 @@ class ShardImages(torch.utils.data.IterableDataset):
         images, labels, start = [], [], 0
         if total == 0:
             yield {"shard": shard, "start": 0, "total": 0, "images": None, "labels": None}
-        for index, sample in enumerate(iter_samples([str(root.shard_path(shard))])):
+        for index, sample in enumerate(tar_samples(root.shard_path(shard))):
             if index >= total or sample["__key__"] != keys[index]:
                 raise WvError(f"{shard} does not match its meta sidecar at sample {index}; run `wv shard verify`")
             images.append(self.decode(shard, sample))
@@ -169,6 +175,29 @@ class ShardImages(torch.utils.data.IterableDataset):
                 return self.preprocess(image)
         except Exception as error:  # PIL raises many types for damaged bytes
             raise WvError(f"{shard}: image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
+
+
+def tar_samples(path):
+    """The samples of one tar, in order, as {ext: bytes, "__key__": key}: read straight, so that neither
+    DataLoader workers nor torchrun ranks split it (webdataset's readers would)."""
+    sample = {}
+    with tarfile.open(path, mode="r|") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample.setdefault("__key__", key)
+            sample[ext] = tar.extractfile(member).read()
+    if sample:
+        yield sample
+
+
+def one_thread(worker_id: int) -> None:
+    """Decoding workers use one thread each; the processes are the parallelism."""
+    torch.set_num_threads(1)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -196,13 +225,14 @@ def map_images(root: Root, model: ImageModel, shards: list, compute, write, batc
     if batch_size < 1 or loader_workers < 0:
         raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
     dataset = ShardImages(str(root.path), shards, model.preprocess, batch_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=loader_workers,
-                                         pin_memory=model.device.type == "cuda")
+    # spawn, not fork: a forked worker inherits the parent's OpenMP thread pool and can hang in it.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=loader_workers, pin_memory=model.device.type == "cuda",
+                                         multiprocessing_context="spawn" if loader_workers else None, worker_init_fn=one_thread)
     parts: dict[str, list] = {}  # shard -> [(start, outputs)] until the shard is complete
     rows_in: dict[str, int] = {}
     done = 0
     with tqdm(total=sum(n for _, n in shards), desc=desc, unit="img", dynamic_ncols=True) as bar:
-        for batch in loader:
+        for batch in worker_errors(loader):
             shard, total = batch["shard"], batch["total"]
             if total == 0:
                 write(shard, compute(None, None))
@@ -217,6 +247,15 @@ def map_images(root: Root, model: ImageModel, shards: list, compute, write, batc
                 ordered = [o for _, o in sorted(parts.pop(shard), key=lambda p: p[0])]
                 write(shard, {k: np.concatenate([o[k] for o in ordered]) for k in ordered[0]})
     return done
+
+
+def worker_errors(loader):
+    """A WvError raised in a decoding worker comes back as one sentence, not the worker's traceback."""
+    try:
+        yield from loader
+    except WvError as error:
+        last = str(error).strip().splitlines()[-1]
+        raise WvError(last.split("WvError: ", 1)[-1]) from None
 
 
 # -- wv embed -----------------------------------------------------------------------------------
