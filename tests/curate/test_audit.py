@@ -238,3 +238,27 @@ def test_an_interrupted_report_resumes(built_root, synth_v1, tmp_path, monkeypat
     figures = write_report(root, per_class=5, progress=False)
     assert reads == [] and json.loads((report / "report.json").read_text())["complete"] is True
     assert (report / "index.html").is_file() and sum(figures["thumbnails"].values()) == len(list(report.glob("thumbs/*/*.jpg")))
+
+
+def test_with_the_real_text_scores(built_root, synth_v1, tmp_path):
+    """lda and keywords sidecars as their scorers write them: the rule reads lda, the cards show keywords."""
+    from wv.curate.keywords import KeywordOptions, score_keywords
+    from wv.curate.lda import LdaOptions, score_lda
+
+    root = Path(shutil.copytree(built_root, tmp_path / "root"))
+    score_lda(root, LdaOptions(topics=12, passes=4, no_below=2), progress=False)
+    score_keywords(root, KeywordOptions(), progress=False)
+    chosen = select(root, ["lda.similarity < 0.3"], progress=False)
+    figures = write_report(root, per_class=12, kept_per_class=4, progress=False)
+    assert figures["dropped"] == chosen["dropped"] > 0
+    pages = shown_cards(root / "reports" / "audit")
+    dropped = [key for cards in pages.values() for state, key in cards if state == "dropped"]
+    truth = pl.read_parquet(synth_v1 / "ground_truth.parquet")
+    noisy = set(truth.filter(pl.col("is_noisy"))["__key__"].to_list())
+    base = Root(root).manifest("train").select(pl.col("__key__").is_in(list(noisy)).mean()).collect().item()
+    share = np.mean([k in noisy for k in dropped])
+    print(f"lda.similarity < 0.3: noisy share {share:.2f} of {len(dropped)} dropped thumbnails; base rate {base:.2f}")
+    assert share > 0.8 and share > 2 * base
+    text = "".join(p.read_text() for p in (root / "reports" / "audit" / "classes").glob("*.html"))
+    assert "<ul class=kw title='keywords.keywords'>" in text and "<tr class=hit><th>lda.similarity</th>" in text
+    assert "lda.top_topics" not in text  # lists of numbers are left off the cards
