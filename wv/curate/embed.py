@@ -97,13 +97,15 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def load_image_model(spec: ModelSpec, device: torch.device) -> ImageModel:
     if spec.is_checkpoint():
-        from wv.models import eval_transform, load_checkpoint
+        from wv.models import default_input, eval_transform, load_checkpoint
 
         try:
             net, checkpoint = load_checkpoint(spec.model, map_location=device)
         except WvError as error:
-            raise WvError(f"{error}; for open_clip weights give --model NAME --weights FILE") from None
-        return ImageModel("checkpoint", net, eval_transform(checkpoint["input"]), device, checkpoint, checkpoint["arch"])
+            hint = "; for open_clip weights give --model NAME --weights FILE" if "is not a wv checkpoint" in str(error) else ""
+            raise WvError(f"{error}{hint}") from None
+        preprocess = eval_transform(checkpoint.get("input") or default_input(checkpoint["arch"]))
+        return ImageModel("checkpoint", net, preprocess, device, checkpoint, checkpoint["arch"])
     return load_clip(spec, device)
 
 
