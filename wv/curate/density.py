@@ -113,9 +113,7 @@ class Tiles:
         self.pairs = n * (n - 1) // 2 if self.symmetric else n * m
         self.keep = self.pairs <= cache_values
         self.cache: list | None = None
-        norm_a, norm_b = self.sq_a.sqrt(), self.sq_b.sqrt()
-        self.block_norm_a = [float(norm_a[r:r + tile].max()) for r in range(0, n, tile)]
-        self.block_norm_b = [float(norm_b[c:c + tile].max()) for c in range(0, m, tile)]
+        self.largest_norm = float(torch.cat([self.sq_a, self.sq_b]).max().sqrt()) if n and m else 0.0
 
     def __iter__(self):
         if self.cache is not None:
@@ -143,15 +141,13 @@ class Tiles:
                     s[ids[own] - r, own] = math.inf
                 yield r, c, s
 
-    def largest_error_bound(self) -> float:
-        return self.error_bound(0, 0, max(self.block_norm_a) + max(self.block_norm_b))
-
-    def error_bound(self, r: int, c: int, scale: float | None = None) -> float:
-        """A bound on |S - exact S| within a float32 tile, for float32 rows rounded from the float64
-        ones (at most 2 u (|x| + |y|)^2), sums of d products and two additions (every rounding at most
-        u relative): (d + 5) u (|x| + |y|)^2, doubled for safety. Rows are centred first, so |x| is
-        of the order of the distances."""
-        scale = scale if scale is not None else self.block_norm_a[r // self.tile] + self.block_norm_b[c // self.tile]
+    def error_bound(self) -> float:
+        """A bound on |S - exact S| for float32 tiles of float32 rows rounded from float64 ones:
+        the rounding of the rows moves S by at most 2u (|x| + |y|)^2, the sums of d products and the
+        two additions by at most (d + 2) u (|x| + |y|)^2 in any summation order (u = 2^-24); so
+        (d + 5) u (2 max |x|)^2, doubled for safety. Rows are centred first, so |x| is of the order
+        of the distances."""
+        scale = 2 * self.largest_norm
         return 2 * (self.a.shape[1] + 5) * FLOAT32_ROUNDOFF * scale * scale
 
 
@@ -179,18 +175,12 @@ def squared_pairs(z: torch.Tensor, sq: torch.Tensor, i: torch.Tensor, j: torch.T
     return torch.cat(parts) if parts else torch.zeros(0, dtype=z.dtype, device=z.device)
 
 
-def sample_pairs(tiles: Tiles, z: torch.Tensor, sq: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
-    """Sorted S of `draws` random pairs (i != j when symmetric), in z's dtype."""
-    n, m = len(tiles.a), len(tiles.b)
-    i = torch.randint(0, n, (draws,), generator=generator).to(z.device)
-    j = torch.randint(0, m, (draws,), generator=generator).to(z.device)
-    if tiles.symmetric:
-        keep = i != j
-        i, j = i[keep], j[keep]
-        return squared_pairs(z, sq, i, j).sort().values
-    other = tiles.b.to(z.dtype)
-    parts = [((z[i[s:s + SAMPLE_CHUNK]] - other[j[s:s + SAMPLE_CHUNK]]) ** 2).sum(1) for s in range(0, draws, SAMPLE_CHUNK)]
-    return torch.cat(parts).sort().values
+def sample_pairs(z: torch.Tensor, sq: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
+    """Sorted S of up to `draws` random pairs i != j of z's rows, in z's dtype."""
+    i = torch.randint(0, len(z), (draws,), generator=generator).to(z.device)
+    j = torch.randint(0, len(z), (draws,), generator=generator).to(z.device)
+    keep = i != j
+    return squared_pairs(z, sq, i[keep], j[keep]).sort().values
 
 
 def tile_sample(tiles: Tiles, draws: int) -> torch.Tensor:
@@ -198,7 +188,7 @@ def tile_sample(tiles: Tiles, draws: int) -> torch.Tensor:
     them): free when the tiles are kept anyway. The stride is prime to the tile width and its start
     moves from tile to tile, so every row and column is sampled."""
     step = max(1, tiles.pairs // draws) | 1
-    while step > 2 and tiles.tile % step == 0:
+    while math.gcd(step, tiles.tile) != 1:
         step += 2
     parts = []
     for k, (_, _, s) in enumerate(tiles):
@@ -250,9 +240,9 @@ def fast_exact_density(tiles: Tiles, z64: torch.Tensor, r: int, generator: torch
     within 3 E of the r-th are recomputed in float64. None when that cannot settle it (the float64
     path then does)."""
     n = len(z64)
-    error = tiles.largest_error_bound()
+    error = tiles.error_bound()
     draws = sample_size(tiles.pairs, budget)
-    sample = tile_sample(tiles, draws) if tiles.keep else sample_pairs(tiles, tiles.a, tiles.sq_a, draws, generator)
+    sample = tile_sample(tiles, draws) if tiles.keep else sample_pairs(tiles.a, tiles.sq_a, draws, generator)
     for attempt in range(TRIES):
         lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS * 4 ** attempt)
         scanned = scan_candidates(tiles, lo, hi, budget // 16)
@@ -286,7 +276,7 @@ def kth_squared(tiles: Tiles, r: int, z: torch.Tensor, generator: torch.Generato
     """The r-th smallest (0-based) S of the tiles' pairs, exactly, holding at most `budget` / 2 of them."""
     if tiles.pairs <= budget // 2:
         return float(torch.cat([s[torch.isfinite(s)] for _, _, s in tiles]).kthvalue(r + 1).values)
-    sample = sample_pairs(tiles, z, tiles.sq_a, sample_size(tiles.pairs, budget), generator)
+    sample = sample_pairs(z, tiles.sq_a, sample_size(tiles.pairs, budget), generator)
     lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS)
     edges = torch.tensor([lo, hi], dtype=z.dtype, device=z.device)
     while True:
@@ -395,23 +385,24 @@ def reduce_dims(features: np.ndarray, dim: int, seed: int) -> np.ndarray:
     return PCA(n_components=dim, copy=False, random_state=seed).fit_transform(features.copy())
 
 
-def exact_class_density(z64: torch.Tensor, quantile: float, generator: torch.Generator, tile: int, budget: int) -> ClassDensity:
-    """z64: the class's rows, float64, centred (distances do not change; float32 rounding errors shrink)."""
+def exact_counts(z64: torch.Tensor, quantile: float, generator: torch.Generator, tile: int, budget: int):
+    """(per sample: its pairs closer than d_c, d_c, the tiles, the path taken). z64: the class's rows,
+    float64, centred (distances do not change; float32 rounding errors shrink)."""
     n = len(z64)
     z32 = z64.to(torch.float32)
-    k = int(n * n * quantile)
-    if k < n:  # d_c is one of the N zero self-distances: no distance lies below it
-        density = torch.full((n,), -1, dtype=torch.int64, device=z32.device)
-        return ClassDensity(density.cpu().numpy(), deltas(Tiles(z32, tile=tile), z64, density).cpu().numpy(), 0.0, True, "trivial")
-    r = (k - n) // 2  # the sorted N*N distances are the N zeros, then every pair i < j twice
     tiles = Tiles(z32, tile=tile, cache_values=budget)
+    k = int(n * n * quantile)
+    if k < n:  # d_c is one of the N zero self-distances (a single sample): no distance lies below it
+        return torch.zeros(n, dtype=torch.int64, device=z64.device), 0.0, tiles, "trivial"
+    r = (k - n) // 2  # the sorted N*N distances are the N zeros, then every pair i < j twice
     found = fast_exact_density(tiles, z64, r, generator, budget)
-    path = "float32+float64"
-    if found is None:
-        counts, cutoff, tiles = float64_exact_density(z64, r, generator, tile, budget)
-        path = "float64"
-    else:
-        counts, cutoff = found
+    if found is not None:
+        return *found, tiles, "float32+float64"
+    return *float64_exact_density(z64, r, generator, tile, budget), "float64"
+
+
+def exact_class_density(z64: torch.Tensor, quantile: float, generator: torch.Generator, tile: int, budget: int) -> ClassDensity:
+    counts, cutoff, tiles, path = exact_counts(z64, quantile, generator, tile, budget)
     density = counts - (0 if cutoff > 0 else 1)  # "- 1" removes the sample itself, counted only when d_c > 0
     return ClassDensity(density.cpu().numpy(), deltas(tiles, z64, density).cpu().numpy(), cutoff, True, path)
 
@@ -422,12 +413,12 @@ def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, 
     chosen = torch.randperm(n, generator=generator)[:anchors].sort().values.to(z32.device)
     m = len(chosen)
     anchors64 = z32[chosen].to(torch.float64)
-    cutoff = exact_class_density(anchors64 - anchors64.mean(0), quantile, generator, tile, budget).cutoff
+    _, cutoff, _, _ = exact_counts(anchors64 - anchors64.mean(0), quantile, generator, tile, budget)
     cross = Tiles(z32, z32[chosen], tile=tile, b_rows=chosen)  # a sample and itself: inf, never counted
     threshold = cutoff * cutoff
     counts = torch.zeros(n, dtype=torch.int64, device=z32.device)
     for r, _, s in cross:
-        counts[r:r + len(s)] += (s < threshold).sum(1)
+        counts[r:r + len(s)] += (s < threshold).sum(1, dtype=torch.int32)
     is_anchor = torch.zeros(n, dtype=torch.int64, device=z32.device)
     is_anchor[chosen] = 1
     density = torch.round(counts.to(torch.float64) * (n - 1) / (m - is_anchor).clamp(min=1)).to(torch.int64)
