@@ -30,9 +30,9 @@ def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n,
         split, model, overwrite, workers, executor, ray_address, seed, as_json):
     """Text-topic score: similarity of each sample's LDA topics to its class's mean; label weights.
 
-    Cleans the web text (lowercase, letters, stop and web words out, Porter stems), fits a gensim
-    LdaMulticore model (saved to ROOT/models/lda/ with its dictionary and the class means), then
-    writes, per shard:
+    Cleans the web text (lowercase, letters, stop and web words out, Porter stems), fits gensim's
+    online LDA with its E-steps over --workers processes (saved to ROOT/models/lda/ with its
+    dictionary and the class means), then writes, per shard:
 
     \b
       scores/lda            similarity, top_topics, top_weights, tokens, text_flag
@@ -40,8 +40,8 @@ def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n,
       features/lda          each sample's topic distribution (float16)
 
     Empty, non-English or unknown-word text gets a null similarity and its reason in text_flag.
-    A re-run resumes; other options are refused unless --overwrite. With --workers N the fit
-    uses N - 1 E-step processes (and is bit-reproducible for N <= 2).
+    A re-run resumes; other options are refused unless --overwrite. The same --seed gives the
+    same model and scores for any --workers.
 
     \b
     Example:

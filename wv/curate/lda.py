@@ -9,12 +9,13 @@ classes and weights.
 Passes (each per shard in parallel, resumable; the text comes from ROOT/meta/, never from images):
   1. vocabulary   tokens of the fit documents (all, or a seeded sample: fit_docs) -> gensim Dictionary,
                   filtered by document frequency
-  2. fit          gensim LdaMulticore over a streaming corpus of those documents (seeded)
+  2. fit          gensim's online LDA over a streaming corpus of those documents, its E-steps spread
+                  over the worker pool (wv.curate.lda_fit: seeded, the same model for any worker count)
   3. topics       each sample's topic distribution -> ROOT/features/lda/{shard}.npy (float16, a row of
                   NaN where the text cannot be scored); on the fit split, per-class sums -> class means
   4. scores       ROOT/scores/lda/{shard}.parquet and ROOT/scores/label_weights/{shard}.parquet
 
-The model (LdaMulticore, dictionary, class means) is saved under ROOT/models/lda/; another split or
+The model (a gensim LdaModel, its dictionary, the class means) is saved under ROOT/models/lda/; another split or
 another root is scored with it (`model=`) without refitting.
 
 Sidecar columns:
@@ -137,9 +138,9 @@ def open_model(folder) -> SavedModel:
 def load_model(folder: str, model_id: str):
     """(LdaModel, Dictionary) once per process; the topic-word matrix is memory-mapped (shared by workers)."""
     from gensim.corpora import Dictionary
-    from gensim.models import LdaMulticore
+    from gensim.models import LdaModel
 
-    model = LdaMulticore.load(str(Path(folder) / MODEL_FILE), mmap="r")
+    model = LdaModel.load(str(Path(folder) / MODEL_FILE), mmap="r")
     return model, Dictionary.load(str(Path(folder) / DICTIONARY_FILE))
 
 
@@ -162,8 +163,10 @@ def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int
     timings, figures = {}, {}
     with Workers(workers, executor, ray_address) as pool:
         started = time.perf_counter()
-        saved, fitted = prepare_model(root, options, model, pool, workers, overwrite, progress, figures)
+        saved, fitted = prepare_model(root, options, model, pool, overwrite, progress, figures)
         timings["fit"] = round(time.perf_counter() - started, 3)
+        if fitted:
+            timings.update(saved.info["seconds"])
         if saved.info["classes"] != classes:
             raise WvError(f"the LDA model at {saved.folder} was fitted on {saved.info['classes']} classes, {root.path} has {classes}")
         started = time.perf_counter()
@@ -178,7 +181,7 @@ def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int
                       "features": str(root.path / "features" / NAME), "model": str(saved.folder)}}
 
 
-def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, workers: int, overwrite: bool, progress: bool,
+def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, overwrite: bool, progress: bool,
                   figures: dict) -> tuple[SavedModel, bool]:
     if model is not None:
         saved = open_model(model)
@@ -196,7 +199,7 @@ def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, workers
                           f"pass --overwrite to refit it{hint}")
         figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
         return saved, False
-    saved = fit(root, options, folder, pool, workers, progress)
+    saved = fit(root, options, folder, pool, progress)
     figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
     return saved, True
 
@@ -298,36 +301,34 @@ class FitCorpus:
                     yield self.dictionary.doc2bow(tokens)
 
 
-def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, workers: int, progress: bool) -> SavedModel:
-    from gensim.models import LdaMulticore
+def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: bool) -> SavedModel:
+    from wv.curate.lda_fit import fit_lda
 
+    started = time.perf_counter()
     plan = fit_plan(root, options)
     dictionary, documents = build_vocabulary(root, options, plan, pool, progress)
+    seconds = {"vocabulary": round(time.perf_counter() - started, 3)}
+    started = time.perf_counter()
     bar = tqdm(total=documents * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
     corpus = FitCorpus(root, plan, dictionary, documents, bar)
     gensim_log = logging.getLogger("gensim")
     level = gensim_log.level
     gensim_log.setLevel(logging.ERROR)  # "too few updates" and the like: the summary says what was fitted
     try:
-        model = LdaMulticore(
-            corpus, id2word=dictionary, num_topics=options.topics, workers=fit_workers(workers), chunksize=options.chunksize,
-            passes=options.passes, iterations=options.iterations, random_state=options.seed, eval_every=None, dtype=np.float32,
-        )
+        model = fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize, options.seed,
+                        pool, folder.parent)
     finally:
         gensim_log.setLevel(level)
         bar.close()
+    seconds["model"] = round(time.perf_counter() - started, 3)
     info = {
         "format": MODEL_FORMAT, "model_id": hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16],
         "fit": options.fit_options(), "documents": documents, "vocabulary": len(dictionary), "topics": options.topics,
         "classes": len(root.classes()), "root": str(root.path.resolve()), "wv_version": wv.__version__, "class_means": None,
+        "seconds": seconds,
     }
     save_model(folder, model, dictionary, info)
     return SavedModel(folder, info)
-
-
-def fit_workers(workers: int) -> int:
-    # LdaMulticore's master process reads the corpus and merges results: gensim advises cores - 1 E-step workers.
-    return max(1, workers - 1)
 
 
 def save_model(folder: Path, model, dictionary, info: dict) -> None:
