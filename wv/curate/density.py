@@ -142,13 +142,15 @@ class Tiles:
                 yield r, c, s
 
     def error_bound(self) -> float:
-        """A bound on |S - exact S| for float32 tiles of float32 rows rounded from float64 ones:
-        the rounding of the rows moves S by at most 2u (|x| + |y|)^2, the sums of d products and the
-        two additions by at most (d + 2) u (|x| + |y|)^2 in any summation order (u = 2^-24); so
-        (d + 5) u (2 max |x|)^2, doubled for safety. Rows are centred first, so |x| is of the order
-        of the distances."""
+        """A bound on |S - exact S| for float32 tiles of float32 rows rounded from float64 ones.
+
+        Rounding the rows moves S by at most 2u (|x| + |y|)^2 (u = 2^-24); the squared norms, the dot
+        product (d terms, any summation order, |sum x_k y_k| <= |x||y|) and the two additions add at
+        most (d + 2) u (|x| + |y|)^2 (plus terms of order d^2 u^2). (d + 5) u (2 max |x|)^2 covers both
+        with room to spare, also for the float64 recomputation (~1e-16 relative). Rows are centred
+        first, so |x| is of the order of the distances."""
         scale = 2 * self.largest_norm
-        return 2 * (self.a.shape[1] + 5) * FLOAT32_ROUNDOFF * scale * scale
+        return (self.a.shape[1] + 5) * FLOAT32_ROUNDOFF * scale * scale
 
 
 @functools.lru_cache(maxsize=4)
@@ -170,22 +172,25 @@ def full_float32_matmul():
 
 def squared_pairs(z: torch.Tensor, sq: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """S for the given pairs, as the tiles compute it (same formula), in z's dtype, chunk by chunk."""
-    parts = [(sq[i[s:s + SAMPLE_CHUNK]] + sq[j[s:s + SAMPLE_CHUNK]] - 2 * (z[i[s:s + SAMPLE_CHUNK]] * z[j[s:s + SAMPLE_CHUNK]]).sum(1)).abs()
-             for s in range(0, len(i), SAMPLE_CHUNK)]
+    parts = []
+    for start in range(0, len(i), SAMPLE_CHUNK):
+        a, b = i[start:start + SAMPLE_CHUNK], j[start:start + SAMPLE_CHUNK]
+        dots = (z.index_select(0, a) * z.index_select(0, b)).sum(1)
+        parts.append((sq.index_select(0, a) + sq.index_select(0, b) - 2 * dots).abs_())
     return torch.cat(parts) if parts else torch.zeros(0, dtype=z.dtype, device=z.device)
 
 
 def sample_pairs(z: torch.Tensor, sq: torch.Tensor, draws: int, generator: torch.Generator) -> torch.Tensor:
-    """Sorted S of up to `draws` random pairs i != j of z's rows, in z's dtype."""
+    """S of up to `draws` random pairs i != j of z's rows, in z's dtype."""
     i = torch.randint(0, len(z), (draws,), generator=generator).to(z.device)
     j = torch.randint(0, len(z), (draws,), generator=generator).to(z.device)
     keep = i != j
-    return squared_pairs(z, sq, i[keep], j[keep]).sort().values
+    return squared_pairs(z, sq, i[keep], j[keep])
 
 
 def tile_sample(tiles: Tiles, draws: int) -> torch.Tensor:
-    """Sorted S of about `draws` pairs taken at a fixed stride from the tiles (computing and keeping
-    them): free when the tiles are kept anyway. The stride is prime to the tile width and its start
+    """S of about `draws` pairs taken at a fixed stride from the tiles (computing and keeping them):
+    nearly free when the tiles are kept anyway. The stride is prime to the tile width and its start
     moves from tile to tile, so every row and column is sampled."""
     step = max(1, tiles.pairs // draws) | 1
     while math.gcd(step, tiles.tile) != 1:
@@ -194,22 +199,28 @@ def tile_sample(tiles: Tiles, draws: int) -> torch.Tensor:
     for k, (_, _, s) in enumerate(tiles):
         values = s.reshape(-1)[(k * 7919) % step::step]
         parts.append(values[torch.isfinite(values)])
-    return torch.cat(parts).sort().values
+    return torch.cat(parts)
 
 
-def sample_size(pairs: int, budget: int) -> int:
-    """Pairs drawn to bracket d_c: the bracket then holds about 6 / sqrt(draws) of all pairs, at
-    most about budget / 16 of them (at least 65,536 draws; at most 4M, or an eighth of the pairs)."""
-    wanted = (16 * BRACKET_SIGMAS * pairs / max(budget, 1)) ** 2
+def sample_size(pairs: int, budget: int, from_tiles: bool) -> int:
+    """Pairs sampled to bracket d_c; the bracket then holds about 6 / sqrt(draws) of all pairs.
+    Taken from kept tiles, a sample costs little: a sixteenth of the pairs (all of them for small
+    classes, at most 4M). Drawn at
+    random, enough that the bracket holds about budget / 64 pairs (at least 65,536, at most 4M)."""
+    if from_tiles:
+        return int(min(max(pairs // 16, min(pairs, 1 << 16)), 1 << 22))
+    wanted = (64 * BRACKET_SIGMAS * pairs / max(budget, 1)) ** 2
     return int(max(min(wanted, 1 << 22, pairs // 8), 1 << 16))
 
 
 def bracket(sample: torch.Tensor, p: float, sigmas: float) -> tuple[float, float]:
-    """[lo, hi) in S around the p-quantile of the population the sorted `sample` comes from."""
+    """[lo, hi) in S around the p-quantile of the population `sample` comes from."""
     m = len(sample)
+    if m == 0:
+        return 0.0, math.inf
     half = sigmas * math.sqrt(p * (1 - p) / m) + 2 / m
-    lo = float(sample[int((p - half) * m)]) if p - half > 0 else 0.0
-    hi = float(sample[min(m - 1, math.ceil((p + half) * m))]) if p + half < 1 else math.inf
+    lo = float(sample.kthvalue(int((p - half) * m) + 1).values) if p - half > 0 else 0.0
+    hi = float(sample.kthvalue(min(m - 1, math.ceil((p + half) * m)) + 1).values) if p + half < 1 else math.inf
     return lo, math.nextafter(hi, math.inf)
 
 
@@ -220,11 +231,14 @@ def scan_candidates(tiles: Tiles, lo: float, hi: float, limit: int):
     n = len(tiles.a)
     per_sample = torch.zeros(n, dtype=torch.int64, device=tiles.a.device)
     rows, cols, values, found = [], [], [], 0
+    below, inside = None, None
     for r, c, s in tiles:
-        below = s < lo
-        per_sample[r:r + len(s)] += below.sum(1, dtype=torch.int32)
-        per_sample[c:c + s.shape[1]] += below.sum(0, dtype=torch.int32)
-        where = ((s < hi) ^ below).nonzero()  # below implies < hi: xor = in [lo, hi)
+        # Comparisons written into float buffers: much faster on CPU than boolean masks and their sums.
+        below = torch.lt(s, lo, out=below if below is not None and below.shape == s.shape else torch.empty_like(s))
+        per_sample[r:r + len(s)] += below.sum(1).to(torch.int64)
+        per_sample[c:c + s.shape[1]] += below.sum(0).to(torch.int64)
+        inside = torch.lt(s, hi, out=inside if inside is not None and inside.shape == s.shape else torch.empty_like(s)).sub_(below)
+        where = inside.nonzero()  # in [lo, hi)
         found += len(where)
         if found > limit:
             return None
@@ -239,9 +253,9 @@ def fast_exact_density(tiles: Tiles, z64: torch.Tensor, r: int, generator: torch
     exact S. The float32 tiles rank the pairs to within their rounding bound E; only the pairs
     within 3 E of the r-th are recomputed in float64. None when that cannot settle it (the float64
     path then does)."""
-    n = len(z64)
+    n, sq64 = len(z64), (z64 * z64).sum(1)
     error = tiles.error_bound()
-    draws = sample_size(tiles.pairs, budget)
+    draws = sample_size(tiles.pairs, budget, from_tiles=tiles.keep)
     sample = tile_sample(tiles, draws) if tiles.keep else sample_pairs(tiles.a, tiles.sq_a, draws, generator)
     for attempt in range(TRIES):
         lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS * 4 ** attempt)
@@ -257,7 +271,7 @@ def fast_exact_density(tiles: Tiles, z64: torch.Tensor, r: int, generator: torch
             continue  # pairs outside the bracket could be near d_c
         sure = s32 < nth - 3 * error  # exact S < nth - 2E <= the exact r-th - E
         near = ~sure & (s32 <= nth + 3 * error)
-        exact = squared_pairs(z64, (z64 * z64).sum(1), i[near], j[near])
+        exact = squared_pairs(z64, sq64, i[near], j[near])
         rank = r - below - int(sure.sum())
         if not 0 <= rank < len(exact):
             return None
@@ -276,7 +290,7 @@ def kth_squared(tiles: Tiles, r: int, z: torch.Tensor, generator: torch.Generato
     """The r-th smallest (0-based) S of the tiles' pairs, exactly, holding at most `budget` / 2 of them."""
     if tiles.pairs <= budget // 2:
         return float(torch.cat([s[torch.isfinite(s)] for _, _, s in tiles]).kthvalue(r + 1).values)
-    sample = sample_pairs(z, tiles.sq_a, sample_size(tiles.pairs, budget), generator)
+    sample = sample_pairs(z, tiles.sq_a, sample_size(tiles.pairs, budget, from_tiles=False), generator)
     lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS)
     edges = torch.tensor([lo, hi], dtype=z.dtype, device=z.device)
     while True:
@@ -307,7 +321,7 @@ def scan_histogram(tiles: Tiles, edges: torch.Tensor, budget: int):
     below, counts = 0, torch.zeros(len(edges) - 1, dtype=torch.int64, device=edges.device)
     kept, size = [], 0
     for _, _, s in tiles:
-        below += int((s < lo).sum(dtype=torch.int32))  # (bool sums without a dtype are slow on CPU)
+        below += int(torch.lt(s, lo, out=torch.empty_like(s)).sum())  # (float buffers: faster than boolean masks on CPU)
         inside = s[(s >= lo) & (s < hi)]
         counts += torch.bincount(torch.bucketize(inside, inner, right=True), minlength=len(counts))
         if kept is not None:
@@ -322,9 +336,9 @@ def float64_exact_density(z64: torch.Tensor, r: int, generator: torch.Generator,
     threshold = squared_threshold(cutoff)
     counts = torch.zeros(len(z64), dtype=torch.int64, device=z64.device)
     for r0, c0, s in tiles:
-        close = s < threshold
-        counts[r0:r0 + len(s)] += close.sum(1, dtype=torch.int32)
-        counts[c0:c0 + s.shape[1]] += close.sum(0, dtype=torch.int32)
+        close = torch.lt(s, threshold, out=torch.empty_like(s))
+        counts[r0:r0 + len(s)] += close.sum(1).to(torch.int64)
+        counts[c0:c0 + s.shape[1]] += close.sum(0).to(torch.int64)
     return counts, cutoff, tiles
 
 
@@ -342,18 +356,21 @@ def squared_threshold(cutoff: float) -> float:
 def nearest_denser(tiles: Tiles, row_density: torch.Tensor, col_density: torch.Tensor) -> torch.Tensor:
     """Per row sample: the smallest S to a column sample of higher density (inf if none).
 
-    The pairs to leave out get a huge number added (cheaper than boolean masking on CPU)."""
+    The pairs to leave out get a huge number added (much cheaper than boolean masking on CPU)."""
     dtype = tiles.a.dtype
     huge = torch.finfo(dtype).max / 4
     row_density, col_density = row_density.to(dtype), col_density.to(dtype)
     nearest = torch.full((len(tiles.a),), math.inf, dtype=dtype, device=tiles.a.device)
+    penalised = None
     for r, c, s in tiles:
         rows, cols = slice(r, r + len(s)), slice(c, c + s.shape[1])
-        col_not_denser = (row_density[rows, None] >= col_density[None, cols]).to(dtype)
-        nearest[rows] = torch.minimum(nearest[rows], torch.add(s, col_not_denser, alpha=huge).amin(1))
+        if penalised is None or penalised.shape != s.shape:
+            penalised = torch.empty_like(s)
+        torch.ge(row_density[rows, None], col_density[None, cols], out=penalised)  # 1 where the column is not denser
+        nearest[rows] = torch.minimum(nearest[rows], penalised.mul_(huge).add_(s).amin(1))
         if tiles.symmetric:
-            row_not_denser = (row_density[rows, None] <= col_density[None, cols]).to(dtype)
-            nearest[cols] = torch.minimum(nearest[cols], torch.add(s, row_not_denser, alpha=huge).amin(0))
+            torch.le(row_density[rows, None], col_density[None, cols], out=penalised)  # 1 where the row is not denser
+            nearest[cols] = torch.minimum(nearest[cols], penalised.mul_(huge).add_(s).amin(0))
     return nearest.masked_fill_(nearest >= huge / 2, math.inf)
 
 
@@ -418,7 +435,7 @@ def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, 
     threshold = cutoff * cutoff
     counts = torch.zeros(n, dtype=torch.int64, device=z32.device)
     for r, _, s in cross:
-        counts[r:r + len(s)] += (s < threshold).sum(1, dtype=torch.int32)
+        counts[r:r + len(s)] += torch.lt(s, threshold, out=torch.empty_like(s)).sum(1).to(torch.int64)
     is_anchor = torch.zeros(n, dtype=torch.int64, device=z32.device)
     is_anchor[chosen] = 1
     density = torch.round(counts.to(torch.float64) * (n - 1) / (m - is_anchor).clamp(min=1)).to(torch.int64)
@@ -519,6 +536,11 @@ def gather(root: Root, features: str, shard_names: list[str], table: pl.DataFram
             for label, size in zip(sizes["label"].to_list(), sizes["len"].to_list())}
 
 
+def distance_budget(memory_gb: float) -> int:
+    """Distances that may be held at once: half of the memory, at up to 8 bytes each."""
+    return int(memory_gb * 2 ** 30 / 2 / 8)
+
+
 def partial_path(root: Root, name: str, label: int):
     return sidecars.sidecar_dir(root, "scores", name) / PARTIALS / f"{label}.parquet"
 
@@ -561,7 +583,7 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     todo = {label: size for label, size in sizes.items() if not partial_path(root, name, label).is_file()}
     figures["classes_resumed"] = len(sizes) - len(todo)
     shard_names = shards["name"].to_list()
-    budget = int(memory_gb * 2 ** 30 / 2 / 8)
+    budget = distance_budget(memory_gb)
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
             for label, (features, rows) in gather(root, opts.features, shard_names, table, group, dim).items():
