@@ -227,33 +227,36 @@ def shard_texts(root: Root, shard: str, rows=None, columns=("text",)) -> pl.Data
 
 
 def vocabulary_task(job):
-    """Pool task: one shard's fit documents -> (shard, its Dictionary, documents with tokens)."""
+    """Pool task: one shard's fit documents -> (shard, its Dictionary, the rows whose text has tokens)."""
     from gensim.corpora import Dictionary
 
     root, shard, rows = job
-    docs = [tokens for tokens in map(clean_tokens, shard_texts(Root(root), shard, rows)["text"]) if tokens]
-    return shard, Dictionary(docs, prune_at=None), len(docs)
+    texts = shard_texts(Root(root), shard)["text"]
+    rows = np.arange(texts.len()) if rows is None else rows
+    tokens = [clean_tokens(texts[int(row)]) for row in rows]
+    return shard, Dictionary((t for t in tokens if t), prune_at=None), np.array([r for r, t in zip(rows, tokens) if t], dtype=np.int32)
 
 
 def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progress: bool):
-    """-> (filtered Dictionary, number of fit documents with tokens), the same for any worker count."""
+    """-> (filtered Dictionary, the fit documents: [(shard, rows whose text has tokens)]), the same for any worker count."""
     from gensim.corpora import Dictionary
 
-    dictionary, documents = Dictionary(prune_at=None), 0
+    dictionary, documents = Dictionary(prune_at=None), []
     jobs = ((str(root.path), shard, rows) for shard, rows in plan)
     results = pool.map(vocabulary_task, jobs)
-    for _, shard_dictionary, docs in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary",
-                                          unit="shard", **quiet(progress)):
+    for shard, shard_dictionary, rows in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary",
+                                              unit="shard", **quiet(progress)):
         dictionary.merge_with(shard_dictionary)
-        documents += docs
+        if rows.size:
+            documents.append((shard, rows))
         if len(dictionary) > PRUNE_AT:
             dictionary.filter_extremes(no_below=1, no_above=1.0, keep_n=PRUNE_AT)
-    if documents == 0:
+    if not documents:
         raise WvError(f"no {options.split} sample of {root.path} has usable text (all empty, non-English or stop words); "
                       "there is nothing to fit a topic model on")
     dictionary.filter_extremes(no_below=options.no_below, no_above=options.no_above, keep_n=options.keep_n)
     if len(dictionary) == 0:
-        raise WvError(f"no word is in at least --no-below {options.no_below} of the {documents} documents and at most "
+        raise WvError(f"no word is in at least --no-below {options.no_below} of the {dictionary.num_docs} documents and at most "
                       f"--no-above {options.no_above} of them; lower --no-below (or raise --no-above) for a dataset this small")
     return canonical(dictionary), documents
 
@@ -283,47 +286,72 @@ def in_order(results, order: list):
 
 
 class FitCorpus:
-    """A gensim streaming corpus over the fit documents: re-read from ROOT/meta/ on every pass."""
+    """The fit documents as (shard, row) references, re-iterable, with len(): the workers read and clean
+    the text themselves (DocumentReader), so the master never holds or tokenizes the corpus."""
 
-    def __init__(self, root: Root, plan, dictionary, documents: int, bar=None):
-        self.root, self.plan, self.dictionary, self.documents, self.bar = root, plan, dictionary, documents, bar
+    def __init__(self, documents: list):
+        self.documents = documents
 
     def __len__(self) -> int:
-        return self.documents
+        return sum(rows.size for _, rows in self.documents)
 
     def __iter__(self):
-        for shard, rows in self.plan:
-            for text in shard_texts(self.root, shard, rows)["text"]:
-                tokens = clean_tokens(text)
-                if tokens:  # the same documents the vocabulary counted (a bag may be empty after filtering)
-                    if self.bar is not None:
-                        self.bar.update()
-                    yield self.dictionary.doc2bow(tokens)
+        for shard, rows in self.documents:
+            for row in rows.tolist():
+                yield shard, row
+
+
+@dataclass(frozen=True)
+class DocumentReader:
+    """(shard, row) references -> bags of words, in an E-step worker."""
+
+    root: str
+    dictionary: str  # a saved gensim Dictionary
+
+    def __call__(self, references) -> list:
+        dictionary = load_dictionary(self.dictionary)
+        return [dictionary.doc2bow(clean_tokens(cached_texts(self.root, shard)[row])) for shard, row in references]
+
+
+@functools.lru_cache(maxsize=2)
+def load_dictionary(path: str):
+    from gensim.corpora import Dictionary
+
+    return Dictionary.load(path)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_texts(root: str, shard: str) -> list:
+    """A shard's texts, kept while the E-step parts of its rows come by."""
+    return shard_texts(Root(root), shard)["text"].to_list()
 
 
 def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: bool) -> SavedModel:
-    from wv.curate.lda_fit import fit_lda
+    from wv.curate.lda_fit import fit_lda, scratch_folder
 
     started = time.perf_counter()
     plan = fit_plan(root, options)
     dictionary, documents = build_vocabulary(root, options, plan, pool, progress)
     seconds = {"vocabulary": round(time.perf_counter() - started, 3)}
     started = time.perf_counter()
-    bar = tqdm(total=documents * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
-    corpus = FitCorpus(root, plan, dictionary, documents, bar)
+    corpus = FitCorpus(documents)
+    bar = tqdm(total=len(corpus) * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
     gensim_log = logging.getLogger("gensim")
     level = gensim_log.level
     gensim_log.setLevel(logging.ERROR)  # "too few updates" and the like: the summary says what was fitted
     try:
-        model = fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize, options.seed,
-                        pool, folder.parent)
+        with scratch_folder(folder.parent) as scratch:
+            dictionary.save(str(scratch / DICTIONARY_FILE))
+            reader = DocumentReader(str(root.path), str(scratch / DICTIONARY_FILE))
+            model = fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize,
+                            options.seed, pool, scratch, reader, bar.update)
     finally:
         gensim_log.setLevel(level)
         bar.close()
     seconds["model"] = round(time.perf_counter() - started, 3)
     info = {
         "format": MODEL_FORMAT, "model_id": hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16],
-        "fit": options.fit_options(), "documents": documents, "vocabulary": len(dictionary), "topics": options.topics,
+        "fit": options.fit_options(), "documents": len(corpus), "vocabulary": len(dictionary), "topics": options.topics,
         "classes": len(root.classes()), "root": str(root.path.resolve()), "wv_version": wv.__version__, "class_means": None,
         "seconds": seconds,
     }

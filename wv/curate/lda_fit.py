@@ -13,8 +13,12 @@ getstate). `PoolDispatcher` is such a dispatcher over a `wv.parallel.Workers` po
     worker memory-maps; a part returns only the statistics of the words it contains.
   - the master waits on its futures instead of polling (gensim's LdaMulticore master spins a core
     while its job queue is full, a third of the CPU on a 2-core machine).
+  - the corpus may hold references to documents instead of bags of words, with a `reader` that
+    turns a part's references into bags in the worker: reading and cleaning text is then spread
+    over the pool too, and the master only runs M-steps.
 """
 
+import contextlib
 import functools
 import os
 import shutil
@@ -42,7 +46,8 @@ class EstepJob:
     iterations: int
     gamma_threshold: float
     seed: tuple
-    bags: list  # bags of words
+    docs: list  # bags of words, or references that `reader` turns into bags
+    reader: object = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,19 +62,20 @@ def estep_task(job: EstepJob):
     exp_elog_beta = np.load(job.topics_file, mmap_mode="r")
     topics, terms = exp_elog_beta.shape
     model = inference_model(topics, terms, job.alpha, job.iterations, job.gamma_threshold)
-    words = np.unique(np.fromiter((w for bag in job.bags for w, _ in bag), dtype=np.int64))
+    bags = job.docs if job.reader is None else job.reader(job.docs)
+    words = np.unique(np.fromiter((w for bag in bags for w, _ in bag), dtype=np.int64))
     local = {w: i for i, w in enumerate(words.tolist())}
     model.expElogbeta = np.ascontiguousarray(exp_elog_beta[:, words])  # only this part's words
     model.random_state = np.random.RandomState(np.random.SeedSequence(job.seed).generate_state(1)[0])
-    _, sstats = model.inference([[(local[w], c) for w, c in bag] for bag in job.bags], collect_sstats=True)
-    return words, sstats, len(job.bags)
+    _, sstats = model.inference([[(local[w], c) for w, c in bag] for bag in bags], collect_sstats=True)
+    return words, sstats, len(bags)
 
 
 class PoolDispatcher:
     """gensim's dispatcher protocol (reset / putjob / getstate) over a wv worker pool."""
 
-    def __init__(self, model, pool: Workers, folder: Path, seed: int):
-        self.model, self.pool, self.folder, self.seed = model, pool, folder, seed
+    def __init__(self, model, pool: Workers, folder: Path, seed: int, reader=None, progress=None):
+        self.model, self.pool, self.folder, self.seed, self.reader, self.progress = model, pool, folder, seed, reader, progress
         self.chunks, self.chunk_number, self.topics_file = [], 0, None
 
     def reset(self, state):
@@ -91,7 +97,8 @@ class PoolDispatcher:
         for chunk in self.chunks:
             for start in range(0, len(chunk), PART):
                 jobs.append(EstepJob(str(self.topics_file), tuple(float(a) for a in model.alpha), model.iterations,
-                                     model.gamma_threshold, (self.seed, self.chunk_number, start), chunk[start:start + PART]))
+                                     model.gamma_threshold, (self.seed, self.chunk_number, start), chunk[start:start + PART],
+                                     self.reader))
             self.chunk_number += 1
         state = LdaState(model.eta, model.state.sstats.shape, model.dtype)
         results = {}
@@ -102,6 +109,8 @@ class PoolDispatcher:
             state.sstats[:, words] += sstats
             state.numdocs += documents
         self.chunks = []
+        if self.progress is not None:
+            self.progress(state.numdocs)
         return state
 
 
@@ -122,17 +131,30 @@ class LeanLdaModel(LdaModel):
             self.num_updates += other.numdocs
 
 
-def fit_lda(corpus, dictionary, topics: int, passes: int, iterations: int, chunksize: int, seed: int, pool: Workers, scratch: Path):
-    """An LdaModel fitted on `corpus` (a re-iterable streaming corpus with len()), E-steps on `pool`."""
-    model = LeanLdaModel(id2word=dictionary, num_topics=topics, chunksize=chunksize, passes=passes, iterations=iterations,
-                     random_state=seed, eval_every=None, dtype=DTYPE)
-    folder = scratch / f".lda-fit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_folder(parent: Path):
+    """A hidden folder for the fit's shared files (on ROOT, so Ray workers on other nodes see it too)."""
+    folder = Path(parent) / f".lda-fit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     try:
-        model.dispatcher, model.numworkers = PoolDispatcher(model, pool, folder, seed), 1
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fit_lda(corpus, dictionary, topics: int, passes: int, iterations: int, chunksize: int, seed: int, pool: Workers,
+            scratch: Path, reader=None, progress=None):
+    """An LdaModel fitted on `corpus` (re-iterable, with len()), its E-steps on `pool`.
+
+    `corpus` holds bags of words, or references that the picklable `reader` turns into bags in the
+    workers; `progress(documents)` is called after each update; `scratch` is a folder every worker sees.
+    """
+    model = LeanLdaModel(id2word=dictionary, num_topics=topics, chunksize=chunksize, passes=passes, iterations=iterations,
+                         random_state=seed, eval_every=None, dtype=DTYPE)
+    try:
+        model.dispatcher, model.numworkers = PoolDispatcher(model, pool, scratch, seed, reader, progress), 1
         model.update(corpus)
     finally:
         model.dispatcher, model.numworkers = None, 1
-        shutil.rmtree(folder, ignore_errors=True)
     model.__class__ = LdaModel  # same state; saved as a plain gensim model that loads without wv
     return model
