@@ -15,6 +15,7 @@ subsets must be identical. Prints seconds per class, the ratio and the peak memo
     python bench/density.py                                  # N = 1,000 / 5,000 / 20,000, 512-d
     python bench/density.py --sizes 5000 --repeat 9
     python bench/density.py --sizes 20000,40000 --baseline-memory-gb 8
+    python bench/density.py --quality --classes 10 --per-class 300     # where the planted noise lands
 """
 
 import argparse
@@ -91,6 +92,56 @@ def in_child(target, *args) -> dict:
     return queue.get() if not queue.empty() else {"error": f"failed ({child.exitcode})"}
 
 
+class Folders:
+    """Stands in for pytest's tmp_path_factory, so the tests' data builders serve here too."""
+
+    def __init__(self, base: Path):
+        self.base, self.count = base, 0
+
+    def mktemp(self, name: str) -> Path:
+        self.count += 1
+        path = self.base / f"{name}{self.count}"
+        path.mkdir(parents=True)
+        return path
+
+
+def quality(classes: int, per_class: int, noise: float, epochs: int) -> None:
+    """The whole pipeline on a synthetic set with planted noise: where the noisy samples land."""
+    import polars as pl
+    from image_data import auroc, noisy_root, trained_checkpoint, truth_by_shard_order
+
+    from wv.curate.confidence import score_confidence
+    from wv.curate.curriculum import curriculum_split
+    from wv.curate.density import DensityOptions, score_density
+    from wv.curate.embed import ModelSpec, embed
+    from wv.shards import sidecars
+    from wv.shards.root import Root
+
+    with tempfile.TemporaryDirectory() as folder:
+        folders = Folders(Path(folder))
+        root, synth = noisy_root(folders, classes=classes, per_class=per_class, noise=noise, shard_size=200)
+        spec = ModelSpec(model=str(trained_checkpoint(folders, epochs=epochs, root=root)))
+        embed(root, spec, loader_workers=0)
+        score_density(root, DensityOptions(), progress=False)
+        curriculum_split(root, progress=False)
+        score_confidence(root, spec, loader_workers=0)
+        truth = truth_by_shard_order(root, synth)
+        scores = {name: sidecars.read_scores(Root(root), name, split="train").collect() for name in ("curriculum", "density", "confidence")}
+        table = truth.with_columns(subset=scores["curriculum"]["subset"], density=scores["density"]["density"],
+                                   p_label=scores["confidence"]["p_label"])
+    noisy, subset = table["is_noisy"].to_numpy(), table["subset"].to_numpy()
+    print(f"{classes} classes x {per_class}, planted noise {noisy.mean():.3f} (flips and outliers); TinyCNN trained {epochs} epochs "
+          "on the noisy labels, its penultimate features")
+    print(table.group_by("subset").agg(pl.len().alias("samples"), pl.col("is_noisy").mean().alias("noisy share"),
+                                       (pl.col("noise") == "flip").sum().alias("flips"),
+                                       (pl.col("noise") == "outlier").sum().alias("outliers")).sort("subset"))
+    last = subset == subset.max()
+    print(f"'noisy' = last subset: precision {noisy[last].mean():.3f}, recall {last[noisy].mean():.3f}; "
+          f"subsets 1-2: precision {noisy[subset > 0].mean():.3f}, recall {(subset > 0)[noisy].mean():.3f}")
+    print(f"AUROC for noisy: confidence p_label {auroc(-table['p_label'].to_numpy(), noisy):.4f}, "
+          f"density {auroc(-table['density'].to_numpy().astype(float), noisy):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,5000,20000", help="Samples per class, comma-separated.")
@@ -98,7 +149,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="Runs per side for sizes up to 5,000 (best is kept); 1 above.")
     parser.add_argument("--baseline-memory-gb", type=float, default=0, help="Cap the baseline's address space (0: no cap).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", action="store_true", help="Instead: the pipeline's quality on a synthetic set with planted noise.")
+    parser.add_argument("--classes", type=int, default=10, help="--quality: classes of the synthetic set.")
+    parser.add_argument("--per-class", type=int, default=300, help="--quality: images per class.")
+    parser.add_argument("--noise", type=float, default=0.3, help="--quality: planted noise.")
+    parser.add_argument("--epochs", type=int, default=6, help="--quality: TinyCNN training epochs.")
     args = parser.parse_args()
+    if args.quality:
+        quality(args.classes, args.per_class, args.noise, args.epochs)
+        return
     print(f"density per class, {args.dim}-d float16 features, PCA to 256; best of {args.repeat} up to N=5,000; "
           f"baseline memory cap: {args.baseline_memory_gb or 'none'} GB")
     print(f"{'N':>7} {'baseline s':>11} {'wv s':>7} {'ratio':>6} {'CPU ratio':>9} {'baseline GB':>12} {'wv GB':>6}  identical  wv path")

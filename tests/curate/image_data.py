@@ -28,16 +28,17 @@ TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "wid
              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
 
 
-def noisy_root(tmp_path_factory):
-    """(root, synth): 6 classes x 80 train images, 30% noise (flips and outliers), shards of 60."""
-    if "root" not in CACHE:
+def noisy_root(tmp_path_factory, classes: int = 6, per_class: int = 80, noise: float = 0.3, shard_size: int = 60, seed: int = 3):
+    """(root, synth): by default 6 classes x 80 train images, 30% noise (flips and outliers), shards of 60."""
+    key = ("root", classes, per_class, noise, shard_size, seed)
+    if key not in CACHE:
         base = tmp_path_factory.mktemp("image-curation")
         synth = base / "synth"
-        write_synth(synth, SynthOptions(classes=6, per_class=80, noise=0.3, val_per_class=4, seed=3))
+        write_synth(synth, SynthOptions(classes=classes, per_class=per_class, noise=noise, val_per_class=4, seed=seed))
         root = base / "root"
-        build(synth, root, BuildOptions(split="train", shard_size=60), workers=1, progress=False)
-        CACHE["root"] = (root, synth)
-    return CACHE["root"]
+        build(synth, root, BuildOptions(split="train", shard_size=shard_size), workers=1, progress=False)
+        CACHE[key] = (root, synth)
+    return CACHE[key]
 
 
 def truth_by_shard_order(root, synth) -> pl.DataFrame:
@@ -57,10 +58,11 @@ def load_images(root, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(images), torch.tensor(labels)
 
 
-def trained_checkpoint(tmp_path_factory, epochs: int = 6, size: int = 48, seed: int = 0):
-    """A TinyCNN trained on the noisy labels of noisy_root, as a wv checkpoint file."""
-    if "checkpoint" not in CACHE:
-        root, _ = noisy_root(tmp_path_factory)
+def trained_checkpoint(tmp_path_factory, epochs: int = 6, size: int = 48, seed: int = 0, root=None):
+    """A TinyCNN trained on the noisy labels of `root` (default: noisy_root()), as a wv checkpoint file."""
+    key = ("checkpoint", str(root), epochs, size, seed)
+    if key not in CACHE:
+        root = root or noisy_root(tmp_path_factory)[0]
         classes = Root(root).classes()
         torch.manual_seed(seed)
         images, labels = load_images(root, size)
@@ -76,8 +78,8 @@ def trained_checkpoint(tmp_path_factory, epochs: int = 6, size: int = 48, seed: 
         path = tmp_path_factory.mktemp("checkpoint") / "tinycnn.pt"
         save_checkpoint(path, model.eval(), "tinycnn", len(classes), [c["synset"] for c in classes],
                         {"input": {**default_input("tinycnn"), "size": size}, "arch_options": {"width": 16}, "step": epochs})
-        CACHE["checkpoint"] = path
-    return CACHE["checkpoint"]
+        CACHE[key] = path
+    return CACHE[key]
 
 
 def tiny_clip(tmp_path_factory, seed: int = 0):
