@@ -106,10 +106,15 @@ def wordnet():
         return WordNetCorpusReader(str(corpus), None)
 
 
+def has_wordnet() -> bool:
+    """Whether wordnet() will find WordNet (without loading it: that takes seconds)."""
+    return has_nltk_resource("corpora/wordnet") or has_nltk_resource("corpora/wordnet.zip") or debian_wordnet_dir() is not None
+
+
 def require_lexicon() -> str:
     """Which part-of-speech source keyword extraction will use ('tagger' or 'wordnet'); WvError if none."""
     if has_tagger():
         return "tagger"
-    if wordnet() is not None:
+    if has_wordnet():
         return "wordnet"
     raise WvError(INSTALL_HINT)
