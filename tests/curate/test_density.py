@@ -216,3 +216,16 @@ def test_bad_input_is_one_sentence_and_exit_2(embedded, tmp_path, wv_cli):
     shutil.rmtree(root / "features")
     result = wv_cli("score", "density", root)
     assert result.exit_code == 2 and "has no image features; make them first with `wv embed" in result.stderr
+
+
+def test_features_that_are_not_finite_are_refused(embedded, tmp_path, wv_cli):
+    import shutil
+
+    root = shutil.copytree(embedded[0], tmp_path / "root")
+    for shard in Root(root).shard_names("train"):
+        features = sidecars.read_features(Root(root), "tiny", shard, mmap=False)
+        if shard == "train-000004":
+            features[7, 3] = np.nan
+        sidecars.write_features(Root(root), "broken", shard, features)
+    result = wv_cli("score", "density", root, "--features", "broken")
+    assert result.exit_code == 2 and "hold NaN or inf; re-run `wv embed --overwrite`" in result.stderr

@@ -587,6 +587,8 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
             for label, (features, rows) in gather(root, opts.features, shard_names, table, group, dim).items():
+                if not np.isfinite(features).all():
+                    raise WvError(f"features {opts.features!r} of class {label} hold NaN or inf; re-run `wv embed --overwrite`")
                 began = time.time()
                 result = class_density(features, opts, device, budget)
                 write_parquet(partial_path(root, name, label), pl.DataFrame({

@@ -279,7 +279,10 @@ def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", 
     def compute(images, labels):
         if images is None:
             return {"features": np.zeros((0, dim), np.float16)}
-        return {"features": model.features(images).float().cpu().numpy().astype(np.float16)}
+        features = model.features(images).float().cpu().numpy().astype(np.float16)
+        if not np.isfinite(features).all():
+            raise WvError(f"{model.name} gives features that are not finite in float16 (NaN, or beyond 65,504); check the model")
+        return {"features": features}
 
     def write(shard, out):
         sidecars.write_features(root, name, shard, out["features"])
