@@ -12,20 +12,25 @@ For the N samples of one class (Guo et al., ECCV 2018; MalongTech/research-curri
      (none denser) get their largest distance, as the reference's density centre does.
 `wv curriculum split` turns densities into subsets (k-means, as the reference).
 
-Differences from the reference, all deliberate: distances are computed in float64 (the reference's
+Differences from the reference, all deliberate: distances are exact to float64 (the reference's
 float32 Gram-matrix trick leaves self-distances of ~1e-3 and rounds pairs near d_c differently on
 every BLAS, so no two float32 implementations agree sample for sample); its deltas (an optional
 extra there) are indexed by sort position and break density ties by argsort order, ours follow the
-definition above. A class of N samples gives: N = 1: density -1, delta 0 (d_c is the self-distance
-0); N = 2: density 0 for both. In general density is -1 wherever d_c = 0 (60% of the distances are
-zero: identical features).
+definition above. A single sample gets density -1 and delta 0 (d_c is its zero self-distance); two
+samples get density 0. In general density is -1 wherever d_c = 0 (60% of the distances are zero:
+identical features).
 
-Exact mode never holds the N x N matrix: distances are computed in tiles (torch, on the GPU when
-there is one) over the upper triangle only (so D is exactly symmetric), and d_c is selected
-exactly by counting: a random sample of pairs brackets d_c, one pass counts the distances below the
-bracket and keeps those inside it (a few per mille of them), and the k-th is read off; when the
-bracket misses or holds too many, histogram passes narrow it. Densities and deltas take one pass
-each. Classes small enough keep their tiles in memory between passes.
+Exact mode never holds the N x N matrix. Squared distances are computed in tiles (torch, on the GPU
+when there is one) over the upper triangle only, so D is exactly symmetric, in float32 from centred
+rows, with a proven bound E on their rounding error. A sample of pairs brackets d_c; one pass counts,
+per sample, the pairs below the bracket and collects the pairs inside it (a fraction of a
+percent); the r-th float32 value overall is within E of the exact d_c^2, so only the pairs within
+3E of it are recomputed in float64 to settle d_c and every density exactly. When that cannot settle
+it (a bracket missed three times, too many pairs inside), the float64 path does: float64 tiles, d_c
+selected by counting with histogram passes that narrow the bracket, then a counting pass. Deltas take
+one more pass over the same tiles (on the fast path their squares are within E of the float64 ones;
+the sidecar keeps them as float32). Tiles are kept between passes when they fit the budget
+(`memory_gb`), recomputed otherwise.
 
 Approximate mode (classes larger than `exact_max`, or `mode="approximate"`): `anchors` samples of
 the class, drawn with the seed, stand for it. d_c is the exact cutoff of the anchors' own distances;
