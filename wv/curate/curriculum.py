@@ -114,7 +114,7 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
     subset = np.zeros(table.height, dtype=np.int8)
     unsplit, missing = [], int(table["value"].is_nan().sum())
     groups = table.with_row_index("at").partition_by("label", as_dict=True)
-    for (label,), members in tqdm(sorted(groups.items()), desc=f"curriculum {score}:{column}", unit="class", disable=not progress):
+    for (label,), members in tqdm(sorted(groups.items()), desc=f"curriculum {score}:{column}", unit="class", **({} if progress else {"disable": True})):
         values = members["value"].to_numpy()
         if method == "kmeans":
             if np.isnan(values).any():

@@ -589,7 +589,8 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     figures["classes_resumed"] = len(sizes) - len(todo)
     shard_names = shards["name"].to_list()
     budget = distance_budget(memory_gb)
-    with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
+              **({} if progress else {"disable": True})) as bar:  # (an explicit disable=False would override TQDM_DISABLE)
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
             for label, (features, rows) in gather(root, opts.features, shard_names, table, group, dim).items():
                 if not np.isfinite(features).all():
