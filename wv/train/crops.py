@@ -1,0 +1,69 @@
+"""Image transforms of training and evaluation: uint8 tensors out, normalised on the device.
+
+    train_transform(size)   RandomResizedCrop + horizontal flip (the ImageNet recipe)
+    eval_crops(size, n)     1: resize the short side to size/0.875, centre crop
+                            10: the same resize, four corners + centre, and their mirrors
+                            144: GoogLeNet's multi-crop: 4 scales x 3 squares x (5 crops + the
+                                 square resized) x 2 mirrors
+Workers hand over uint8 tensors (4x fewer bytes than float32); `normalise` runs on the GPU.
+"""
+
+import torch
+from torchvision import transforms as T
+from torchvision.transforms import functional as F
+
+CROPS = (1, 10, 144)
+CENTRE_RATIO = 0.875  # 224 of 256
+SCALES_144 = (256, 288, 320, 352)  # short sides for a 224 crop (Szegedy et al., 2015)
+
+
+def train_transform(size: int):
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])
+
+
+def resize_short(image, short: int):
+    return F.resize(image, short, interpolation=T.InterpolationMode.BILINEAR)
+
+
+class EvalCrops:
+    """PIL image -> uint8 tensor [crops, 3, size, size]."""
+
+    def __init__(self, size: int, crops: int = 1):
+        if crops not in CROPS:
+            raise ValueError(f"crops must be one of {CROPS}")
+        self.size, self.crops = size, crops
+
+    def __call__(self, image) -> torch.Tensor:
+        if self.crops == 144:
+            views = self.googlenet_views(image)
+        else:
+            resized = resize_short(image, round(self.size / CENTRE_RATIO))
+            views = [F.center_crop(resized, self.size)] if self.crops == 1 else list(F.ten_crop(resized, self.size))
+        return torch.stack([F.pil_to_tensor(v) for v in views])
+
+    def googlenet_views(self, image) -> list:
+        views = []
+        for scale in SCALES_144:
+            resized = resize_short(image, round(scale * self.size / 224))
+            for square in three_squares(resized):
+                crops = list(F.five_crop(square, self.size)) + [F.resize(square, [self.size, self.size])]
+                views += crops + [F.hflip(c) for c in crops]
+        return views
+
+
+def three_squares(image) -> list:
+    """Left, centre and right squares of a landscape image (top, middle, bottom of a portrait one)."""
+    width, height = image.size
+    side = min(width, height)
+    if width >= height:
+        starts = [(0, 0), ((width - side) // 2, 0), (width - side, 0)]
+    else:
+        starts = [(0, 0), (0, (height - side) // 2), (0, height - side)]
+    return [image.crop((x, y, x + side, y + side)) for x, y in starts]
+
+
+def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 [.., 3, H, W] -> float, scaled to [0, 1] and normalised per channel."""
+    mean = torch.tensor(mean, device=images.device).view(3, 1, 1)
+    std = torch.tensor(std, device=images.device).view(3, 1, 1)
+    return (images.float() / 255 - mean) / std

@@ -1,0 +1,147 @@
+"""`wv eval`: top-1 / top-5 of a checkpoint on val shards, single- or multi-crop, per class.
+
+Every sample is seen once: shards are split over ranks (torchrun) and loader workers, each reads
+its shards straight through; per-class counts are summed over ranks at the end. The probabilities
+of a sample's crops are averaged before ranking (the challenge entries' 10- and 144-crop tests).
+"""
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+from tqdm import tqdm
+
+from wv.curate.embed import one_thread, worker_errors
+from wv.curate.select import quiet
+from wv.errors import WvError
+from wv.io import atomic_path, write_json
+from wv.shards.read import shard_urls
+from wv.shards.root import Root
+from wv.train import distributed
+from wv.train.crops import CROPS, EvalCrops, normalise
+from wv.train.reader import image_bytes, label_of
+
+
+class EvalSamples(torch.utils.data.IterableDataset):
+    """(crops uint8 [n, 3, s, s], label) for every sample of this rank's shards, split over workers."""
+
+    def __init__(self, urls: list, size: int, crops: int):
+        self.urls, self.transform = urls, EvalCrops(size, crops)
+
+    def __iter__(self):
+        dataset = wds.WebDataset(self.urls, shardshuffle=False, nodesplitter=lambda urls: urls, empty_check=False)
+        for sample in dataset:
+            try:
+                image = Image.open(io.BytesIO(image_bytes(sample))).convert("RGB")
+            except OSError as error:
+                raise WvError(f"image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
+            yield self.transform(image), label_of(sample)
+
+
+def eval_urls(source, split: str, world) -> tuple[list, list | None]:
+    """(this rank's shard URLs, the classes of the source when it is a dataset root)."""
+    urls = shard_urls(source, split)
+    classes = Root(source).classes() if Root(source).exists() else None
+    return urls[world.rank::world.size], classes
+
+
+def label_map(checkpoint_classes: list, source_classes: list | None, num_outputs: int) -> np.ndarray:
+    """source label -> model output, matched by synset (identity for plain shards); -1: the model lacks it."""
+    if source_classes is None:
+        return np.arange(num_outputs)
+    index = {synset: i for i, synset in enumerate(checkpoint_classes)}
+    mapping = np.array([index.get(c["synset"], -1) for c in sorted(source_classes, key=lambda c: c["label"])])
+    if (mapping < 0).all():
+        raise WvError("the checkpoint's classes share no synset with the dataset's; it was trained on another dataset")
+    return mapping
+
+
+@torch.no_grad()
+def evaluate(model, source, input_spec: dict, classes: list, world, crops: int = 1, split: str = "val",
+             batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> dict:
+    """Top-1 / top-5 and per-class counts of `model` (outputs in the order of `classes`, synsets) on `source`."""
+    if crops not in CROPS:
+        raise WvError(f"--crops must be one of {', '.join(map(str, CROPS))}")
+    urls, source_classes = eval_urls(source, split, world)
+    mapping = torch.from_numpy(label_map(classes, source_classes, len(classes)))
+    n_labels = len(mapping)
+    loader = torch.utils.data.DataLoader(EvalSamples(urls, int(input_spec["size"]), crops), batch_size=batch_size,
+                                         num_workers=min(workers, len(urls)), worker_init_fn=one_thread,
+                                         pin_memory=world.device.type == "cuda") if urls else []  # more ranks than shards
+    counts = torch.zeros(n_labels + 1, 3, dtype=torch.float64)  # per source label (last: unlabelled): n, top1, top5
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **quiet(progress and world.main)) as bar:
+        for images, labels in worker_errors(loader):
+            probs = crop_probabilities(model, images.to(world.device, non_blocking=True), input_spec, autocast)
+            known = (labels >= 0) & (labels < n_labels)
+            target = torch.where(known, mapping[labels.clamp(0, n_labels - 1)], torch.full_like(labels, -1))
+            top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices.cpu()
+            hit1 = (top5[:, 0] == target) & (target >= 0)
+            hit5 = (top5 == target[:, None]).any(dim=1) & (target >= 0)
+            rows = torch.where(known, labels, torch.full_like(labels, n_labels))
+            counts.index_add_(0, rows, torch.stack([torch.ones_like(hit1, dtype=torch.float64), hit1.double(), hit5.double()], 1))
+            bar.update(len(labels))
+    model.train(was_training)
+    counts = distributed.all_sum(world, counts)
+    return summarise(counts, source_classes, crops, time.perf_counter() - started)
+
+
+def crop_probabilities(model, images: torch.Tensor, input_spec: dict, autocast: bool) -> torch.Tensor:
+    """images uint8 [B, crops, 3, s, s] -> softmax averaged over the crops [B, classes]."""
+    batch, crops = images.shape[:2]
+    flat = normalise(images.flatten(0, 1), input_spec["mean"], input_spec["std"])
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
+        output = model(flat)
+    logits = output[0] if isinstance(output, tuple) else output
+    return logits.float().softmax(dim=1).view(batch, crops, -1).mean(dim=1)
+
+
+def summarise(counts: torch.Tensor, source_classes: list | None, crops: int, seconds: float) -> dict:
+    labelled = counts[:-1]
+    n = int(labelled[:, 0].sum())
+    if n == 0:
+        raise WvError("the evaluation shards hold no labelled sample")
+    names = {c["label"]: (c["synset"], (c.get("names") or [""])[0]) for c in source_classes or []}
+    per_class = [{"label": label, "synset": names.get(label, ("", ""))[0], "name": names.get(label, ("", ""))[1],
+                  "n": int(row[0]), "top1": float(row[1] / row[0]), "top5": float(row[2] / row[0])}
+                 for label, row in enumerate(labelled.tolist()) if row[0] > 0]
+    return {"n": n, "top1": float(labelled[:, 1].sum() / n), "top5": float(labelled[:, 2].sum() / n), "crops": crops,
+            "unlabelled": int(counts[-1, 0]), "classes": len(per_class), "seconds": round(seconds, 2), "per_class": per_class}
+
+
+def write_results(figures: dict, out) -> dict:
+    """OUT/eval.json (the figures) and OUT/per_class.csv; returns the paths."""
+    out = Path(out)
+    paths = {"json": str(out / "eval.json"), "csv": str(out / "per_class.csv")}
+    write_json(paths["json"], figures)
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["label", "synset", "name", "n", "top1", "top5"])
+        writer.writeheader()
+        writer.writerows(figures["per_class"])
+    return paths
+
+
+def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val", out=None, batch_size: int = 64,
+                    workers: int = 2, device: str = "auto", progress: bool = True) -> dict:
+    """What `wv eval` runs: load a wv checkpoint, evaluate it (under torchrun: all ranks), write JSON + CSV."""
+    from wv.models import default_input, load_checkpoint
+
+    world = distributed.start(device)
+    try:
+        model, checkpoint = load_checkpoint(checkpoint_path, map_location=world.device)
+        spec = checkpoint.get("input") or default_input(checkpoint["arch"])
+        figures = evaluate(model, source, spec, checkpoint["classes"], world, crops, split, batch_size, workers,
+                           autocast=world.device.type == "cuda", progress=progress)
+        figures.update(checkpoint=str(checkpoint_path), shards=str(source), world_size=world.size)
+        if world.main:
+            figures["paths"] = write_results(figures, out or Path(checkpoint_path).parent / f"eval-{crops}crop")
+        return figures
+    finally:
+        distributed.stop(world)

@@ -1,0 +1,338 @@
+"""`wv train`: one readable training loop over the stream, alone or under torchrun.
+
+    world   = distributed.start()                  # rank / world size from torchrun, NCCL or gloo
+    stream  = Stream(ROOT, sampler, transform)     # equal batches on every rank, exact resume
+    for epoch:  lr = lr0 * gamma ** (epoch // lr_step)
+        for batch in stream:                       # accum_steps batches per optimizer step
+            loss = class loss (stream weight x soft label x backprop gate) [+ topic loss]
+            backward (no_sync until the last batch of a step); step; checkpoint every N steps
+        validate; checkpoint
+
+A run lives in one folder (--out): checkpoint.pt (the latest, written atomically: model, optimizer,
+stream state, counters), log.jsonl, curves.png, train.json (the summary). `--resume` carries on from
+checkpoint.pt into exactly the batches, and the parameters, an uninterrupted run would have had:
+the stream replays its plan from (seed, epoch, step), and the torch random state is reseeded from
+(seed, rank, optimizer step) before every step, so nothing else needs saving.
+"""
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from wv.curate.select import quiet
+from wv.errors import WvError
+from wv.io import write_json
+from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
+from wv.shards.read import shard_urls
+from wv.shards.root import Root
+from wv.train import curves, distributed
+from wv.train.config import SamplerConfig
+from wv.train.crops import normalise, train_transform
+from wv.train.evaluate import evaluate
+from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
+from wv.train.schedule import parse_column
+from wv.train.stream import Stream, sample_seed
+
+CHECKPOINT, LOG, SUMMARY = "checkpoint.pt", "log.jsonl", "train.json"
+# Options that shape the model or the meaning of a step: a resumed run must keep them.
+FIXED = ("arch", "width", "image_size", "num_classes", "topic_head", "accum_steps")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `wv train` takes besides the sampler's options (the reference recipe as defaults:
+    SGD, lr 0.01 x 0.1 every 6 epochs, momentum 0.9, weight decay 1e-4)."""
+
+    out: str = "runs/train"
+    arch: str = "resnet50"
+    width: int | None = None  # tinycnn's width
+    image_size: int | None = None  # default: the architecture's (224; tinycnn 64)
+    num_classes: int | None = None  # plain shards only (a dataset root has its class list)
+    epochs: int = 18
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step: int = 6
+    lr_gamma: float = 0.1
+    accum_steps: int = 1
+    workers: int = 4
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    val: str | None = None
+    val_batch_size: int = 64
+    checkpoint_every: int = 0  # optimizer steps; 0: at epoch ends only
+    log_every: int = 10
+    soft_label: str | None = None  # SCORE.COLUMN used as a soft-label weight
+    soft_threshold: float = 0.5
+    backprop_gate: str | None = None  # schedule of the top-1 confidence gate
+    topic_head: str | None = None  # ROOT/features/NAME: topic distributions to regress (lda)
+    topic_weight: float = 0.25
+    resume: bool = False
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise WvError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        positive = {"--epochs": self.epochs, "--lr-step": self.lr_step, "--accum-steps": self.accum_steps,
+                    "--log-every": self.log_every, "--val-batch-size": self.val_batch_size}
+        for flag, value in positive.items():
+            if value < 1:
+                raise WvError(f"{flag} must be at least 1")
+        if self.lr <= 0 or not 0 < self.lr_gamma <= 1 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise WvError("--lr must be positive, --lr-gamma in (0, 1], --weight-decay 0 or more and --momentum in [0, 1)")
+        if self.workers < 0 or self.checkpoint_every < 0:
+            raise WvError("--workers and --checkpoint-every must be 0 or more")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise WvError("--precision must be auto, fp32 or bf16")
+        if not 0 < self.topic_weight < 1 or self.soft_threshold <= 0:
+            raise WvError("--topic-weight must be between 0 and 1 and --soft-threshold positive")
+        if self.soft_label:
+            parse_column(self.soft_label, "--soft-label")
+        if self.backprop_gate:
+            BackpropGate.parse(self.backprop_gate)
+        if self.width is not None and self.arch != "tinycnn":
+            raise WvError("--width applies to --arch tinycnn only")
+
+
+def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print) -> dict:
+    """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.summary)."""
+    options.validate()
+    world = distributed.start(options.device)
+    try:
+        return Trainer(source, options, sampler, world, progress, say).run()
+    finally:
+        distributed.stop(world)
+
+
+class Trainer:
+    def __init__(self, source, options: TrainOptions, sampler: SamplerConfig, world, progress: bool, say):
+        self.source, self.options, self.world, self.progress = source, options, world, progress
+        self.say = say if world.main else (lambda *a, **k: None)
+        self.out = Path(options.out)
+        self.is_root = Root(source).exists()
+        if options.soft_label and options.soft_label not in sampler.columns:
+            sampler = SamplerConfig(**{**sampler.to_dict(), "columns": (*sampler.columns, options.soft_label)})
+        self.sampler = sampler
+        self.classes = self.class_list()
+        self.gate = BackpropGate.parse(options.backprop_gate) if options.backprop_gate else None
+        self.size = options.image_size or default_input(options.arch)["size"]
+        self.input = {**default_input(options.arch), "size": self.size}
+        self.autocast = world.device.type == "cuda" and options.precision != "fp32" or options.precision == "bf16"
+        resumed = self.resume_state()
+        self.topics = TopicTargets(source, options.topic_head, sampler.split) if options.topic_head else None
+        self.model = self.make_model(resumed)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=options.lr, momentum=options.momentum,
+                                         weight_decay=options.weight_decay)
+        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=train_transform(self.size),
+                             workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main)
+        self.optimizer_steps, self.batches_run, self.history = 0, 0, []
+        if resumed:
+            self.optimizer.load_state_dict(resumed["optimizer"])
+            self.stream.load_state_dict(resumed["stream"])
+            self.optimizer_steps, self.history = resumed["optimizer_steps"], resumed.get("history", [])
+            self.epoch_totals = torch.tensor(resumed["epoch_totals"] if world.main else [0.0, 0.0], dtype=torch.float64)
+            self.window = resumed["log_window"]
+            if world.main:
+                curves.truncate_log(self.out / LOG, self.optimizer_steps)
+        self.ddp = DistributedDataParallel(self.model, device_ids=[world.device] if world.device.type == "cuda" else None) \
+            if world.distributed else self.model
+
+    # -- set-up ------------------------------------------------------------------------------
+    def class_list(self) -> list[str]:
+        if self.is_root:
+            if self.options.num_classes is not None:
+                raise WvError("--num-classes is for plain shards; a dataset root has its own class list")
+            return [c["synset"] for c in sorted(Root(self.source).classes(), key=lambda c: c["label"])]
+        if Path(str(self.source)).is_dir():
+            raise WvError(f"{self.source} is a folder but not a dataset root (no wv.json); give a root made by `wv shard build`, or shard files")
+        shard_urls(self.source, self.sampler.split)  # one sentence when there are no shards there
+        if self.options.topic_head:
+            raise WvError("--topic-head needs a dataset root (its topic distributions are per-sample sidecars)")
+        if not self.options.num_classes or self.options.num_classes < 1:
+            raise WvError("plain shards carry no class list: give --num-classes")
+        return [str(i) for i in range(self.options.num_classes)]
+
+    def resume_state(self) -> dict | None:
+        path = self.out / CHECKPOINT
+        if not self.options.resume:
+            if path.exists():
+                raise WvError(f"{self.out} already holds a run; pass --resume to continue it, or choose another --out")
+            return None
+        if not path.exists():
+            raise WvError(f"nothing to resume: {path} does not exist")
+        state = read_checkpoint(path, map_location=self.world.device)
+        saved = state.get("options", {})
+        mine = asdict(self.options)
+        changed = [k for k in FIXED if saved.get(k) != mine[k]]
+        if changed or state["classes"] != self.classes:
+            what = ", ".join(f"--{k.replace('_', '-')}" for k in changed) or "the class list"
+            raise WvError(f"{path} was trained with another {what}; resume with the same, or start a new --out")
+        self.say(f"resuming {path}: epoch {state['stream']['epoch']}, batch {state['stream']['step']}, "
+                 f"{state['optimizer_steps']} optimizer steps done")
+        return state
+
+    def make_model(self, resumed: dict | None):
+        torch.manual_seed(self.sampler.seed)  # the same initial weights on every rank
+        arch_options = {"width": self.options.width} if self.options.width else {}
+        model = build_model(self.options.arch, len(self.classes), **arch_options)
+        if self.topics:
+            model = TwoHead(model, self.topics.topics)
+        if resumed:
+            bare = model.model if self.topics else model
+            bare.load_state_dict(resumed["model"])
+            if self.topics:
+                model.topic_head.load_state_dict(resumed["topic_head"])
+        model = model.to(self.world.device)
+        return model.to(memory_format=torch.channels_last) if self.world.device.type == "cuda" else model
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        o, started = self.options, time.perf_counter()
+        self.say(f"wv train: {o.arch} on {self.source}, {len(self.classes)} classes, world size {self.world.size}, "
+                 f"{self.world.device}, batch {self.sampler.batch_size} per rank x {o.accum_steps} accumulation")
+        steps_at_start = self.optimizer_steps
+        while self.stream.epoch < o.epochs:
+            self.run_epoch()
+        return self.finish(time.perf_counter() - started, steps_at_start)
+
+    def run_epoch(self) -> None:
+        epoch, steps = self.stream.epoch, len(self.stream)
+        lr = self.options.lr * self.options.lr_gamma ** (epoch // self.options.lr_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        if self.stream.step == 0:
+            self.epoch_totals = torch.zeros(2, dtype=torch.float64)  # loss sum, batches (this rank's, or all ranks' at a resume)
+            self.window = {"loss": 0.0, "batches": 0, "images": 0, "kept": 0.0}  # since the last log record (rank 0's)
+        window = self.window
+        window["since"] = time.perf_counter()
+        bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
+                   **quiet(self.progress and self.world.main))
+        for batch in self.stream:
+            index = batch["step"]
+            last = (index + 1) % self.options.accum_steps == 0 or index + 1 == steps
+            if index % self.options.accum_steps == 0:
+                torch.manual_seed(sample_seed(self.sampler.seed, self.world.rank, self.optimizer_steps))
+            loss, kept = self.forward_backward(batch, epoch + index / steps, sync=last)
+            self.epoch_totals += torch.tensor([loss, 1.0], dtype=torch.float64)
+            window["loss"] += loss
+            window["batches"] += 1
+            window["images"] += len(batch["label"]) * self.world.size
+            window["kept"] += kept
+            self.batches_run += 1
+            bar.update(1)
+            if not last:
+                continue
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer_steps += 1
+            if self.optimizer_steps % self.options.log_every == 0:
+                bar.set_postfix(loss=f"{window['loss'] / window['batches']:.3f}")
+                self.log_window(window, epoch, index, lr)
+            if self.options.checkpoint_every and self.optimizer_steps % self.options.checkpoint_every == 0 and index + 1 < steps:
+                self.save_checkpoint(distributed.all_sum(self.world, self.epoch_totals))
+        bar.close()
+        self.end_epoch(epoch, distributed.all_sum(self.world, self.epoch_totals), lr)
+
+    def forward_backward(self, batch: dict, epoch_time: float, sync: bool) -> tuple[float, float]:
+        """One batch: weighted loss, backward (gradients all-reduced only on the step's last batch).
+        Returns (loss, share of the batch that carries a gradient)."""
+        device = self.world.device
+        images = normalise(batch["image"].to(device, non_blocking=True), self.input["mean"], self.input["std"])
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch["label"].to(device, non_blocking=True)
+        weights = batch["weight"].to(device, non_blocking=True)
+        if self.options.soft_label:
+            weights = weights * soft_label_weight(batch[self.options.soft_label].to(device), self.options.soft_threshold)
+        context = self.ddp.no_sync() if self.world.distributed and not sync else contextlib.nullcontext()
+        with context:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                output = self.ddp(images)
+            logits, topic_logits = output if self.topics else (output, None)
+            if self.gate:
+                weights = weights * confidence_gate(logits, self.gate.threshold(epoch_time, self.optimizer_steps))
+            loss = class_loss(logits, labels, weights)
+            if self.topics:
+                targets = self.topics(batch["row"]).to(device)
+                loss = (1 - self.options.topic_weight) * loss + self.options.topic_weight * topic_loss(topic_logits, targets)
+            (loss / self.options.accum_steps).backward()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise WvError(f"the loss became {value} at epoch {self.stream.epoch}, batch {batch['step']}; lower --lr")
+        return value, float((weights > 0).float().mean())
+
+    # -- records -----------------------------------------------------------------------------
+    def log_window(self, window: dict, epoch: int, index: int, lr: float) -> None:
+        elapsed = time.perf_counter() - window["since"]
+        record = {"kind": "train", "epoch": epoch, "batch": index + 1, "step": self.optimizer_steps, "lr": lr,
+                  "loss": window["loss"] / window["batches"], "gradient_share": window["kept"] / window["batches"],
+                  "images_per_s": window["images"] / max(elapsed, 1e-9)}
+        self.record(record)
+        window.update(loss=0.0, batches=0, images=0, kept=0.0, since=time.perf_counter())
+
+    def end_epoch(self, epoch: int, totals: torch.Tensor, lr: float) -> None:
+        record = {"kind": "epoch", "epoch": epoch, "step": self.optimizer_steps, "lr": lr,
+                  "loss": float(totals[0] / totals[1]) if totals[1] else None}
+        distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
+        if self.options.val:
+            metrics = evaluate(getattr(self.ddp, "module", self.ddp), self.options.val, self.input, self.classes, self.world,
+                               crops=1, batch_size=self.options.val_batch_size, workers=min(self.options.workers, 2),
+                               autocast=self.autocast)
+            record.update(val_top1=metrics["top1"], val_top5=metrics["top5"], val_n=metrics["n"])
+        self.history.append(record)
+        self.record(record)
+        val = f", val top-1 {record['val_top1']:.3f} top-5 {record['val_top5']:.3f}" if "val_top1" in record else ""
+        self.say(f"epoch {epoch}: loss {record['loss']:.4f}{val}")
+        self.save_checkpoint(torch.zeros(2, dtype=torch.float64))
+
+    def record(self, record: dict) -> None:
+        if self.world.main:
+            curves.append_log(self.out / LOG, record)
+
+    def save_checkpoint(self, epoch_totals: torch.Tensor) -> None:
+        """Rank 0 writes OUT/checkpoint.pt; `epoch_totals` is the epoch's loss sum and batches so far, over all ranks."""
+        if not self.world.main:
+            return
+        bare = self.model.model if self.topics else self.model
+        extra = {"input": self.input, "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
+                 "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
+                 "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals.tolist(),
+                 "log_window": {k: v for k, v in self.window.items() if k != "since"}}
+        if self.options.width:
+            extra["arch_options"] = {"width": self.options.width}
+        if self.topics:
+            extra["topic_head"] = self.model.topic_head.state_dict()
+        save_checkpoint(self.out / CHECKPOINT, bare, self.options.arch, len(self.classes), self.classes, extra)
+
+    def finish(self, seconds: float, steps_at_start: int) -> dict:
+        digests = distributed.all_agree(self.world, distributed.parameter_digest(self.model))
+        last = self.history[-1] if self.history else {}
+        summary = {
+            "world_size": self.world.size, "rank": self.world.rank, "device": str(self.world.device), "arch": self.options.arch,
+            "epochs": self.stream.epoch, "steps_per_rank": self.batches_run, "optimizer_steps": self.optimizer_steps,
+            "optimizer_steps_this_run": self.optimizer_steps - steps_at_start,
+            "first_loss": self.history[0]["loss"] if self.history else None, "final_loss": last.get("loss"),
+            "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5"),
+            "seconds": round(seconds, 2),
+            "images_per_s": round(self.batches_run * self.sampler.batch_size * self.world.size / max(seconds, 1e-9), 1),
+            "parameter_digests": digests, "parameters_equal_across_ranks": len(set(digests)) == 1,
+            "paths": {"checkpoint": str(self.out / CHECKPOINT), "log": str(self.out / LOG),
+                      "curves": str(self.out / curves.PLOT), "summary": str(self.out / SUMMARY)},
+        }
+        if self.world.main:
+            if self.history:
+                curves.plot(self.out / LOG, self.out / curves.PLOT)
+            else:
+                summary["paths"].pop("curves")
+            write_json(self.out / SUMMARY, summary)
+        if not summary["parameters_equal_across_ranks"]:
+            raise WvError(f"the ranks ended with different parameters ({', '.join(digests)}); the run is not consistent")
+        return summary
+
+
