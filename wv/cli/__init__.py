@@ -20,6 +20,8 @@ COMMANDS = {
     "stream": "wv.cli.stream:stream",
     "embed": "wv.cli.embed:embed",
     "curriculum": "wv.cli.curriculum:curriculum",
+    "train": "wv.cli.train:train",
+    "eval": "wv.cli.eval:eval_",
 }
 
 
