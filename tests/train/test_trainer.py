@@ -139,10 +139,12 @@ def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_pat
     whole_log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     assert [(r["kind"], r["step"]) for r in log] == [(r["kind"], r["step"]) for r in whole_log]  # cut back to the checkpoint
     assert [r["loss"] for r in log] == [r["loss"] for r in whole_log]
+    assert all(r["seconds"] > 0 for r in log if r["kind"] == "epoch")
 
 
 def test_torchrun_two_processes_and_two_nodes(train_root, tmp_path):
-    args = ("--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--checkpoint-every", "4", "--lr", "0.05", "--json")
+    args = ("--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--accum-steps", "2", "--checkpoint-every", "4",
+            "--lr", "0.05", "--json")
     whole = torchrun(*args, "--out", tmp_path / "whole")
     killed = torchrun(*args, "--out", tmp_path / "killed")
     at = kill_after_checkpoint(killed, tmp_path / "killed" / "checkpoint.pt")
@@ -152,6 +154,8 @@ def test_torchrun_two_processes_and_two_nodes(train_root, tmp_path):
     assert summary["world_size"] == 2 and summary["parameters_equal_across_ranks"]
     assert len(set(summary["parameter_digests"])) == 1 and summary["final_loss"] < summary["first_loss"]
     assert 0 < at < summary["optimizer_steps"]
+    per_epoch = summary["steps_per_rank"] // 2
+    assert summary["optimizer_steps"] == 2 * -(-per_epoch // 2)  # --accum-steps 2: one step per two batches
 
     resumed = torchrun(*args, "--out", tmp_path / "killed", "--resume")
     port = free_port()

@@ -210,7 +210,7 @@ class Trainer:
             self.epoch_totals = torch.zeros(2, dtype=torch.float64)  # loss sum, batches (this rank's, or all ranks' at a resume)
             self.window = {"loss": 0.0, "batches": 0, "images": 0, "kept": 0.0}  # since the last log record (rank 0's)
         window = self.window
-        window["since"] = time.perf_counter()
+        window["since"] = epoch_started = time.perf_counter()
         bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
                    **quiet(self.progress and self.world.main))
         for batch in self.stream:
@@ -237,7 +237,7 @@ class Trainer:
             if self.options.checkpoint_every and self.optimizer_steps % self.options.checkpoint_every == 0 and index + 1 < steps:
                 self.save_checkpoint(distributed.all_sum(self.world, self.epoch_totals))
         bar.close()
-        self.end_epoch(epoch, distributed.all_sum(self.world, self.epoch_totals), lr)
+        self.end_epoch(epoch, distributed.all_sum(self.world, self.epoch_totals), lr, time.perf_counter() - epoch_started)
 
     def forward_backward(self, batch: dict, epoch_time: float, sync: bool) -> tuple[float, float]:
         """One batch: weighted loss, backward (gradients all-reduced only on the step's last batch).
@@ -276,9 +276,9 @@ class Trainer:
         self.record(record)
         window.update(loss=0.0, batches=0, images=0, kept=0.0, since=time.perf_counter())
 
-    def end_epoch(self, epoch: int, totals: torch.Tensor, lr: float) -> None:
+    def end_epoch(self, epoch: int, totals: torch.Tensor, lr: float, seconds: float) -> None:
         record = {"kind": "epoch", "epoch": epoch, "step": self.optimizer_steps, "lr": lr,
-                  "loss": float(totals[0] / totals[1]) if totals[1] else None}
+                  "loss": float(totals[0] / totals[1]) if totals[1] else None, "seconds": round(seconds, 3)}
         distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
         if self.options.val:
             metrics = evaluate(getattr(self.ddp, "module", self.ddp), self.options.val, self.input, self.classes, self.world,
