@@ -10,6 +10,7 @@ def test_demo_runs_the_whole_pipeline_and_resumes(tmp_path):
     figures = run_demo(tmp_path / "demo", workers=1, classes=4, per_class=30, epochs=2, progress=False, say=said.append)
     assert figures["verify"]["ok"] and figures["build_train"]["rejected"] > 0  # the planted broken files
     assert figures["lda"]["scored"] > 0 and figures["select"]["dropped"] > 0
+    assert figures["noise"]["dropped"] > figures["noise"]["kept"]  # the curation drops the planted noise first
     assert Path(figures["report"]).is_file() and any(figures["report"] in line for line in said)
     assert figures["train"]["epochs"] == 2 and figures["train"]["val_top1"] is not None
     assert figures["eval"]["crops"] == 10 and figures["eval"]["n"] == figures["build_val"]["written"]

@@ -7,6 +7,8 @@ CurriculumNet run on the selected data -> 10-crop eval. Each step resumes when t
 
 from pathlib import Path
 
+import polars as pl
+
 from wv.curate.audit import write_report
 from wv.curate.confidence import score_confidence
 from wv.curate.curriculum import curriculum_split
@@ -16,7 +18,9 @@ from wv.curate.keywords import KeywordOptions, score_keywords
 from wv.curate.lda import LdaOptions, score_lda
 from wv.curate.select import select
 from wv.shards.build import BuildOptions, build
+from wv.shards import sidecars
 from wv.shards.info import describe
+from wv.shards.root import Root
 from wv.shards.verify import verify
 from wv.synth import SynthOptions, write_synth
 from wv.train.config import SamplerConfig
@@ -48,7 +52,7 @@ def run_demo(out, workers: int = 2, classes: int = 20, per_class: int = 100, epo
     figures["info"] = {k: v for k, v in describe(root).items() if k in ("meta", "rejects")}
     text_scores(root, workers, progress, say, figures)
     image_scores(root, runs, epochs, workers, progress, say, figures)
-    curate_and_audit(root, workers, progress, say, figures)
+    curate_and_audit(root, source, workers, progress, say, figures)
     curriculum_run(root, runs, epochs, workers, progress, say, figures)
     return figures
 
@@ -77,15 +81,25 @@ def image_scores(root, runs, epochs, workers, progress, say, figures) -> None:
     figures["confidence"] = score_confidence(root, checkpoint, device="cpu")
 
 
-def curate_and_audit(root, workers, progress, say, figures) -> None:
+def curate_and_audit(root, source, workers, progress, say, figures) -> None:
     rules = " ".join(f'--drop "{r}"' for r in DROP_RULES)
     say(f"7. wv select {root} {rules}")
     figures["select"] = select(root, list(DROP_RULES), workers=workers, progress=progress)
-    say(f"   kept {figures['select']['kept']}, dropped {figures['select']['dropped']}")
+    figures["noise"] = planted_noise(root, source)
+    say(f"   kept {figures['select']['kept']}, dropped {figures['select']['dropped']}: "
+        f"{figures['noise']['dropped']:.0%} of the dropped are planted noise, {figures['noise']['kept']:.0%} of the kept")
     say(f"8. wv audit {root}")
     figures["audit"] = write_report(root, workers=workers, progress=progress)
     figures["report"] = figures["audit"]["paths"]["report"]
     say(f"   report: {figures['report']}")
+
+
+def planted_noise(root, source) -> dict:
+    """The share of planted noise (ground_truth.parquet) among the dropped and the kept samples."""
+    truth = pl.read_parquet(Path(source) / "ground_truth.parquet", columns=["__key__", "is_noisy"])
+    decisions = sidecars.read_scores(Root(root), "selection", split="train", columns=["keep"]).collect()
+    shares = decisions.join(truth, on="__key__").group_by("keep").agg(pl.col("is_noisy").mean())
+    return {("kept" if keep else "dropped"): share for keep, share in shares.iter_rows()}
 
 
 def curriculum_run(root, runs, epochs, workers, progress, say, figures) -> None:

@@ -30,8 +30,9 @@ def read_log(path: Path) -> list[dict]:
 
 def truncate_log(path: Path, step: int) -> None:
     """Keep the records up to optimizer step `step` (a resumed run writes the later ones again)."""
-    kept = [r for r in read_log(path) if r.get("step", 0) <= step]
-    write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+    if path.is_file():
+        kept = [r for r in read_log(path) if r.get("step", 0) <= step]
+        write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 def tensorboard(folder: Path, record: dict) -> None:

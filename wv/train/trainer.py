@@ -100,7 +100,7 @@ class TrainOptions:
 
 
 def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print) -> dict:
-    """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.summary)."""
+    """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.finish)."""
     options.validate()
     world = distributed.start(options.device)
     try:
@@ -122,7 +122,7 @@ class Trainer:
         self.gate = BackpropGate.parse(options.backprop_gate) if options.backprop_gate else None
         self.size = options.image_size or default_input(options.arch)["size"]
         self.input = {**default_input(options.arch), "size": self.size}
-        self.autocast = world.device.type == "cuda" and options.precision != "fp32" or options.precision == "bf16"
+        self.autocast = (world.device.type == "cuda" and options.precision != "fp32") or options.precision == "bf16"
         resumed = self.resume_state()
         self.topics = TopicTargets(source, options.topic_head, sampler.split) if options.topic_head else None
         self.model = self.make_model(resumed)
@@ -137,8 +137,8 @@ class Trainer:
             self.optimizer_steps, self.history = resumed["optimizer_steps"], resumed.get("history", [])
             self.epoch_totals = torch.tensor(resumed["epoch_totals"] if world.main else [0.0, 0.0], dtype=torch.float64)
             self.window = resumed["log_window"]
-            if world.main:
-                curves.truncate_log(self.out / LOG, self.optimizer_steps)
+        if world.main:  # the log of a killed run is cut back to its checkpoint (to nothing: a run killed before one)
+            curves.truncate_log(self.out / LOG, self.optimizer_steps if resumed else -1)
         self.ddp = DistributedDataParallel(self.model, device_ids=[world.device] if world.device.type == "cuda" else None) \
             if world.distributed else self.model
 
