@@ -143,8 +143,8 @@ def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_pat
 
 
 def test_torchrun_two_processes_and_two_nodes(train_root, tmp_path):
-    args = ("--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--accum-steps", "2", "--checkpoint-every", "4",
-            "--lr", "0.05", "--json")
+    args = ("--shards", train_root, "--val", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--accum-steps", "2",
+            "--checkpoint-every", "4", "--lr", "0.05", "--json")
     whole = torchrun(*args, "--out", tmp_path / "whole")
     killed = torchrun(*args, "--out", tmp_path / "killed")
     at = kill_after_checkpoint(killed, tmp_path / "killed" / "checkpoint.pt")
@@ -153,6 +153,9 @@ def test_torchrun_two_processes_and_two_nodes(train_root, tmp_path):
     summary = summary_of(stdout)
     assert summary["world_size"] == 2 and summary["parameters_equal_across_ranks"]
     assert len(set(summary["parameter_digests"])) == 1 and summary["final_loss"] < summary["first_loss"]
+    records = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [e["val_n"] for e in epochs] == [60, 60]  # each rank evaluated its own val shard, the counts were summed
     assert 0 < at < summary["optimizer_steps"]
     per_epoch = summary["steps_per_rank"] // 2
     assert summary["optimizer_steps"] == 2 * -(-per_epoch // 2)  # --accum-steps 2: one step per two batches
