@@ -24,6 +24,7 @@ import polars as pl
 from tqdm import tqdm
 
 from wv.errors import WvError
+from wv.progress import quiet
 from wv.shards import sidecars
 from wv.shards.root import Root
 
@@ -114,7 +115,7 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
     subset = np.zeros(table.height, dtype=np.int8)
     unsplit, missing = [], int(table["value"].is_nan().sum())
     groups = table.with_row_index("at").partition_by("label", as_dict=True)
-    for (label,), members in tqdm(sorted(groups.items()), desc=f"curriculum {score}:{column}", unit="class", **({} if progress else {"disable": True})):
+    for (label,), members in tqdm(sorted(groups.items()), desc=f"curriculum {score}:{column}", unit="class", **quiet(progress)):
         values = members["value"].to_numpy()
         if method == "kmeans":
             if np.isnan(values).any():

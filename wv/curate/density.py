@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.io import write_parquet
+from wv.progress import quiet
 from wv.shards import sidecars
 from wv.shards.root import Root
 
@@ -590,7 +591,7 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     shard_names = shards["name"].to_list()
     budget = distance_budget(memory_gb)
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
-              **({} if progress else {"disable": True})) as bar:  # (an explicit disable=False would override TQDM_DISABLE)
+              **quiet(progress)) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
             for label, (features, rows) in gather(root, opts.features, shard_names, table, group, dim).items():
                 if not np.isfinite(features).all():

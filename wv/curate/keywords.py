@@ -29,11 +29,11 @@ import polars as pl
 from tqdm import tqdm
 
 from wv.curate import nltk_data
-from wv.curate.select import quiet
 from wv.curate.text import stop_words
 from wv.errors import WvError
 from wv.io import write_json, write_parquet
 from wv.parallel import Workers
+from wv.progress import quiet
 from wv.shards import sidecars
 from wv.shards.root import SPLITS, Root
 

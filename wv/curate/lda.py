@@ -44,11 +44,11 @@ import polars as pl
 from tqdm import tqdm
 
 import wv
-from wv.curate.select import quiet
 from wv.curate.text import clean_tokens, text_flag
 from wv.errors import WvError
 from wv.io import atomic_path, write_json
 from wv.parallel import Workers
+from wv.progress import quiet
 from wv.shards import sidecars
 from wv.shards.root import SPLITS, Root
 

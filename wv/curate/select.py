@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from wv.curate.rules import META, META_COLUMNS, compile_rules
 from wv.errors import WvError
+from wv.progress import quiet
 from wv.io import write_json
 from wv.parallel import Workers
 from wv.shards import sidecars
@@ -150,11 +151,6 @@ def write_shard(job: ShardJob) -> str:
     decisions = decisions.with_columns(pl.when(pl.col("keep")).then(None).otherwise(pl.col("matched")).alias("rule"))
     sidecars.write_scores(root, job.name, job.shard, decisions.select("__key__", "keep", "rule", "matched"))
     return job.shard
-
-
-def quiet(progress: bool) -> dict:
-    """tqdm keywords: no bar when progress is off; otherwise tqdm's defaults (TQDM_DISABLE=1 silences it)."""
-    return {} if progress else {"disable": True}
 
 
 # -- the protection of small classes -------------------------------------------------------------------

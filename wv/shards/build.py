@@ -21,6 +21,7 @@ import wv
 from wv.errors import WvError
 from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
 from wv.parallel import Workers
+from wv.progress import quiet
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, image_path, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
@@ -191,7 +192,7 @@ def index_meta(root: Root, source, plan: Plan, pool: Workers, progress: bool) ->
         done = index.done_queries()
         queries = plan.queries()
         todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
-        bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", disable=not progress)
+        bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", **quiet(progress))
         for result in pool.map(index_query, todo, window=16 * pool.workers):
             index.add_query(*result)
             bar.update()
@@ -212,7 +213,7 @@ def run_shards(root: Root, source, options: BuildOptions, plan: Plan, meta_index
         record = completed_shard(root, split, shard_name(split, number))
         if record:
             done[number] = record
-    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", disable=not progress,
+    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", **quiet(progress),
                initial=sum(r["samples"] + r["rejected"] for r in done.values()))
     jobs = (
         ShardJob(

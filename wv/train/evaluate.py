@@ -17,8 +17,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from wv.curate.embed import one_thread, worker_errors
-from wv.curate.select import quiet
 from wv.errors import WvError
+from wv.progress import quiet
 from wv.io import atomic_path, write_json
 from wv.shards.read import shard_urls
 from wv.shards.root import Root

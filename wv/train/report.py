@@ -3,6 +3,7 @@
 import numpy as np
 from tqdm import tqdm
 
+from wv.progress import quiet
 from wv.train.sampling import EpochPlan, Planner
 from wv.train.urls import UrlPlanner
 
@@ -13,7 +14,7 @@ def describe(planner: Planner, epoch: int, progress: bool = False) -> dict:
     """Steps per rank, draws per class and subset against the target, repetition, shards read."""
     table, config = planner.table, planner.config
     plan = planner.plan(epoch)
-    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", disable=not progress)]
+    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", **quiet(progress))]
     drawn_rows = np.concatenate([rows.ravel() for rows in ranks])
     counts = np.bincount(drawn_rows, minlength=table.size)
     target = np.zeros(table.size)

@@ -25,8 +25,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wv.curate.select import quiet
 from wv.errors import WvError
+from wv.progress import quiet
 from wv.io import write_json
 from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
 from wv.shards.read import shard_urls
