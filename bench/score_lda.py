@@ -7,20 +7,21 @@ never reads images; --images makes a full root instead):
   baseline  one process: every document's tokens in a list (the same cleaning), gensim Dictionary,
             LdaModel (same topics, passes, iterations, chunksize, seed; float64 as wv, since float32
             collapses with hundreds of topics on short texts), then get_document_topics per document,
-            class means and cosine similarity in numpy.
+            class means and the similarity (--similarity) in numpy.
   multicore (--multicore) gensim's LdaMulticore (workers = --workers) on the same in-memory corpus,
             the model fit alone, for reference.
   wv        wv.curate.lda.score_lda (what `wv score lda` runs): vocabulary per shard in parallel, the
             online LDA with E-steps on the worker pool, topic inference per shard in parallel,
             sidecars written. Its times include starting the worker processes.
 Prints documents/s for fitting (vocabulary + model) and for scoring (topics + similarities), the
-ratios wv/baseline, where wv's scoring time goes on one shard (reading and cleaning text vs gensim
-inference), and the quality of both: AUROC of the similarity for noisy vs clean samples, and
+ratios wv/baseline, the CPU time of all processes on each side, where wv's scoring time goes on one
+shard (reading and cleaning text vs gensim inference), and the quality of both: AUROC of the similarity for noisy vs clean samples, and
 precision/recall of dropping the lowest 10% per class.
 """
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import time
@@ -125,10 +126,16 @@ def baseline(root: Root, args) -> tuple[dict, pl.DataFrame]:
     scored = ~np.isnan(theta[:, 0])
     means = np.stack([theta[scored & (labels == c)].mean(axis=0) if (scored & (labels == c)).any() else np.full(args.topics, np.nan)
                       for c in range(labels.max() + 1)])
-    similarity = lda.similarities(theta, means, "cosine")[np.arange(labels.size), labels]
+    similarity = lda.similarities(theta, means, args.similarity)[np.arange(labels.size), labels]
     score_seconds = time.perf_counter() - started
     frame = meta.select("__key__", "label").with_columns(pl.Series("similarity", similarity).fill_nan(None))
     return {"fit": fit_seconds, "multicore": multicore, "score": score_seconds, "fit_docs": len(fit_docs), "docs": meta.height}, frame
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (wv's worker pool is shut down when score_lda returns)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def quality(frame: pl.DataFrame, truth: pl.DataFrame, drop: float = 0.1) -> dict:
@@ -163,6 +170,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--no-below", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--similarity", choices=["cosine", "dot"], default="cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each side; the best time of each is reported.")
@@ -178,11 +186,16 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     # Best of --repeat runs of each, interleaved: the machine is shared, and interference only adds time.
-    runs, bases = [], []
+    runs, bases, cpu = [], [], {"baseline": [], "wv": []}
     for _ in range(args.repeat):
+        started = cpu_seconds()
         bases.append(baseline(root, args))
-        options = lda.LdaOptions(topics=args.topics, passes=args.passes, no_below=args.no_below, seed=args.seed)
+        cpu["baseline"].append(cpu_seconds() - started)
+        options = lda.LdaOptions(topics=args.topics, passes=args.passes, no_below=args.no_below, similarity=args.similarity,
+                                 seed=args.seed)
+        started = cpu_seconds()
         runs.append(lda.score_lda(root_path, options, workers=args.workers, overwrite=True, progress=False))
+        cpu["wv"].append(cpu_seconds() - started)
     base = {k: min(b[0][k] for b in bases) if k in ("fit", "score") or (k == "multicore" and args.multicore) else bases[0][0][k]
             for k in bases[0][0]}
     base_frame = bases[0][1]
@@ -208,6 +221,8 @@ def main() -> None:
               f"({base['fit_docs'] / base['multicore']:.0f} docs/s, model only; no vocabulary)")
     print(f"score       wv {seconds['score']:.2f} s ({score_rate[1]:.0f} docs/s), baseline get_document_topics "
           f"{base['score']:.2f} s ({score_rate[0]:.0f} docs/s); ratio wv/baseline {score_rate[1] / score_rate[0]:.2f}x")
+    multicore_note = " (its LdaMulticore fit included)" if args.multicore else ""
+    print(f"cpu         fit + score, all processes: wv {min(cpu['wv']):.1f} s, baseline {min(cpu['baseline']):.1f} s{multicore_note} (least of the runs)")
     share = breakdown["inference"] / (breakdown["inference"] + breakdown["text"])
     print(f"one shard   reading + cleaning text {breakdown['text']:.3f} s, gensim inference {breakdown['inference']:.3f} s "
           f"(inference {share:.0%} of the scoring work)")
