@@ -85,6 +85,10 @@ class MetaIndex:
             return
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit is not fsynced (a killed process still loses nothing committed; only a
+        # power cut can lose the last queries, which the next run then indexes again). FULL cost an
+        # fsync per query file: ~10 ms each, 0.8 s of a 1.5 s build at 12,000 images.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, record TEXT) WITHOUT ROWID")
         self.db.execute("CREATE TABLE IF NOT EXISTS queries (source TEXT, query TEXT, status TEXT, PRIMARY KEY (source, query))")
         self.db.commit()
