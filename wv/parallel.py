@@ -72,11 +72,17 @@ def bounded_map(pool, fn: Callable, jobs: Iterable, window: int) -> Iterator:
             future.cancel()
 
 
-def start_ray(workers: int, address: str | None):
+def require_ray():
+    """The ray module, or a one-sentence WvError when it is not installed."""
     try:
         import ray
     except ImportError:
         raise WvError("--executor ray needs Ray: pip install 'wv[ray]' (or pip install ray)") from None
+    return ray
+
+
+def start_ray(workers: int, address: str | None):
+    ray = require_ray()
     if ray.is_initialized():
         return ray, False
     address = address or os.environ.get("RAY_ADDRESS")
@@ -96,13 +102,25 @@ def ray_map(ray, fn: Callable, jobs: Iterable, window: int) -> Iterator:
             pending.append(task.remote(job))
             if len(pending) >= window:
                 done, pending = ray.wait(pending, num_returns=1)
-                yield from ray.get(done)
+                yield from ray_results(ray, done)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield from ray.get(done)
+            yield from ray_results(ray, done)
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def ray_results(ray, refs) -> list:
+    """ray.get, except that a WvError raised in a task comes back as itself (one sentence), not wrapped
+    in Ray's RayTaskError with the remote traceback, as the local pool gives it."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, WvError):
+            raise WvError(str(cause)) from None
+        raise
 
 
 def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None,

@@ -1,8 +1,13 @@
 """`wv score confidence`: from a `wv train` checkpoint (AUROC against the planted noise) and from a CLIP
-model zero-shot over the class names (checked against a by-hand computation; the tokenizer offline)."""
+model zero-shot over the class names (checked against a by-hand computation; the tokenizer offline);
+under torchrun, disjoint shards per rank and a re-run that skips the finished ones."""
 
 import io
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import open_clip
@@ -45,6 +50,31 @@ def test_checkpoint_confidence_finds_the_planted_noise(root, tmp_path_factory, w
     assert value >= 0.95  # measured 0.9999: the planted flips are another class's images
     again = last_json(wv_cli("score", "confidence", root, "--model", checkpoint, "--loader-workers", "0", "--json").stdout)
     assert again["shards_written"] == 0 and again["shards_skipped"] == 8
+
+
+def test_torchrun_ranks_score_disjoint_shards_and_skip_finished_ones(root, tmp_path_factory, wv_cli, last_json):
+    root, _ = root
+    checkpoint = trained_checkpoint(tmp_path_factory)
+    single = wv_cli("score", "confidence", root, "--model", checkpoint, "--loader-workers", "0", "--json")
+    assert single.exit_code == 0, single.output
+    names = Root(root).shard_names("train")
+    before = {s: pl.read_parquet(Root(root).score_path("confidence", s)) for s in names}
+    redo = [names[i] for i in (0, 1, 2, 5, 6)]  # rank 0 of 2 owns the even shards: 0, 2, 6 to redo, 4 done; rank 1: 1, 5 and 3, 7
+    for shard in redo:
+        Root(root).score_path("confidence", shard).unlink()
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wv", "score", "confidence",
+               str(root), "--model", str(checkpoint), "--loader-workers", "0", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
+    assert [(r["rank"], r["world_size"], r["shards_written"], r["shards_skipped"]) for r in reports] == [(0, 2, 3, 1), (1, 2, 2, 2)]
+    assert sum(r["samples"] for r in reports) == 60 * len(redo)
+    for shard in names:
+        after = pl.read_parquet(Root(root).score_path("confidence", shard))
+        assert after["__key__"].equals(before[shard]["__key__"]) and after["top1"].equals(before[shard]["top1"])
+        for column in ("p_label", "p_top1"):  # other thread counts may move the last bits
+            np.testing.assert_allclose(after[column].to_numpy(), before[shard][column].to_numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_clip_zero_shot_matches_a_computation_by_hand(root, tmp_path_factory, wv_cli, last_json):

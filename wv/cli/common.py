@@ -41,9 +41,21 @@ def finish(title: str, figures: dict, as_json: bool, lines=()) -> None:
         click.echo(json.dumps(figures, default=str))
 
 
+def check_executor(ctx, param, value: str) -> str:
+    """--executor ray without Ray installed: one sentence before the command writes anything."""
+    if value == "ray":
+        from wv.parallel import require_ray
+
+        try:
+            require_ray()
+        except WvError as error:
+            raise UserError(str(error)) from None
+    return value
+
+
 def worker_options(fn):
     """--workers, --executor and --ray-address, for commands that map work over shards (wv.parallel.Workers)."""
     fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
-    fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, callback=check_executor,
                       help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
     return click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard tasks.")(fn)

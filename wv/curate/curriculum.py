@@ -14,7 +14,8 @@ of its samples are subset 0 (the reference refuses such a class; we keep it whol
 any of it noisy). Such classes are counted in the figures.
 
 Writes ROOT/scores/{name}/{shard}.parquet: __key__, subset (Int8). The streaming sampler reads it.
-Memory: one label and one value per sample of the split.
+Memory: about 21 bytes per sample of the split (label, value, the class order, subset: numpy arrays in
+dataset order, no per-sample table); 16M samples take about 340 MB.
 """
 
 import time
@@ -78,21 +79,23 @@ def parse_by(root: Root, by: str, split: str) -> tuple[str, str]:
     return score, column
 
 
-def read_values(root: Root, score: str, column: str, shards: list[str]) -> pl.DataFrame:
-    """shard, row, label, value for every sample of the shards, in dataset order."""
-    frames = []
-    for position, shard in enumerate(shards):
+def read_values(root: Root, score: str, column: str, shards: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(label int32, value float64 with NaN for missing, samples per shard) of every sample, in dataset order."""
+    labels, values, sizes = [], [], []
+    for shard in shards:
         meta = pl.read_parquet(root.meta_path(shard), columns=["__key__", "label"])
         path = root.score_path(score, shard)
         if not path.is_file():
             raise WvError(f"score {score!r} is missing for {shard}; run its scorer first")
-        values = pl.read_parquet(path, columns=["__key__", column])
-        if not values["__key__"].equals(meta["__key__"]):
+        scores = pl.read_parquet(path, columns=["__key__", column])
+        if not scores["__key__"].equals(meta["__key__"]):
             raise WvError(f"{path} does not hold the shard's samples in shard order; re-run that scorer")
-        frames.append(pl.DataFrame({"shard": pl.Series([position] * meta.height, dtype=pl.Int32),
-                                    "row": pl.int_range(meta.height, dtype=pl.Int32, eager=True), "label": meta["label"].cast(pl.Int32),
-                                    "value": values[column].cast(pl.Float64).fill_null(float("nan"))}))
-    return pl.concat(frames)
+        labels.append(meta["label"].cast(pl.Int32).to_numpy())
+        values.append(scores[column].cast(pl.Float64).fill_null(float("nan")).to_numpy())
+        sizes.append(meta.height)
+    if not shards:
+        return np.zeros(0, np.int32), np.zeros(0, np.float64), np.zeros(0, np.int64)
+    return np.concatenate(labels), np.concatenate(values), np.asarray(sizes, dtype=np.int64)
 
 
 def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = "auto", higher_is_cleaner: bool = True,
@@ -111,12 +114,17 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
                "split": split, "seed": seed}
     todo = sidecars.begin_run(root, "scores", name, options, overwrite, split)
     shards = root.shard_names(split)
-    table = read_values(root, score, column, shards)
-    subset = np.zeros(table.height, dtype=np.int8)
-    unsplit, missing = [], int(table["value"].is_nan().sum())
-    groups = table.with_row_index("at").partition_by("label", as_dict=True)
-    for (label,), members in tqdm(sorted(groups.items()), desc=f"curriculum {score}:{column}", unit="class", **quiet(progress)):
-        values = members["value"].to_numpy()
+    labels, all_values, sizes = read_values(root, score, column, shards)
+    subset = np.zeros(labels.size, dtype=np.int8)
+    unsplit, missing = [], int(np.isnan(all_values).sum())
+    order = np.argsort(labels, kind="stable")  # each class's samples together, in dataset order
+    present, starts = np.unique(labels[order], return_index=True)
+    bounds = np.append(starts, labels.size)
+    del labels
+    for label, start, end in tqdm(list(zip(present.tolist(), bounds[:-1], bounds[1:])), desc=f"curriculum {score}:{column}",
+                                  unit="class", **quiet(progress)):
+        members = order[start:end]
+        values = all_values[members]
         if method == "kmeans":
             if np.isnan(values).any():
                 raise WvError(f"{score}:{column} has missing values in class {label}; k-means needs every sample's value")
@@ -126,22 +134,23 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
         if result is None:
             unsplit.append(int(label))
             result = np.zeros(len(values), dtype=np.int8)
-        subset[members["at"].to_numpy()] = result
-    table = table.with_columns(pl.Series("subset", subset, dtype=pl.Int8))
-    written = write_subsets(root, name, shards, table, todo)
-    counts = table.group_by("subset").len().sort("subset")
-    return {"name": name, "by": f"{score}:{column}", "method": method, "subsets": subsets, "classes": len(groups),
-            "samples": table.height, "per_subset": dict(zip(counts["subset"].to_list(), counts["len"].to_list())),
+        subset[members] = result
+    del order, all_values
+    written = write_subsets(root, name, shards, subset, sizes, todo)
+    kinds, counts = np.unique(subset, return_counts=True)
+    return {"name": name, "by": f"{score}:{column}", "method": method, "subsets": subsets, "classes": len(present),
+            "samples": int(subset.size), "per_subset": dict(zip(kinds.tolist(), counts.tolist())),
             "unsplit_classes": len(unsplit), "unsplit_labels": unsplit[:100], "missing_values": missing,
             "shards_written": written, "shards_skipped": len(shards) - written, "seconds": round(time.time() - started, 2),
             "paths": {"curriculum": str(sidecars.sidecar_dir(root, "scores", name))}}
 
 
-def write_subsets(root: Root, name: str, shards: list[str], table: pl.DataFrame, todo: list[str]) -> int:
+def write_subsets(root: Root, name: str, shards: list[str], subset: np.ndarray, sizes: np.ndarray, todo: list[str]) -> int:
     wanted = set(todo)
-    by_shard = table.partition_by("shard", as_dict=True)
-    for position, shard in enumerate(shards):
+    ends = np.cumsum(sizes)
+    for shard, end, size in zip(shards, ends.tolist(), sizes.tolist()):
         if shard in wanted:
             keys = sidecars.shard_keys(root, shard)
-            sidecars.write_scores(root, name, shard, pl.DataFrame({"__key__": keys}).hstack(by_shard[(position,)].select("subset")))
+            frame = pl.DataFrame({"__key__": keys, "subset": pl.Series(subset[end - size:end], dtype=pl.Int8)})
+            sidecars.write_scores(root, name, shard, frame)
     return len(wanted)
