@@ -6,14 +6,12 @@ of a sample's crops are averaged before ranking (the challenge entries' 10- and 
 """
 
 import csv
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 from tqdm import tqdm
 
 from wv.curate.embed import one_thread, worker_errors
@@ -24,7 +22,7 @@ from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.train import distributed
 from wv.train.crops import CROPS, EvalCrops, normalise
-from wv.train.reader import image_bytes, label_of
+from wv.train.reader import decode_image, image_bytes, label_of
 
 
 class EvalSamples(torch.utils.data.IterableDataset):
@@ -37,7 +35,7 @@ class EvalSamples(torch.utils.data.IterableDataset):
         dataset = wds.WebDataset(self.urls, shardshuffle=False, nodesplitter=lambda urls: urls, empty_check=False)
         for sample in dataset:
             try:
-                image = Image.open(io.BytesIO(image_bytes(sample))).convert("RGB")
+                image = decode_image(image_bytes(sample))
             except OSError as error:
                 raise WvError(f"image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
             yield self.transform(image), label_of(sample)

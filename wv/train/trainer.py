@@ -143,6 +143,10 @@ class Trainer:
             if world.distributed else self.model
 
     # -- set-up ------------------------------------------------------------------------------
+    @property
+    def arch_options(self) -> dict:
+        return {"width": self.options.width} if self.options.width else {}
+
     def class_list(self) -> list[str]:
         if self.is_root:
             if self.options.num_classes is not None:
@@ -178,8 +182,7 @@ class Trainer:
 
     def make_model(self, resumed: dict | None):
         torch.manual_seed(self.sampler.seed)  # the same initial weights on every rank
-        arch_options = {"width": self.options.width} if self.options.width else {}
-        model = build_model(self.options.arch, len(self.classes), **arch_options)
+        model = build_model(self.options.arch, len(self.classes), **self.arch_options)
         if self.topics:
             model = TwoHead(model, self.topics.topics)
         if resumed:
@@ -303,9 +306,7 @@ class Trainer:
         extra = {"input": self.input, "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
                  "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
                  "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals.tolist(),
-                 "log_window": {k: v for k, v in self.window.items() if k != "since"}}
-        if self.options.width:
-            extra["arch_options"] = {"width": self.options.width}
+                 "log_window": {k: v for k, v in self.window.items() if k != "since"}, "arch_options": self.arch_options}
         if self.topics:
             extra["topic_head"] = self.model.topic_head.state_dict()
         save_checkpoint(self.out / CHECKPOINT, bare, self.options.arch, len(self.classes), self.classes, extra)
