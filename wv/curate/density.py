@@ -488,17 +488,17 @@ def pick_features(root: Root, name: str | None) -> str:
     return names[0]
 
 
-def sample_table(root: Root, shards: pl.DataFrame) -> pl.DataFrame:
-    """One row per sample in dataset order: shard (position in `shards`), row, label, rank (within its class)."""
-    frames = []
-    for position, (shard, samples) in enumerate(shards.select("name", "samples").iter_rows()):
-        labels = pl.read_parquet(root.meta_path(shard), columns=["label"])["label"].cast(pl.Int32)
-        if labels.len() != samples:
-            raise WvError(f"{root.meta_path(shard)} has {labels.len()} rows for {samples} samples; run `wv shard verify`")
-        frames.append(pl.DataFrame({"shard": pl.Series([position] * samples, dtype=pl.Int32),
-                                    "row": pl.int_range(samples, dtype=pl.Int32, eager=True), "label": labels}))
-    table = pl.concat(frames) if frames else pl.DataFrame(schema={"shard": pl.Int32, "row": pl.Int32, "label": pl.Int32})
-    return table.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("label").alias("rank"))
+def sample_labels(root: Root, shards: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(label int32 per sample in dataset order, the index of each shard's first sample + the total):
+    4 bytes per sample, the only thing held for the whole split (64 MB at 16M samples)."""
+    labels = []
+    for shard, samples in shards.select("name", "samples").iter_rows():
+        label = pl.read_parquet(root.meta_path(shard), columns=["label"])["label"].cast(pl.Int32).to_numpy()
+        if label.size != samples:
+            raise WvError(f"{root.meta_path(shard)} has {label.size} rows for {samples} samples; run `wv shard verify`")
+        labels.append(label)
+    starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())]).astype(np.int64)
+    return (np.concatenate(labels) if labels else np.zeros(0, np.int32)), starts
 
 
 def check_features(root: Root, name: str, shards: pl.DataFrame) -> int:
@@ -527,19 +527,23 @@ def class_groups(sizes: dict[int, int], dim: int, group_bytes: float) -> list[li
     return groups + ([current] if current else [])
 
 
-def gather(root: Root, features: str, shard_names: list[str], table: pl.DataFrame, labels: list[int], dim: int) -> dict:
-    """label -> (its samples' features as float32, their rows of `table`), dataset order, read in one pass over the shards."""
-    chosen = table.filter(pl.col("label").is_in(labels))
-    sizes = chosen.group_by("label").len().sort("label")
-    offsets = dict(zip(sizes["label"].to_list(), np.cumsum([0, *sizes["len"].to_list()[:-1]]).tolist()))
-    chosen = chosen.with_columns((pl.col("label").replace_strict(offsets, return_dtype=pl.Int64) + pl.col("rank")).alias("at"))
-    block = np.empty((chosen.height, dim), dtype=np.float32)
-    for (position,), part in chosen.group_by("shard", maintain_order=True):
+def gather(root: Root, features: str, shard_names: list[str], label: np.ndarray, starts: np.ndarray, labels: list[int],
+           dim: int) -> dict:
+    """label -> (its samples' features as float32, their dataset indices), each class in dataset
+    order, read in one pass over the shards."""
+    index = np.flatnonzero(np.isin(label, labels))  # dataset order, so grouped by shard
+    by_class = np.argsort(label[index], kind="stable")
+    place = np.empty_like(by_class)
+    place[by_class] = np.arange(by_class.size)  # index[k] goes to row place[k] of the block
+    block = np.empty((index.size, dim), dtype=np.float32)
+    bounds = np.searchsorted(index, starts)
+    for position in np.flatnonzero(np.diff(bounds)):
+        first, last = bounds[position], bounds[position + 1]
         stored = sidecars.read_features(root, features, shard_names[position])
-        block[part["at"].to_numpy()] = stored[part["row"].to_numpy()]
-    members = chosen.partition_by("label", as_dict=True)
-    return {label: (block[offsets[label]:offsets[label] + size], members[(label,)].sort("rank"))
-            for label, size in zip(sizes["label"].to_list(), sizes["len"].to_list())}
+        block[place[first:last]] = stored[index[first:last] - starts[position]]
+    ordered = index[by_class]
+    present, begins, counts = np.unique(label[ordered], return_index=True, return_counts=True)
+    return {int(c): (block[b:b + n], ordered[b:b + n]) for c, b, n in zip(present, begins, counts)}
 
 
 def distance_budget(memory_gb: float) -> int:
@@ -583,8 +587,9 @@ def score_density(root, opts: DensityOptions, name: str = "density", device: str
 
 def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.DataFrame, dim: int, device: torch.device,
                     memory_gb: float, figures: dict, progress: bool) -> None:
-    table = sample_table(root, shards)
-    sizes = dict(table.group_by("label").len().iter_rows())
+    label, starts = sample_labels(root, shards)
+    present, counts = np.unique(label, return_counts=True)
+    sizes = dict(zip(present.tolist(), counts.tolist()))
     figures["classes"], figures["largest_class"] = len(sizes), max(sizes.values(), default=0)
     todo = {label: size for label, size in sizes.items() if not partial_path(root, name, label).is_file()}
     figures["classes_resumed"] = len(sizes) - len(todo)
@@ -593,14 +598,16 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
               **quiet(progress)) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
-            for label, (features, rows) in gather(root, opts.features, shard_names, table, group, dim).items():
+            for cls, (features, rows) in gather(root, opts.features, shard_names, label, starts, group, dim).items():
                 if not np.isfinite(features).all():
-                    raise WvError(f"features {opts.features!r} of class {label} hold NaN or inf; re-run `wv embed --overwrite`")
+                    raise WvError(f"features {opts.features!r} of class {cls} hold NaN or inf; re-run `wv embed --overwrite`")
                 began = time.time()
                 result = class_density(features, opts, device, budget)
-                write_parquet(partial_path(root, name, label), pl.DataFrame({
-                    "shard": rows["shard"], "row": rows["row"], "density": pl.Series(result.density, dtype=pl.Int32),
-                    "delta": pl.Series(result.delta, dtype=pl.Float32), "cutoff": pl.Series([result.cutoff] * len(rows), dtype=pl.Float32),
+                shard = np.searchsorted(starts, rows, side="right") - 1
+                write_parquet(partial_path(root, name, cls), pl.DataFrame({
+                    "shard": pl.Series(shard, dtype=pl.Int32), "row": pl.Series(rows - starts[shard], dtype=pl.Int32),
+                    "density": pl.Series(result.density, dtype=pl.Int32), "delta": pl.Series(result.delta, dtype=pl.Float32),
+                    "cutoff": pl.Series([result.cutoff] * len(rows), dtype=pl.Float32),
                 }))
                 figures["classes_done"] += 1
                 figures["exact" if result.exact else "approximate"] += 1
@@ -610,13 +617,23 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
 
 
 def write_shards(root: Root, name: str, shards: pl.DataFrame, todo: list[str]) -> None:
+    """Gather the per-class results (one file at a time) into per-sample arrays (13 bytes per sample),
+    then write each shard's slice."""
     folder = sidecars.sidecar_dir(root, "scores", name) / PARTIALS
-    scores = pl.read_parquet(sorted(folder.glob("*.parquet"))) if folder.is_dir() else pl.DataFrame()
+    starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())]).astype(np.int64)
+    density, delta = np.zeros(starts[-1], dtype=np.int32), np.zeros(starts[-1], dtype=np.float32)
+    cutoff, seen = np.zeros(starts[-1], dtype=np.float32), np.zeros(starts[-1], dtype=bool)
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        part = pl.read_parquet(path)
+        at = starts[part["shard"].to_numpy()] + part["row"].to_numpy()
+        density[at], delta[at], cutoff[at], seen[at] = part["density"].to_numpy(), part["delta"].to_numpy(), part["cutoff"].to_numpy(), True
     positions = {shard: i for i, shard in enumerate(shards["name"].to_list())}
-    by_shard = scores.partition_by("shard", as_dict=True) if scores.height else {}
     for shard in todo:
-        part = by_shard.get((positions[shard],), pl.DataFrame(schema=scores.schema)).sort("row")
+        first, last = starts[positions[shard]], starts[positions[shard] + 1]
         keys = sidecars.shard_keys(root, shard)
-        if part.height != keys.len():
-            raise WvError(f"density results cover {part.height} of the {keys.len()} samples of {shard}; re-run with --overwrite")
-        sidecars.write_scores(root, name, shard, pl.DataFrame({"__key__": keys}).hstack(part.select("density", "delta", "cutoff")))
+        covered = int(seen[first:last].sum())
+        if covered != keys.len() or last - first != keys.len():
+            raise WvError(f"density results cover {covered} of the {keys.len()} samples of {shard}; re-run with --overwrite")
+        sidecars.write_scores(root, name, shard, pl.DataFrame({
+            "__key__": keys, "density": pl.Series(density[first:last], dtype=pl.Int32),
+            "delta": pl.Series(delta[first:last], dtype=pl.Float32), "cutoff": pl.Series(cutoff[first:last], dtype=pl.Float32)}))
