@@ -3,6 +3,7 @@ the challenge entries' losses, torchrun with two processes and two nodes on loop
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,8 +225,6 @@ def test_losses():
 def test_soft_labels_two_heads_and_curriculum(stream_root, tmp_path, wv_cli, last_json):
     root = Path(stream_root)
     topics_root = tmp_path / "root"
-    import shutil
-
     shutil.copytree(root, topics_root)
     rng = np.random.default_rng(0)
     for shard in Root(topics_root).shards("train").iter_rows(named=True):

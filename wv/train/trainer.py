@@ -144,6 +144,11 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     @property
+    def classifier(self):
+        """The bare class model (without the topic head): what the checkpoint's `model` holds."""
+        return self.model.model if self.topics else self.model
+
+    @property
     def arch_options(self) -> dict:
         return {"width": self.options.width} if self.options.width else {}
 
@@ -186,8 +191,7 @@ class Trainer:
         if self.topics:
             model = TwoHead(model, self.topics.topics)
         if resumed:
-            bare = model.model if self.topics else model
-            bare.load_state_dict(resumed["model"])
+            (model.model if self.topics else model).load_state_dict(resumed["model"])
             if self.topics:
                 model.topic_head.load_state_dict(resumed["topic_head"])
         model = model.to(self.world.device)
@@ -302,14 +306,13 @@ class Trainer:
         """Rank 0 writes OUT/checkpoint.pt; `epoch_totals` is the epoch's loss sum and batches so far, over all ranks."""
         if not self.world.main:
             return
-        bare = self.model.model if self.topics else self.model
         extra = {"input": self.input, "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
                  "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
                  "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals.tolist(),
                  "log_window": {k: v for k, v in self.window.items() if k != "since"}, "arch_options": self.arch_options}
         if self.topics:
             extra["topic_head"] = self.model.topic_head.state_dict()
-        save_checkpoint(self.out / CHECKPOINT, bare, self.options.arch, len(self.classes), self.classes, extra)
+        save_checkpoint(self.out / CHECKPOINT, self.classifier, self.options.arch, len(self.classes), self.classes, extra)
 
     def finish(self, seconds: float, steps_at_start: int) -> dict:
         digests = distributed.all_agree(self.world, distributed.parameter_digest(self.model))
