@@ -4,14 +4,16 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from PIL import Image
 
 from wv.shards.build import BuildOptions, build
+from wv.shards import layout
 from wv.shards.layout import (
-    open_webvision, query_id, read_file_list, read_query_map, read_synsets, resolve_image_dirs, list_entries,
-    split_rel_paths,
+    entry_rows, list_entries, open_webvision, query_id, read_file_list, read_query_map,
+    read_synsets, resolve_image_dirs, split_rel_paths,
 )
 from wv.shards.root import Root
 
@@ -132,3 +134,68 @@ def test_real_v2_paths_resolve_and_build(tmp_path):
     assert manifest.filter(pl.col("split") == "train")["path"].str.starts_with("train_images_256/google_images_resized/q").all()
     assert manifest.filter(pl.col("split") == "val")["path"].str.starts_with("val_images_256/val").all()
     assert "google-q00932-Uzl5qujl31AcJM" in manifest["__key__"].to_list()
+
+
+def write_lists(root: Path, lists: dict[str, str], classes: int = 10) -> None:
+    info = root / "info"
+    info.mkdir(parents=True)
+    (info / "synsets.txt").write_text("".join(f"n{i:08d} class {i}\n" for i in range(classes)))
+    for source, text in lists.items():
+        (info / f"train_filelist_{source}.txt").write_text(text)
+
+
+LIST_WITH_DEFECTS = (
+    "google/q0001/a.jpg 0\n"
+    "\n"
+    "google/q0001/b.jpg 1\r\n"
+    "not a line\n"
+    "google/q0002/a.jpg 12\n"  # label outside 0..9
+    "q0002/c.jpg 2\n"  # no source folder
+    "google/q0002/ 3\n"  # no file name
+    "google/q0001/a.jpg 4\n"  # the same key as line 1
+    "google/q0003/x.y.png 5\n"
+    "google/q0001/b.jpg 6"  # the same key as line 3, and no newline at the end
+)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 40, 1 << 20])
+def test_list_entries_parsed_in_chunks_give_the_same_entries_and_rejects(tmp_path, chunk_bytes):
+    write_lists(tmp_path, {"google": LIST_WITH_DEFECTS, "flickr": "flickr/q0001/9.jpg 9\ngoogle/q0003/x.y.png 1\n"})
+    entries, rejects = list_entries(open_webvision(tmp_path), "train", ["google", "flickr"], chunk_bytes=chunk_bytes)
+    rows = entry_rows(entries)
+    assert rows["__key__"].to_list() == ["google-q0001-a", "google-q0001-b", "google-q0003-x~2ey", "flickr-q0001-9"]
+    assert rows["file"].to_list() == ["a.jpg", "b.jpg", "x.y.png", "9.jpg"]
+    assert rows["label"].to_list() == [0, 1, 5, 9]
+    found = {(r["list"], r["line"]): (r["rel_path"], r["reason"]) for r in rejects.iter_rows(named=True)}
+    assert found == {
+        ("train_filelist_google.txt", 4): ("not a line", "unparseable list line"),
+        ("train_filelist_google.txt", 5): ("google/q0002/a.jpg", "label outside 0..9"),
+        ("train_filelist_google.txt", 6): ("q0002/c.jpg", "list path has no source/query folders"),
+        ("train_filelist_google.txt", 7): ("google/q0002/", "list path has no file name"),
+        ("train_filelist_google.txt", 8): ("google/q0001/a.jpg", "duplicate entry"),
+        ("train_filelist_google.txt", 10): ("google/q0001/b.jpg", "duplicate entry"),
+        ("train_filelist_flickr.txt", 2): ("google/q0003/x.y.png", "duplicate entry"),
+    }
+
+
+def test_equal_key_hashes_are_compared_in_full(tmp_path, monkeypatch):
+    """Hash collisions only make candidates: with every hash equal, only the real duplicates are dropped."""
+    write_lists(tmp_path, {"google": LIST_WITH_DEFECTS})
+    expected = list_entries(open_webvision(tmp_path), "train", ["google"], chunk_bytes=40)
+    monkeypatch.setattr(layout, "key_hashes", lambda rows: np.zeros(rows.height, dtype=np.uint64))
+    entries, rejects = list_entries(open_webvision(tmp_path), "train", ["google"], chunk_bytes=40)
+    assert entry_rows(entries).equals(entry_rows(expected[0]))
+    assert rejects.sort("line").equals(expected[1].sort("line"))
+    assert rejects.filter(pl.col("reason") == "duplicate entry")["line"].to_list() == [8, 10]
+
+
+def test_chunked_file_list_reads_blank_lines_and_unterminated_last_line(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"a/b/c.jpg 1\n\n  \nbad\na/b/d.jpg 2")
+    for chunk_bytes in (1, 5, 100):
+        good, bad = read_file_list(path, chunk_bytes)
+        assert good.select("line", "rel_path", "label").rows() == [(1, "a/b/c.jpg", 1), (5, "a/b/d.jpg", 2)]
+        assert bad.rows() == [(4, "bad")]
+    (tmp_path / "empty.txt").write_bytes(b"")
+    good, bad = read_file_list(tmp_path / "empty.txt")
+    assert good.height == 0 and bad.height == 0

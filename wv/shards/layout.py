@@ -5,13 +5,17 @@
 2.0: the same info/ file names, 5-digit query folders (q00001) under
      train_images_256/google_images_resized/, 0-based query map, Flickr tags sometimes a string.
 
-File lists are read with polars (never one Python object per line), so 16M-line lists fit easily.
+File lists are read with polars (never one Python object per line), a chunk at a time, into compact
+rows (categorical source, query and extension), so a 16M-line list needs well under 1 GB.
 """
 
+import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from wv.errors import WvError
@@ -22,6 +26,7 @@ TRAIN_DIR_CANDIDATES = ("", "train_images_256", "train_images_resized", "train_i
 VAL_DIR_CANDIDATES = ("val_images_256", "val_images_resized", "val_images", "val", "")
 SOURCE_DIR_SUFFIXES = ("", "_images_resized", "_resized_256", "_resized", "_images")
 LIST_LINE = r"^\s*(\S(?:.*\S)?)\s+(-?\d+)\s*$"
+LIST_CHUNK_BYTES = 4 << 20  # about 110,000 lines parsed at a time: bounds the transient memory
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,34 @@ def query_id(folder: str) -> int:
     return int(folder.lstrip("q"))
 
 
-def read_file_list(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_file_list(path: Path, chunk_bytes: int = LIST_CHUNK_BYTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A `<relative path> <label>` list -> (entries[line, rel_path, label], bad lines[line, text])."""
+    parts = [parse_list_lines(data, first) for first, data in list_chunks(path, chunk_bytes)]
+    return pl.concat([good for good, _ in parts]), pl.concat([bad for _, bad in parts])
+
+
+def list_chunks(path: Path, chunk_bytes: int = LIST_CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """A file in pieces of about chunk_bytes that end at a line end, each with its first line's number."""
+    line, rest = 1, b""
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+            if data:
+                yield line, data
+                line += data.count(b"\n")
+    if rest or line == 1:  # the unterminated last line; an empty file is one empty chunk
+        yield line, rest
+
+
+def parse_list_lines(data: bytes, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Lines of a file list -> (entries[line, rel_path, label], bad lines[line, text]); blank lines are skipped."""
     lines = pl.read_csv(
-        path, has_header=False, separator="\x1f", quote_char=None, new_columns=["text"],
-        schema_overrides={"text": pl.String}, truncate_ragged_lines=True,
-    ) if path.stat().st_size else pl.DataFrame({"text": []}, schema={"text": pl.String})
-    lines = lines.with_row_index("line", offset=1).filter(pl.col("text").str.strip_chars() != "")
+        io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None, new_columns=["text"],
+        schema_overrides={"text": pl.String}, truncate_ragged_lines=True, encoding="utf8-lossy",
+    ) if data.strip() else pl.DataFrame({"text": []}, schema={"text": pl.String})
+    lines = lines.with_row_index("line", offset=first_line).filter(pl.col("text").str.strip_chars() != "")
     parsed = lines.with_columns(pl.col("text").str.extract_groups(LIST_LINE).struct.rename_fields(["rel_path", "label"]).alias("parts"))
     parsed = parsed.unnest("parts")
     bad = parsed.filter(pl.col("rel_path").is_null()).select("line", "text")
@@ -116,17 +142,18 @@ def source_name(folder: str) -> str:
     return folder
 
 
-TRAIN_PATH = r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+)$"  # [...]/source folder/query/file
-
-
 def split_rel_paths(entries: pl.DataFrame, split: str) -> pl.DataFrame:
-    """rel_path -> source, query, file, image_id: `google/q0001/ID.jpg` (train) or `valNNN.jpg` (val)."""
+    """rel_path -> source, query, file, image_id: `[...]/google/q0001/ID.jpg` (train) or `valNNN.jpg` (val).
+
+    A train path without a source folder and a query folder before its file name gets nulls.
+    """
     if split == "val":
-        file = pl.col("rel_path").str.extract(r"([^/]+)$", 1)
-        entries = entries.with_columns(pl.lit("val").alias("source"), pl.lit("").alias("query"), file.alias("file"))
+        entries = entries.with_columns(pl.lit("val").alias("source"), pl.lit("").alias("query"), pl.col("rel_path").str.split("/").list.last().alias("file"))
     else:
-        parts = pl.col("rel_path").str.extract_groups(TRAIN_PATH).struct.rename_fields(["folder", "query", "file"])
-        entries = entries.with_columns(parts.alias("parts")).unnest("parts")
+        parts = entries["rel_path"].str.split("/")
+        last = {name: parts.list.get(i, null_on_oob=True) for name, i in (("folder", -3), ("query", -2), ("file", -1))}
+        whole = pl.all_horizontal([pl.col(name).is_not_null() & (pl.col(name) != "") for name in ("folder", "query")])
+        entries = entries.with_columns(**last).with_columns([pl.when(whole).then(pl.col(name)).alias(name) for name in last])
         names = {folder: source_name(folder) for folder in entries["folder"].unique().drop_nulls().to_list()}
         entries = entries.with_columns(pl.col("folder").replace_strict(names, default=None, return_dtype=pl.String).alias("source")).drop("folder")
     return entries.with_columns(pl.col("file").str.replace(r"\.[^.]*$", "").alias("image_id"))
@@ -185,39 +212,129 @@ def detect_version(root: Path, classes: list[ClassInfo]) -> str:
     return "2.0" if len(classes) > 1000 else "1.0"
 
 
-def list_entries(wv: WebVision, split: str, sources) -> tuple[pl.DataFrame, pl.DataFrame]:
+def list_entries(wv: WebVision, split: str, sources, chunk_bytes: int = LIST_CHUNK_BYTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All entries of a split's file lists -> (entries, rejects).
 
-    entries: __key__, source, query, image_id, rel_path, label (one row per list line that parses);
-    rejects: lines that cannot be used, with a reason.
+    entries: one compact row per usable list line, in list order (ENTRY_COLUMNS; entry_rows expands
+    them), one polars chunk per chunk of a list: whole-frame operations would copy 16M rows;
+    rejects: list, line, rel_path, reason for each line that cannot be used. The lists are parsed
+    chunk_bytes at a time and only a 64-bit hash of each key is kept to find duplicates, so the
+    transient memory is one chunk's, not the whole list's.
     """
-    names = ["val"] if split == "val" else list(sources)
-    frames, rejects = [], []
-    for source in names:
-        path = wv.list_path(split, source)
+    paths = [wv.list_path(split, source) for source in (["val"] if split == "val" else list(sources))]
+    for path in paths:
         if not path.is_file():
             raise WvError(f"{path} is missing; use --sources to build only the sources you have")
-        good, bad = read_file_list(path)
-        list_name = path.name
-        frames.append(split_rel_paths(good, split).with_columns(pl.lit(list_name).alias("list")))
-        rejects.append(bad.select(
-            pl.lit(list_name).alias("list"), "line", pl.col("text").alias("rel_path"),
-            pl.lit("unparseable list line").alias("reason"),
-        ))
-    entries = with_keys(pl.concat(frames).with_columns(pl.col("source").fill_null(""), pl.col("query").fill_null("")))
-    n_classes = len(wv.classes)
+    chunks, hashes, rejects = [], [], []
+    for number, path in enumerate(paths):
+        for first_line, data in list_chunks(path, chunk_bytes):
+            entries, chunk_rejects = parse_chunk(data, first_line, split, len(wv.classes), path.name)
+            rejects.extend(chunk_rejects)
+            hashes.append(key_hashes(with_keys(entries)))
+            chunks.append(ListChunk(number, first_line, entries.select(*COMPACT)))
+    masks = later_duplicates(chunks, np.concatenate(hashes))
+    if masks:
+        rejects.append(duplicate_rejects(chunks, masks, paths, split, len(wv.classes), chunk_bytes))
+        chunks = [ListChunk(c.list, c.first_line, c.entries.filter(pl.Series(~m))) for c, m in zip(chunks, masks)]
+    return concat_chunks(chunks), pl.concat(rejects)
+
+
+def parse_chunk(data: bytes, first_line: int, split: str, n_classes: int, list_name: str) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """A chunk of a list -> (its usable entries with line and rel_path, its rejects)."""
+    good, bad = parse_list_lines(data, first_line)
+    entries = split_rel_paths(good, split).with_columns(pl.col("source").fill_null(""), pl.col("query").fill_null(""))
+    entries, rejects = check_entries(entries, n_classes, list_name)
+    return entries, [reject_rows(bad.rename({"text": "rel_path"}), list_name, "unparseable list line"), *rejects]
+
+
+@dataclass
+class ListChunk:
+    list: int  # which of the split's lists
+    first_line: int
+    entries: pl.DataFrame  # ENTRY_COLUMNS
+
+
+ENTRY_COLUMNS = ("source", "query", "image_id", "ext", "label")
+COMPACT = (
+    pl.col("source").cast(pl.Categorical), pl.col("query").cast(pl.Categorical), "image_id",
+    pl.col("file").str.extract(r"(\.[^.]*)$", 1).fill_null("").cast(pl.Categorical).alias("ext"),
+    pl.col("label").cast(pl.Int32),
+)
+
+
+def concat_chunks(chunks: list[ListChunk]) -> pl.DataFrame:
+    return pl.concat([c.entries for c in chunks], rechunk=False)
+
+
+def entry_rows(entries: pl.DataFrame) -> pl.DataFrame:
+    """Compact entries -> __key__, source, query, image_id, file, label (as strings where they are text)."""
+    rows = entries.select(
+        pl.col("source").cast(pl.String), pl.col("query").cast(pl.String), "image_id",
+        pl.concat_str("image_id", pl.col("ext").cast(pl.String)).alias("file"), "label",
+    )
+    return with_keys(rows).select("__key__", "source", "query", "image_id", "file", "label")
+
+
+def check_entries(entries: pl.DataFrame, n_classes: int, list_name: str) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Drop the entries that no shard can hold -> (the rest, their rejects)."""
     checks = [
         (pl.col("source") == "", "list path has no source/query folders"),
+        (pl.col("file").fill_null("") == "", "list path has no file name"),
         ((pl.col("label") < 0) | (pl.col("label") >= n_classes), f"label outside 0..{n_classes - 1}"),
-        (pl.col("__key__").is_first_distinct().not_(), "duplicate entry"),
     ]
+    rejects = []
     for condition, reason in checks:
         bad = entries.filter(condition)
         if bad.height:
-            rejects.append(bad.select("list", "line", "rel_path", pl.lit(reason).alias("reason")))
+            rejects.append(reject_rows(bad, list_name, reason))
             entries = entries.filter(condition.not_())
-    rejects = pl.concat(rejects) if rejects else pl.DataFrame()
-    return entries.drop("list", "line", "rel_path"), rejects
+    return entries, rejects
+
+
+def reject_rows(bad: pl.DataFrame, list_name: str, reason: str) -> pl.DataFrame:
+    return bad.select(pl.lit(list_name).alias("list"), pl.col("line").cast(pl.Int64), "rel_path", pl.lit(reason).alias("reason"))
+
+
+def key_hashes(rows: pl.DataFrame) -> np.ndarray:
+    return rows["__key__"].hash(seed=0).to_numpy()
+
+
+def later_duplicates(chunks: list[ListChunk], hashes: np.ndarray) -> list[np.ndarray] | None:
+    """Per chunk, a mask of the entries whose key an earlier entry already has; None if no key repeats.
+
+    hashes (of every entry's key) is sorted in place. Equal hashes only make entries candidates:
+    their keys, made again chunk by chunk, are compared in full.
+    """
+    hashes.sort()
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    if not repeated.size:
+        return None
+    where, keys = [], []
+    for chunk in chunks:
+        rows = entry_rows(chunk.entries)
+        where.append(np.flatnonzero(np.isin(key_hashes(rows), repeated)))
+        keys.append(rows["__key__"].gather(where[-1]))
+    later = ~pl.concat(keys).is_first_distinct().to_numpy()
+    masks, start = [], 0
+    for chunk, hit in zip(chunks, where):
+        masks.append(np.zeros(chunk.entries.height, dtype=bool))
+        masks[-1][hit] = later[start:start + hit.size]
+        start += hit.size
+    return masks
+
+
+def duplicate_rejects(chunks: list[ListChunk], masks: list[np.ndarray], paths: list[Path], split: str, n_classes: int,
+                      chunk_bytes: int) -> pl.DataFrame:
+    """Rejects for duplicate entries: their chunks parsed again give their lines and paths."""
+    wanted = {(c.list, c.first_line): m for c, m in zip(chunks, masks) if m.any()}
+    frames = []
+    for number, path in enumerate(paths):
+        for first_line, data in list_chunks(path, chunk_bytes):
+            mask = wanted.get((number, first_line))
+            if mask is not None:
+                entries = parse_chunk(data, first_line, split, n_classes, path.name)[0]
+                frames.append(reject_rows(entries.filter(pl.Series(mask)), path.name, "duplicate entry"))
+    return pl.concat(frames)
 
 
 def resolve_image_dirs(wv: WebVision, entries: pl.DataFrame, split: str, images_dir=None) -> dict[str, str]:
@@ -229,8 +346,8 @@ def resolve_image_dirs(wv: WebVision, entries: pl.DataFrame, split: str, images_
     """
     bases = [images_dir] if images_dir else (VAL_DIR_CANDIDATES if split == "val" else TRAIN_DIR_CANDIDATES)
     found = {}
-    for source in entries["source"].unique().sort().to_list():
-        probe = entries.filter(pl.col("source") == source).head(50)
+    for source in sorted(entries["source"].unique().cast(pl.String).to_list()):
+        probe = entry_rows(entries.lazy().filter(pl.col("source") == source).head(50).collect())
         found[source] = find_prefix(wv.root, probe, source, bases, split)
         if found[source] is None:
             looked = ", ".join(str(Path(b) / (source if split != "val" else "")) for b in bases)
