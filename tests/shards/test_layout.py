@@ -191,10 +191,10 @@ def test_equal_key_hashes_are_compared_in_full(tmp_path, monkeypatch):
 
 def test_chunked_file_list_reads_blank_lines_and_unterminated_last_line(tmp_path):
     path = tmp_path / "list.txt"
-    path.write_bytes(b"a/b/c.jpg 1\n\n  \nbad\na/b/d.jpg 2")
+    path.write_bytes(b"a/b/c.jpg 1\n\n  \nbad\na/b/\xff.jpg 3\na/b/d.jpg 2")
     for chunk_bytes in (1, 5, 100):
         good, bad = read_file_list(path, chunk_bytes)
-        assert good.select("line", "rel_path", "label").rows() == [(1, "a/b/c.jpg", 1), (5, "a/b/d.jpg", 2)]
+        assert good.select("line", "rel_path", "label").rows() == [(1, "a/b/c.jpg", 1), (5, "a/b/\ufffd.jpg", 3), (6, "a/b/d.jpg", 2)]
         assert bad.rows() == [(4, "bad")]
     (tmp_path / "empty.txt").write_bytes(b"")
     good, bad = read_file_list(tmp_path / "empty.txt")

@@ -116,7 +116,7 @@ class Plan:
     16M-row table is ever made.
     """
 
-    entries: pl.DataFrame  # compact rows, see wv.shards.layout.ENTRY_COLUMNS
+    entries: pl.DataFrame  # compact rows: wv.shards.layout.COMPACT
     order: np.ndarray
     shard_size: int
     prefixes: dict

@@ -148,7 +148,8 @@ def split_rel_paths(entries: pl.DataFrame, split: str) -> pl.DataFrame:
     A train path without a source folder and a query folder before its file name gets nulls.
     """
     if split == "val":
-        entries = entries.with_columns(pl.lit("val").alias("source"), pl.lit("").alias("query"), pl.col("rel_path").str.split("/").list.last().alias("file"))
+        file = pl.col("rel_path").str.split("/").list.last()
+        entries = entries.with_columns(pl.lit("val").alias("source"), pl.lit("").alias("query"), file.alias("file"))
     else:
         parts = entries["rel_path"].str.split("/")
         last = {name: parts.list.get(i, null_on_oob=True) for name, i in (("folder", -3), ("query", -2), ("file", -1))}
@@ -215,8 +216,8 @@ def detect_version(root: Path, classes: list[ClassInfo]) -> str:
 def list_entries(wv: WebVision, split: str, sources, chunk_bytes: int = LIST_CHUNK_BYTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All entries of a split's file lists -> (entries, rejects).
 
-    entries: one compact row per usable list line, in list order (ENTRY_COLUMNS; entry_rows expands
-    them), one polars chunk per chunk of a list: whole-frame operations would copy 16M rows;
+    entries: one compact row per usable list line, in list order (COMPACT; entry_rows expands them),
+    one polars chunk per chunk of a list: whole-frame operations would copy 16M rows;
     rejects: list, line, rel_path, reason for each line that cannot be used. The lists are parsed
     chunk_bytes at a time and only a 64-bit hash of each key is kept to find duplicates, so the
     transient memory is one chunk's, not the whole list's.
@@ -251,11 +252,10 @@ def parse_chunk(data: bytes, first_line: int, split: str, n_classes: int, list_n
 class ListChunk:
     list: int  # which of the split's lists
     first_line: int
-    entries: pl.DataFrame  # ENTRY_COLUMNS
+    entries: pl.DataFrame  # COMPACT rows
 
 
-ENTRY_COLUMNS = ("source", "query", "image_id", "ext", "label")
-COMPACT = (
+COMPACT = (  # a plan row: source, query, image_id, ext, label
     pl.col("source").cast(pl.Categorical), pl.col("query").cast(pl.Categorical), "image_id",
     pl.col("file").str.extract(r"(\.[^.]*)$", 1).fill_null("").cast(pl.Categorical).alias("ext"),
     pl.col("label").cast(pl.Int32),
