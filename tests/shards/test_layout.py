@@ -2,6 +2,8 @@
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +201,11 @@ def test_chunked_file_list_reads_blank_lines_and_unterminated_last_line(tmp_path
     (tmp_path / "empty.txt").write_bytes(b"")
     good, bad = read_file_list(tmp_path / "empty.txt")
     assert good.height == 0 and bad.height == 0
+
+
+def test_a_root_without_train_lists_is_refused_in_one_sentence(tmp_path):
+    write_lists(tmp_path / "wv", {})
+    result = subprocess.run([sys.executable, "-m", "wv", "shard", "build", tmp_path / "wv", tmp_path / "root"], capture_output=True, text=True)
+    assert result.returncode == 2
+    info = tmp_path / "wv" / "info"
+    assert result.stderr.strip().splitlines() == [f"Error: {info} has no train file list (train_filelist_google.txt or train_filelist_flickr.txt)"]

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import time
+from itertools import islice
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards.images import CHECKS
-from wv.shards.layout import SOURCES, entry_rows, image_path, list_entries, open_webvision, resolve_image_dirs
+from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
 from wv.shards.root import FORMAT, SPLITS, Root
 from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
@@ -129,9 +130,9 @@ class Plan:
     def shards(self) -> int:
         return -(-self.height // self.shard_size)
 
-    def rows(self, number: int) -> list[dict]:
-        chosen = self.entries[self.order[number * self.shard_size:(number + 1) * self.shard_size]]
-        return entry_rows(chosen).with_columns(image_path(self.prefixes)).drop("file").to_dicts()
+    def shard_entries(self, number: int) -> pl.DataFrame:
+        """Shard `number`'s compact rows; the shard task expands them (wv.shards.layout.sample_rows)."""
+        return self.entries[self.order[number * self.shard_size:(number + 1) * self.shard_size]]
 
     def queries(self) -> list[tuple[str, str]]:
         pairs = self.entries.lazy().select("source", "query").unique().select(pl.all().cast(pl.String))
@@ -194,9 +195,10 @@ def index_meta(root: Root, source, plan: Plan, pool: Workers, progress: bool) ->
         queries = plan.queries()
         todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
         bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", **quiet(progress))
-        for result in pool.map(index_query, todo, window=16 * pool.workers):
-            index.add_query(*result)
-            bar.update()
+        results = pool.map(index_query, todo, window=16 * pool.workers)
+        while batch := list(islice(results, 64)):
+            index.add_queries(batch)  # one transaction per 64 query files
+            bar.update(len(batch))
         bar.close()
     finally:
         index.close()
@@ -219,7 +221,7 @@ def run_shards(root: Root, source, options: BuildOptions, plan: Plan, meta_index
     jobs = (
         ShardJob(
             root=str(root.path), webvision_root=str(source.root), split=split, shard=shard_name(split, number),
-            rows=plan.rows(number),
+            entries=plan.shard_entries(number), prefixes=plan.prefixes,
             check=options.check, resize=options.resize, quality=options.quality, meta_index=meta_index,
         )
         for number in range(n_shards) if number not in done

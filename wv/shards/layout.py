@@ -223,6 +223,8 @@ def list_entries(wv: WebVision, split: str, sources, chunk_bytes: int = LIST_CHU
     transient memory is one chunk's, not the whole list's.
     """
     paths = [wv.list_path(split, source) for source in (["val"] if split == "val" else list(sources))]
+    if not paths:
+        raise WvError(f"{wv.info} has no train file list (train_filelist_google.txt or train_filelist_flickr.txt)")
     for path in paths:
         if not path.is_file():
             raise WvError(f"{path} is missing; use --sources to build only the sources you have")
@@ -365,6 +367,11 @@ def find_prefix(root: Path, probe: pl.DataFrame, source: str, bases, split: str)
                 if (root / prefix / row["query"] / row["file"]).is_file():
                     return prefix
     return None
+
+
+def sample_rows(entries: pl.DataFrame, prefixes: dict[str, str]) -> list[dict]:
+    """Compact plan rows -> one dict per sample: __key__, source, query, image_id, label, path."""
+    return entry_rows(entries).with_columns(image_path(prefixes)).drop("file").to_dicts()
 
 
 def image_path(prefixes: dict[str, str]) -> pl.Expr:

@@ -96,14 +96,13 @@ class MetaIndex:
     def done_queries(self) -> set[tuple[str, str]]:
         return set(self.db.execute("SELECT source, query FROM queries"))
 
-    def add_query(self, source: str, query: str, status: str, records) -> None:
-        """Store one query file's records and mark it done, in one transaction (so a kill loses nothing)."""
+    def add_queries(self, results) -> None:
+        """Store query files' rows (index_query's results) and mark them done, in one transaction, so a
+        kill loses nothing it committed and the next run indexes the rest again."""
         with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO records VALUES (?, ?)",
-                ((sample_key(source, query, image_id), json.dumps(record, ensure_ascii=False)) for image_id, record in records),
-            )
-            self.db.execute("INSERT OR REPLACE INTO queries VALUES (?, ?, ?)", (source, query, status))
+            for source, query, status, rows in results:
+                self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?)", rows)
+                self.db.execute("INSERT OR REPLACE INTO queries VALUES (?, ?, ?)", (source, query, status))
 
     def lookup(self, keys_with_queries) -> dict[str, tuple[dict | None, str]]:
         """[(key, source, query)] -> {key: (record or None, status)}."""
@@ -127,8 +126,11 @@ class MetaIndex:
         self.db.close()
 
 
-def index_query(job) -> tuple[str, str, str, list]:
-    """Pool task: read one query's meta file -> (source, query, status, records)."""
+def index_query(job) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """Pool task: read one query's meta file -> (source, query, status, [(sample key, record JSON)]).
+
+    The keys and JSON are made here, in the worker: the driver that writes the index only inserts.
+    """
     source, query, path = job
     status, records = read_meta_file(Path(path))
-    return source, query, status, records
+    return source, query, status, [(sample_key(source, query, i), json.dumps(r, ensure_ascii=False)) for i, r in records]

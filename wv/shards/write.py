@@ -15,6 +15,7 @@ import polars as pl
 
 from wv.io import temp_name, write_json, write_parquet
 from wv.shards.images import BadImage, prepare_image
+from wv.shards.layout import sample_rows
 from wv.shards.meta import META_NONE, MetaIndex, normalise
 from wv.shards.root import Root
 from wv.shards.tarwriter import TarShardWriter
@@ -43,11 +44,17 @@ class ShardJob:
     webvision_root: str
     split: str
     shard: str
-    rows: list[dict]  # __key__, source, query, image_id, path, label
+    entries: pl.DataFrame  # the shard's compact plan rows (wv.shards.layout.COMPACT)
+    prefixes: dict  # source -> its image folder under webvision_root
     check: str = "full"
     resize: int | None = None
     quality: int = 90
     meta_index: str | None = None
+
+    @functools.cached_property
+    def rows(self) -> list[dict]:
+        """__key__, source, query, image_id, label, path per sample: made in the worker, not the driver."""
+        return sample_rows(self.entries, self.prefixes)
 
 
 @dataclass
