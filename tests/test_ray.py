@@ -19,7 +19,7 @@ from wv.shards.root import Root
 # every command that maps its work over shards with wv.parallel (the worker_options decorator)
 RAY_COMMANDS = [("shard", "build", "{synth}", "{tmp}/built"), ("shard", "verify", "{root}"), ("shard", "bake", "{root}", "{tmp}/baked"),
                 ("score", "lda", "{root}"), ("score", "keywords", "{root}"), ("select", "{root}", "--drop", "meta.label == 0"),
-                ("audit", "{root}")]
+                ("audit", "{root}"), ("score", "density", "{root}")]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,27 @@ def test_ray_scores_and_selection_are_byte_identical_to_the_local_pool(ray_addre
     for summary in summaries:
         summary.pop("paths")
     assert summaries[0]["dropped"] > 0 and summaries[0] == summaries[1]
+
+
+def test_ray_density_matches_the_local_pool(ray_address, root_copy, tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from wv.curate.density import DensityOptions, score_density
+    from wv.shards import sidecars
+
+    root = Root(root_copy)
+    rng = np.random.default_rng(0)
+    for shard in root.shard_names("train"):
+        labels = pl.read_parquet(root.meta_path(shard), columns=["label"])["label"].to_numpy()
+        sidecars.write_features(root, "random", shard, (rng.normal(size=(labels.size, 8)) + labels[:, None]).astype(np.float16))
+    local = Path(shutil.copytree(root_copy, tmp_path / "local"))
+    score_density(local, DensityOptions(), workers=2, progress=False)
+    figures = score_density(root_copy, DensityOptions(), workers=2, executor="ray", ray_address=ray_address, progress=False)
+    assert figures["classes_done"] == 6 and figures["device"] == "cpu"
+    ray, here = (sidecars.read_scores(Root(r), "density", split="train").collect() for r in (root_copy, local))
+    assert ray.drop("delta").equals(here.drop("delta"))
+    np.testing.assert_allclose(ray["delta"].to_numpy(), here["delta"].to_numpy(), rtol=1e-4)
 
 
 def test_a_wv_error_in_a_ray_task_is_one_sentence(ray_address, root_copy, wv_cli):

@@ -229,3 +229,25 @@ def test_features_that_are_not_finite_are_refused(embedded, tmp_path, wv_cli):
         sidecars.write_features(Root(root), "broken", shard, features)
     result = wv_cli("score", "density", root, "--features", "broken")
     assert result.exit_code == 2 and "hold NaN or inf; re-run `wv embed --overwrite`" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_classes_in_a_worker_pool_give_the_same_scores(embedded, tmp_path, mode):
+    """Densities and cutoffs bit for bit; deltas, from float32 tiles whose last bits depend on the BLAS
+    thread count (1 per worker here, 2 in one process), to float32 rounding."""
+    import shutil
+
+    opts = DensityOptions(mode=mode, anchors=40)
+    roots = {workers: shutil.copytree(embedded[0], tmp_path / f"workers-{workers}") for workers in (1, 2)}
+    for workers, root in roots.items():
+        figures = score_density(root, opts, device="cpu", memory_gb=0.0001, workers=workers, progress=False)
+        assert figures["classes_done"] == 6 and figures["shards_written"] == 8
+    one, two = (sidecars.read_scores(Root(roots[w]), "density", split="train").collect() for w in (1, 2))
+    assert one.select("__key__", "density", "cutoff", "shard").equals(two.select("__key__", "density", "cutoff", "shard"))
+    np.testing.assert_allclose(two["delta"].to_numpy(), one["delta"].to_numpy(), rtol=1e-4)
+
+
+def test_a_worker_pool_is_refused_on_a_gpu_device(embedded, tmp_path, wv_cli):
+    result = wv_cli("score", "density", embedded[0], "--workers", "2", "--device", "cuda")
+    assert result.exit_code == 2
+    assert "compute classes on CPU" in result.output and len(result.output.strip().splitlines()) == 1

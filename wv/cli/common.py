@@ -1,5 +1,6 @@
 """What every command shares: one-sentence errors with exit 2, the --json flag, the summary."""
 
+import functools
 import json
 import os
 import sys
@@ -53,9 +54,13 @@ def check_executor(ctx, param, value: str) -> str:
     return value
 
 
-def worker_options(fn):
-    """--workers, --executor and --ray-address, for commands that map work over shards (wv.parallel.Workers)."""
+def worker_options(fn=None, *, workers: int | None = None, tasks: str = "shard tasks"):
+    """--workers (default: every CPU), --executor and --ray-address, for commands that map their work
+    with wv.parallel.Workers; `@worker_options(workers=1, tasks=...)` for another default and help."""
+    if fn is None:
+        return functools.partial(worker_options, workers=workers, tasks=tasks)
     fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
     fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, callback=check_executor,
                       help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
-    return click.option("--workers", default=os.cpu_count() or 1, show_default=True, help="Parallel shard tasks.")(fn)
+    default = os.cpu_count() or 1 if workers is None else workers
+    return click.option("--workers", default=default, show_default=True, help=f"Parallel {tasks}.")(fn)

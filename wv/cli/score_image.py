@@ -2,7 +2,7 @@
 
 import click
 
-from wv.cli.common import finish, json_option
+from wv.cli.common import finish, json_option, worker_options
 from wv.cli.embed import loop_options, model_options
 
 
@@ -21,8 +21,10 @@ from wv.cli.embed import loop_options, model_options
 @click.option("--memory-gb", default=4.0, show_default=True, help="Memory for features and distances (half each).")
 @click.option("--overwrite", is_flag=True, help="Replace a density score made with other options.")
 @click.option("--seed", default=0, show_default=True, help="PCA and sampling seed (the reference's random_state).")
+@worker_options(workers=1, tasks="classes, on CPU (1: one process, on the GPU when there is one)")
 @json_option
-def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, as_json):
+def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, workers,
+            executor, ray_address, as_json):
     """CurriculumNet density per class: density, delta and the class's cutoff d_c for every sample.
 
     Per class: PCA to --dim dims, Euclidean distances, d_c = the --quantile of all pairwise
@@ -30,18 +32,22 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
     sample. Exact without ever holding the N x N matrix (tiles, float32 with float64 where it
     matters); classes over --exact-max samples are approximated from --anchors samples.
     Writes ROOT/scores/NAME/{shard}.parquet: __key__, density, delta, cutoff. Then split into
-    curriculum subsets with `wv curriculum split`.
+    curriculum subsets with `wv curriculum split`. One process computes class after class (on the
+    GPU when there is one); --workers N (or --executor ray) computes N classes at once on CPU,
+    with the same results.
 
     \b
     Example:
       wv score density ROOT --features clip
+      wv score density ROOT --features clip --workers 16 --device cpu
       wv curriculum split ROOT --by density --subsets 3
     """
     from wv.curate.density import DensityOptions, score_density
 
     opts = DensityOptions(features=features or "", split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max,
                           anchors=anchors, seed=seed)
-    figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite)
+    figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite, workers=workers,
+                            executor=executor, ray_address=ray_address)
     finish(f"wv score density: {root}", figures, as_json, [
         f"features {figures['features']} ({figures['dim']}-d) on {figures['device']}: {figures['classes']} classes, {figures['samples']} samples",
         f"classes computed now {figures['classes_done']} (exact {figures['exact']}, approximate {figures['approximate']}), "

@@ -41,12 +41,15 @@ densest). Cost O(N x anchors) instead of O(N^2), float32.
 Work is gathered class by class from the per-shard feature files, in groups of classes that fit
 `memory_gb`: memory is bounded by the largest class, never the dataset. Finished classes are kept in
 scores/{name}/_classes/ so that a killed run resumes; the per-shard sidecars
-scores/{name}/{shard}.parquet (__key__, density, delta, cutoff) are written at the end.
+scores/{name}/{shard}.parquet (__key__, density, delta, cutoff) are written at the end. With
+`workers` > 1 (or Ray) a group's classes are computed in parallel on CPU, one class per task; a
+class's result does not depend on where it ran.
 """
 
 import contextlib
 import functools
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -58,6 +61,7 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.io import write_parquet
+from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards import sidecars
 from wv.shards.root import Root
@@ -556,11 +560,19 @@ def partial_path(root: Root, name: str, label: int):
 
 
 def score_density(root, opts: DensityOptions, name: str = "density", device: str = "auto", memory_gb: float = 4.0,
-                  overwrite: bool = False, progress: bool = True) -> dict:
-    """Write ROOT/scores/{name}/{shard}.parquet (__key__, density, delta, cutoff); returns the figures."""
+                  overwrite: bool = False, progress: bool = True, workers: int = 1, executor: str = "local",
+                  ray_address: str | None = None) -> dict:
+    """Write ROOT/scores/{name}/{shard}.parquet (__key__, density, delta, cutoff); returns the figures.
+
+    workers > 1 or executor "ray": classes computed in parallel CPU processes, each with
+    memory_gb / workers for its distances."""
     opts.validate()
     if memory_gb <= 0:
         raise WvError("--memory-gb must be positive")
+    pooled = workers > 1 or executor == "ray"
+    if pooled and device not in ("auto", "cpu"):
+        raise WvError(f"--workers above 1 and --executor ray compute classes on CPU; drop --device {device}, or use one worker")
+    device = "cpu" if pooled else device
     root = Root(root)
     root.info()
     started = time.time()
@@ -578,15 +590,34 @@ def score_density(root, opts: DensityOptions, name: str = "density", device: str
                "slowest_class_seconds": 0.0, "shards_written": len(todo), "shards_skipped": shards.height - len(todo),
                "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
     if todo:
-        compute_classes(root, opts, name, shards, dim, dev, memory_gb, figures, progress)
+        with Workers(workers, executor, ray_address) as pool:
+            compute_classes(root, opts, name, shards, dim, dev, memory_gb, figures, progress, pool)
         write_shards(root, name, shards, todo)
         shutil.rmtree(sidecars.sidecar_dir(root, "scores", name) / PARTIALS, ignore_errors=True)
     figures["seconds"] = round(time.time() - started, 2)
     return figures
 
 
+@dataclass(frozen=True)
+class ClassJob:
+    label: int
+    features: np.ndarray
+    opts: DensityOptions
+    device: str
+    budget: int
+    threads: int | None  # torch threads in a pool worker; None: leave the process's setting
+
+
+def class_task(job: ClassJob) -> tuple[int, ClassDensity, float]:
+    """Pool task: one class's density -> (label, result, seconds)."""
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)
+    began = time.time()
+    return job.label, class_density(job.features, job.opts, job.device, job.budget), time.time() - began
+
+
 def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.DataFrame, dim: int, device: torch.device,
-                    memory_gb: float, figures: dict, progress: bool) -> None:
+                    memory_gb: float, figures: dict, progress: bool, pool: Workers) -> None:
     label, starts = sample_labels(root, shards)
     present, counts = np.unique(label, return_counts=True)
     sizes = dict(zip(present.tolist(), counts.tolist()))
@@ -594,15 +625,19 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     todo = {label: size for label, size in sizes.items() if not partial_path(root, name, label).is_file()}
     figures["classes_resumed"] = len(sizes) - len(todo)
     shard_names = shards["name"].to_list()
-    budget = distance_budget(memory_gb)
+    pooled = pool.workers > 1 or pool.ray is not None
+    budget = distance_budget(memory_gb) // (pool.workers if pooled else 1)
+    threads = (1 if pool.ray is not None else max(1, (os.cpu_count() or 1) // pool.workers)) if pooled else None
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
               **quiet(progress)) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
-            for cls, (features, rows) in gather(root, opts.features, shard_names, label, starts, group, dim).items():
+            gathered = gather(root, opts.features, shard_names, label, starts, group, dim)
+            for cls, (features, _) in gathered.items():
                 if not np.isfinite(features).all():
                     raise WvError(f"features {opts.features!r} of class {cls} hold NaN or inf; re-run `wv embed --overwrite`")
-                began = time.time()
-                result = class_density(features, opts, device, budget)
+            jobs = (ClassJob(cls, features, opts, str(device), budget, threads) for cls, (features, _) in gathered.items())
+            for cls, result, seconds in pool.map(class_task, jobs):
+                rows = gathered[cls][1]
                 shard = np.searchsorted(starts, rows, side="right") - 1
                 write_parquet(partial_path(root, name, cls), pl.DataFrame({
                     "shard": pl.Series(shard, dtype=pl.Int32), "row": pl.Series(rows - starts[shard], dtype=pl.Int32),
@@ -612,7 +647,7 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
                 figures["classes_done"] += 1
                 figures["exact" if result.exact else "approximate"] += 1
                 figures["float64_fallback"] += result.path == "float64"
-                figures["slowest_class_seconds"] = round(max(figures["slowest_class_seconds"], time.time() - began), 3)
+                figures["slowest_class_seconds"] = round(max(figures["slowest_class_seconds"], seconds), 3)
                 bar.update(len(rows))
 
 
