@@ -39,6 +39,11 @@ class Workers:
         if self.started_ray:
             self.ray.shutdown()
 
+    @property
+    def inline(self) -> bool:
+        """True when map runs the jobs in this process, one after another."""
+        return self.ray is None and self.workers == 1
+
     def cluster_cpus(self) -> int:
         return max(1, int(self.ray.cluster_resources().get("CPU", self.workers)))
 
@@ -46,7 +51,7 @@ class Workers:
         if self.ray is not None:
             yield from ray_map(self.ray, fn, jobs, window or 2 * self.cluster_cpus())
             return
-        if self.workers == 1:
+        if self.inline:
             yield from map(fn, jobs)
             return
         if self.pool is None:

@@ -62,5 +62,5 @@ def worker_options(fn=None, *, workers: int | None = None, tasks: str = "shard t
     fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
     fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, callback=check_executor,
                       help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
-    default = os.cpu_count() or 1 if workers is None else workers
+    default = (os.cpu_count() or 1) if workers is None else workers
     return click.option("--workers", default=default, show_default=True, help=f"Parallel {tasks}.")(fn)

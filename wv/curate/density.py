@@ -625,9 +625,8 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     todo = {label: size for label, size in sizes.items() if not partial_path(root, name, label).is_file()}
     figures["classes_resumed"] = len(sizes) - len(todo)
     shard_names = shards["name"].to_list()
-    pooled = pool.workers > 1 or pool.ray is not None
-    budget = distance_budget(memory_gb) // (pool.workers if pooled else 1)
-    threads = (1 if pool.ray is not None else max(1, (os.cpu_count() or 1) // pool.workers)) if pooled else None
+    budget = distance_budget(memory_gb) // pool.workers  # each of the workers holds its own distances
+    threads = None if pool.inline else 1 if pool.ray is not None else max(1, (os.cpu_count() or 1) // pool.workers)
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
               **quiet(progress)) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):

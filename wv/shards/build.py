@@ -10,8 +10,8 @@ import contextlib
 import fcntl
 import json
 import time
-from itertools import islice
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
