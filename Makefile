@@ -1,10 +1,12 @@
-# `make demo` and `make test` each set up .venv on a fresh machine, then run.
+# `make demo` and `make test` each set up everything they need on a fresh machine, then run:
+# the Python environment (.venv) and the system packages (tools/system_packages.sh), each step
+# skipped when already done.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup system-demo system-test test demo bench clean
 
 setup: $(STAMP)
 
@@ -14,10 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
-test: setup
+# WordNet for keyword extraction; the tests also drive the audit report in Chromium.
+system-demo: setup
+	@bash tools/system_packages.sh $(BIN)/python wordnet
+
+system-test: setup
+	@bash tools/system_packages.sh $(BIN)/python wordnet browser
+
+test: system-test
 	$(BIN)/python -m pytest -q
 
-demo: setup
+demo: system-demo
 	$(BIN)/wv demo demo-out
 
 bench: setup
