@@ -80,13 +80,19 @@ def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n,
               help="Use this vocabulary folder (e.g. ROOT/models/keywords) instead of building one.")
 @click.option("--overwrite", is_flag=True, help="Rebuild the vocabulary and rewrite the sidecars.")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Accepted for uniformity: keyword extraction draws nothing at random.")
 @json_option
-def keywords(root, min_docs, max_doc_share, max_words, split, vocabulary, overwrite, workers, executor, ray_address, seed, as_json):
+def keywords(root, min_docs, max_doc_share, max_words, split, vocabulary, overwrite, workers, executor, ray_address, as_json):
     """Keywords: the nouns and adjectives of each sample's web text, over a dataset-wide vocabulary.
 
-    NLTK finds nouns and adjectives (its POS tagger when installed, else the WordNet lexicon);
-    words in fewer than --min-docs documents or in more than --max-doc-share of them are dropped.
+    Nouns and adjectives come from one of two lexicons, named in the summary and in --json "lexicon":
+
+    \b
+      tagger             NLTK's perceptron POS tagger, in context (when its data is installed:
+                         python -m nltk.downloader averaged_perceptron_tagger_eng wordnet)
+      wordnet-frequency  no tagger: each word's commonest part of speech in WordNet's sense-tagged
+                         corpus ("dogs" -> dog; "eating", "quickly" dropped; "building" kept)
+
+    Words in fewer than --min-docs documents or in more than --max-doc-share of them are dropped.
     Writes scores/keywords/{shard}.parquet (keywords, count) and models/keywords/ (the vocabulary).
 
     \b

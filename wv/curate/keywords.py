@@ -7,8 +7,8 @@ noise); each image keeps its words that are in the vocabulary (the reference: ab
 about 5 per image, on WebVision 1.0).
 
 Part of speech: NLTK's perceptron tagger when its data is installed (nouns NN*, adjectives JJ*, in
-context), else the WordNet lexicon through NLTK's WordNet reader (a word WordNet knows as a noun or
-an adjective, in its base form: "dogs" -> "dog"). See wv.curate.nltk_data for where the data comes from.
+context), else WordNet through NLTK's WordNet reader: a word whose commonest use in WordNet's
+sense-tagged corpus is as a noun or an adjective, in its base form ("dogs" -> "dog"; see lexicon_keyword). See wv.curate.nltk_data for where the data comes from.
 
 Two passes per shard, in parallel: count each word's documents; then write the sidecar
 ROOT/scores/keywords/{shard}.parquet (__key__, keywords list[str], count). The vocabulary is saved
@@ -42,6 +42,7 @@ VOCABULARY_FILE, INFO_FILE = "vocabulary.parquet", "keywords.json"
 MIN_LENGTH = 3
 WORD = re.compile(r"[A-Za-z]+")
 NOUN_TAGS, ADJECTIVE_TAGS = ("NN", "NNS", "NNP", "NNPS"), ("JJ", "JJR", "JJS")
+VERB_INFLECTIONS = 4  # base, -s, -ed, -ing: an inflected form takes a share of its verb's tagged uses
 PRUNE_AT = 2_000_000  # distinct words kept while merging shard counts (the tagger path has no lexicon bound)
 SCHEMA = {"__key__": pl.String, "keywords": pl.List(pl.String), "count": pl.Int32}
 
@@ -67,19 +68,38 @@ class KeywordOptions:
 # -- nouns and adjectives of one text ------------------------------------------------------------------
 @functools.lru_cache(maxsize=1_000_000)
 def lexicon_keyword(word: str) -> str | None:
-    """A lowercase word's base form when WordNet knows it as a noun or an adjective, else None."""
+    """A lowercase word's base form when its commonest use is as a noun or an adjective, else None.
+
+    Without a tagger there is no context, so each word gets the part of speech WordNet's sense-tagged
+    corpus uses it as most often: "dogs" -> "dog", "white" -> "white", but "eating" (the verb "eat") and
+    "quickly" (an adverb) -> None. A verb's count is shared among its inflections (eat, eats, ate,
+    eating), so an inflected form is weighed against a quarter of it: "building" and "painting" stay
+    nouns, "running" and "swimming" are verbs. Words the corpus never tagged keep WordNet's noun or
+    adjective entry (most web words: "shark" 1, "kalomi" unknown).
+    """
     wordnet = nltk_data.wordnet()
-    for pos in ("n", "a"):
-        forms = wordnet._morphy(word, pos)
-        if forms:  # the shortest form, as NLTK's WordNetLemmatizer picks: "waters" -> "water", not "waters"
-            return min(forms, key=len)
-    return None
+    nominal = {pos: nltk_data.base_forms(wordnet, word, pos) for pos in ("n", "a")}
+    if not nominal["n"] and not nominal["a"]:
+        return None
+    nominal_uses = sum(nltk_data.tagged_count(wordnet, form, pos) for pos, forms in nominal.items() for form in forms)
+    if nominal_uses < other_uses(wordnet, word):
+        return None
+    forms = nominal["n"] or nominal["a"]
+    return min(forms, key=len)  # the shortest form, as NLTK's WordNetLemmatizer picks: "waters" -> "water"
+
+
+def other_uses(wordnet, word: str) -> float:
+    """How often WordNet's tagged corpus uses `word` as a verb (inflections sharing the count) or an adverb."""
+    verbs = nltk_data.base_forms(wordnet, word, "v")
+    verb_uses = sum(nltk_data.tagged_count(wordnet, form, "v") / (1 if form == word else VERB_INFLECTIONS) for form in verbs)
+    adverb_uses = sum(nltk_data.tagged_count(wordnet, form, "r") for form in nltk_data.base_forms(wordnet, word, "r"))
+    return max(verb_uses, adverb_uses)
 
 
 def candidate_words(text: str | None, lexicon: str) -> list[str]:
     """The nouns and adjectives of a text, lowercase, base form, stop and web words removed, unique in order."""
     stops = stop_words()
-    if lexicon == "tagger":
+    if lexicon == nltk_data.TAGGER:
         import nltk
 
         tokens = WORD.findall(text or "")
@@ -149,7 +169,7 @@ def score_keywords(root, options: KeywordOptions = KeywordOptions(), vocabulary=
     lexicon = nltk_data.require_lexicon()
     with Workers(workers, executor, ray_address) as pool:
         folder, info, built = prepare_vocabulary(root, options, lexicon, vocabulary, names, pool, overwrite, progress)
-        if info["lexicon"] == "tagger" and lexicon != "tagger":
+        if info["lexicon"] == nltk_data.TAGGER and lexicon != nltk_data.TAGGER:
             raise WvError(f"the vocabulary at {folder} was made with NLTK's POS tagger, which is not installed here; "
                           "run `python -m nltk.downloader averaged_perceptron_tagger_eng`")
         run = {"vocabulary": info["vocabulary_id"], "lexicon": info["lexicon"]}

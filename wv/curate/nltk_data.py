@@ -28,6 +28,7 @@ noun.shape noun.state noun.substance noun.time verb.body verb.change verb.cognit
 verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception
 verb.possession verb.social verb.stative verb.weather adj.ppl""".split()
 LEX_POS = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+TAGGER, WORDNET_FREQUENCY = "tagger", "wordnet-frequency"  # the lexicons keyword extraction can use
 NEEDED = ("index.noun", "data.noun", "index.adj", "data.adj", "noun.exc", "adj.exc")
 
 
@@ -106,15 +107,29 @@ def wordnet():
         return WordNetCorpusReader(str(corpus), None)
 
 
+def base_forms(wordnet, word: str, pos: str) -> list[str]:
+    """WordNet's base forms of `word` as part of speech `pos` ("dogs", "n" -> ["dog"]).
+
+    The one call of NLTK's private `_morphy` (the public `morphy` returns only one form and no list);
+    tests/test_library_internals.py fails with a clear message if NLTK changes it.
+    """
+    return wordnet._morphy(word, pos)
+
+
+def tagged_count(wordnet, form: str, pos: str) -> int:
+    """How often WordNet's sense-tagged corpus (SemCor, cntlist.rev) uses `form` as part of speech `pos`."""
+    return sum(lemma.count() for lemma in wordnet.lemmas(form, pos))
+
+
 def has_wordnet() -> bool:
     """Whether wordnet() will find WordNet (without loading it: that takes seconds)."""
     return has_nltk_resource("corpora/wordnet") or has_nltk_resource("corpora/wordnet.zip") or debian_wordnet_dir() is not None
 
 
 def require_lexicon() -> str:
-    """Which part-of-speech source keyword extraction will use ('tagger' or 'wordnet'); WvError if none."""
+    """Which part-of-speech source keyword extraction will use (TAGGER or WORDNET_FREQUENCY); WvError if none."""
     if has_tagger():
-        return "tagger"
+        return TAGGER
     if has_wordnet():
-        return "wordnet"
+        return WORDNET_FREQUENCY
     raise WvError(INSTALL_HINT)
