@@ -49,7 +49,7 @@ def scored(root, synth) -> pl.DataFrame:
 
 def test_wordnet_reader_over_debian_files():
     if nltk_data.debian_wordnet_dir() is None:
-        pytest.skip("Debian's wordnet-base is not installed (.ci/run installs it)")
+        pytest.skip("Debian's wordnet-base is not installed (make test installs it)")
     wordnet = nltk_data.wordnet()
     assert wordnet is not None and nltk_data.require_lexicon() in (nltk_data.WORDNET_FREQUENCY, nltk_data.TAGGER)
     assert kw.lexicon_keyword("dogs") == "dog" and kw.lexicon_keyword("waters") == "water"
