@@ -10,7 +10,7 @@ def shard():
 
 @shard.command()
 @click.argument("webvision_root", type=click.Path())
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root", type=click.Path())  # a file as ROOT: the library refuses it in one sentence
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
 @click.option("--sources", default=None, help="Comma-separated train sources (google,flickr). Default: every source with a file list.")
 @click.option("--shard-size", default=1000, show_default=True, help="Samples planned per shard (rejects make some shards smaller).")
@@ -92,8 +92,9 @@ def info(root, show_classes, as_json):
     Example:
       wv shard info ROOT --json
     """
-    from wv.shards.info import describe, summary_lines
+    from wv.shards.info import check_show_classes, describe, summary_lines
 
+    check_show_classes(show_classes)
     result = describe(root)
     finish(f"wv shard info: {root}", result, as_json, summary_lines(result, show_classes))
 
