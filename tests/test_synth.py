@@ -105,6 +105,7 @@ def test_bad_options_and_existing_output(tmp_path, wv_cli):
     (["--image-size", "100000x100000"], "--image-size must be between 16x16 and 2048x2048"),
     (["--image-size", "4096x16"], "--image-size must be between 16x16 and 2048x2048"),
     (["--image-size", "8x8"], "--image-size must be between 16x16"),
+    (["--workers", "0"], "--workers must be at least 1"),
 ])
 def test_out_of_range_options_are_one_sentence_and_write_nothing(tmp_path, wv_cli, args, phrase):
     result = wv_cli("synth", tmp_path / "out", "--classes", "2", "--per-class", "6", *args)

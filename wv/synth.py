@@ -24,7 +24,7 @@ import polars as pl
 from PIL import Image
 
 from wv.errors import WvError
-from wv.parallel import map_jobs
+from wv.parallel import check_workers, map_jobs
 from wv.shards.keys import sample_key
 
 SHARED_WORDS = (
@@ -260,6 +260,7 @@ def render_sample(job) -> tuple[str, dict]:
 
 def write_synth(out, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
     opts.validate()
+    check_workers(workers)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise WvError(f"{out} exists and is not empty; wv synth writes into a new folder")

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from wv.shards.build import BuildOptions, build
-from wv.shards.images import BadImage, read_image_file
+from wv.shards.images import MAX_IMAGE_BYTES, BadImage, read_image_file
 from wv.shards.layout import open_webvision
 from wv.shards.root import Root
 from wv.shards.write import image_file
@@ -88,6 +88,15 @@ def test_a_root_that_recorded_no_source_still_resumes_and_records_it(root_copy, 
     (root_copy / "wv.json").write_text(json.dumps(info))
     assert wv_cli("shard", "build", synth_v1, root_copy, "--shard-size", "40", "--workers", "1").exit_code == 0
     assert Root(root_copy).info()["source"]["root"] == str(synth_v1.resolve())
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"classes": [], "splits": {"train": 3}}', '{"format": "wv-root/1"}'])
+def test_a_wrong_shaped_wv_json_is_refused(tmp_path, wv_cli, text):
+    source = small_source(tmp_path / "source")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "wv.json").write_text(text)
+    refused(wv_cli("shard", "build", source, tmp_path / "root", "--workers", "1"), "is not the wv.json of a dataset root")
+    assert tree(tmp_path / "root") == {"wv.json": hashlib.sha256(text.encode()).hexdigest()}
 
 
 # -- nothing is written before every check has passed --------------------------------------------
@@ -174,7 +183,8 @@ def test_fifo_and_device_images_become_rejects_without_hanging(tmp_path):
     assert json.loads(result.stdout.strip().splitlines()[-1])["written"] == 3
 
 
-def test_image_files_are_read_whole_only_up_to_the_cap(tmp_path):
+def test_image_files_are_read_whole_only_up_to_the_cap(tmp_path, wv_cli):
+    assert f"larger than {MAX_IMAGE_BYTES >> 20} MiB" in " ".join(wv_cli("shard", "build", "--help").stdout.split())
     path = tmp_path / "a.jpg"
     path.write_bytes(b"x" * 100)
     assert read_image_file(str(path), limit=100) == b"x" * 100

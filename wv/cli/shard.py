@@ -31,7 +31,12 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
 
     Writes ROOT/shards/{split}-NNNNNN.tar (KEY.jpg, .cls, .json, .txt per sample), manifest.parquet,
     shards.parquet, rejects.parquet, meta/{shard}.parquet and wv.json. Re-running a killed build
-    finishes it without redoing complete shards.
+    finishes it without redoing complete shards. ROOT is a new or empty folder, or a root built
+    from the same WEBVISION_ROOT, and lies outside it.
+
+    Unusable inputs become rows of rejects.parquet with their reason: list lines that cannot be
+    parsed, are absolute or go up (..), or name no google/flickr folder; images that are missing,
+    broken, not regular files (FIFOs, devices) or larger than 64 MiB.
 
     \b
     Example:

@@ -190,9 +190,10 @@ def check_split(root: Root, source, options: BuildOptions) -> dict:
     another source, other classes or other options."""
     classes = [{"label": c.label, "synset": c.synset, "names": c.names} for c in source.classes]
     info = root.info() if root.exists() else {"format": FORMAT, "classes": classes, "splits": {}}
-    if not isinstance(info.get("splits"), dict):
-        raise WvError(f"{root.info_path} is not a wv.json (no splits); the root is damaged")
-    recorded = (info.get("source") or {}).get("root") if isinstance(info.get("source"), dict) else None
+    splits = info.get("splits") if isinstance(info, dict) else None
+    if not isinstance(splits, dict) or not all(isinstance(s, dict) and isinstance(s.get("options"), dict) for s in splits.values()):
+        raise WvError(f"{root.info_path} is not the wv.json of a dataset root; the root is damaged")
+    recorded = info["source"].get("root") if isinstance(info.get("source"), dict) else None
     here = str(source.root.resolve())
     if recorded is not None and recorded != here:
         raise WvError(f"{root.path} was built from {recorded}, not {here}; build another source into a new root")
