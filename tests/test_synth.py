@@ -99,6 +99,26 @@ def test_bad_options_and_existing_output(tmp_path, wv_cli):
     assert (tmp_path / "full" / "something").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("args, phrase", [
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--seed", str(2**63)], "--seed must be between 0 and"),
+    (["--image-size", "100000x100000"], "--image-size must be between 16x16 and 2048x2048"),
+    (["--image-size", "4096x16"], "--image-size must be between 16x16 and 2048x2048"),
+    (["--image-size", "8x8"], "--image-size must be between 16x16"),
+    (["--workers", "0"], "--workers must be at least 1"),
+])
+def test_out_of_range_options_are_one_sentence_and_write_nothing(tmp_path, wv_cli, args, phrase):
+    result = wv_cli("synth", tmp_path / "out", "--classes", "2", "--per-class", "6", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and phrase in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_largest_seed_is_accepted(tmp_path):
+    write_synth(tmp_path / "out", SynthOptions(classes=2, per_class=6, val_per_class=1, seed=2**63 - 1))
+    assert (tmp_path / "out" / "ground_truth.parquet").is_file()
+
+
 def test_python_dash_m_wv_works_like_wv():
     result = subprocess.run([sys.executable, "-m", "wv", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "shard" in result.stdout and "synth" in result.stdout

@@ -7,24 +7,39 @@ on first use and reused by every map of the same run (starting processes costs a
 With `executor="ray"` the same functions run as Ray tasks (one CPU each) on the cluster at
 `ray_address` (or RAY_ADDRESS; none: a local Ray instance with `workers` CPUs). The tasks write
 their outputs themselves, atomically, so ROOT must be on storage every Ray node can see.
+
+Local pool workers end when the process that started them dies (a SIGKILLed driver leaves no
+workers behind): see `die_with_parent`.
 """
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
 
 EXECUTORS = ("local", "ray")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_SECONDS = 0.5
+
+
+def check_workers(workers: int, executor: str = "local") -> None:
+    """The one-sentence refusals of Workers(), for commands that check every option before writing."""
+    if executor not in EXECUTORS:
+        raise WvError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise WvError("--workers must be at least 1")
 
 
 class Workers:
     def __init__(self, workers: int = 1, executor: str = "local", ray_address: str | None = None):
-        if executor not in EXECUTORS:
-            raise WvError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-        if workers < 1:
-            raise WvError("--workers must be at least 1")
+        check_workers(workers, executor)
         self.workers, self.executor, self.ray_address = workers, executor, ray_address
         self.pool = None
         self.ray, self.started_ray = start_ray(workers, ray_address) if executor == "ray" else (None, False)
@@ -57,8 +72,34 @@ class Workers:
         if self.pool is None:
             # spawn, not fork: workers must not inherit the parent's locks, threads (torch) or files.
             context = multiprocessing.get_context("spawn")
-            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            on_main_thread = threading.current_thread() is threading.main_thread()
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=die_with_parent,
+                                               initargs=(os.getpid(), on_main_thread))
         yield from bounded_map(self.pool, fn, jobs, window or 2 * self.workers)
+
+
+def die_with_parent(parent: int, use_pdeathsig: bool = True) -> None:
+    """Pool initializer: make this worker exit when `parent` (the process that started it) dies.
+
+    On Linux the kernel sends SIGKILL at once (prctl PR_SET_PDEATHSIG). That signal follows the
+    parent *thread*, so it is asked for only when the pool was started from the main thread. A
+    daemon thread that polls the parent pid is the fallback everywhere (and covers a parent that
+    died before prctl took effect).
+    """
+    if use_pdeathsig and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch_parent, args=(parent,), name="wv-watch-parent", daemon=True).start()
+
+
+def watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def bounded_map(pool, fn: Callable, jobs: Iterable, window: int) -> Iterator:

@@ -24,7 +24,7 @@ import polars as pl
 from PIL import Image
 
 from wv.errors import WvError
-from wv.parallel import map_jobs
+from wv.parallel import check_workers, map_jobs
 from wv.shards.keys import sample_key
 
 SHARED_WORDS = (
@@ -40,6 +40,8 @@ FOREIGN_CHARS = "的一是不了人我在有他这中大来上国个到说们为
 SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri su ta vi wo xa yo zu".split()
 PATTERNS = ("stripes", "checker", "rings", "dots")
 VOCABULARY = 24  # words per class: WordNet words of the synset, padded with made-up ones
+MAX_IMAGE_SIDE = 2048  # a 2048x2048 image takes about 380 MB while it is drawn
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -71,8 +73,11 @@ class SynthOptions:
             raise WvError("--noise and --outlier-share must be fractions between 0 and 1")
         if self.imbalance < 1:
             raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
-        if self.width < 16 or self.height < 16:
-            raise WvError("--image-size must be at least 16x16")
+        if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):
+            raise WvError(f"--image-size must be between 16x16 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} "
+                          "(drawing an image takes about 90 bytes per pixel)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise WvError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1)")
 
 
 @dataclass
@@ -255,6 +260,7 @@ def render_sample(job) -> tuple[str, dict]:
 
 def write_synth(out, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
     opts.validate()
+    check_workers(workers)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise WvError(f"{out} exists and is not empty; wv synth writes into a new folder")

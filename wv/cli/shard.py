@@ -10,7 +10,7 @@ def shard():
 
 @shard.command()
 @click.argument("webvision_root", type=click.Path())
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root", type=click.Path())  # a file as ROOT: the library refuses it in one sentence
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
 @click.option("--sources", default=None, help="Comma-separated train sources (google,flickr). Default: every source with a file list.")
 @click.option("--shard-size", default=1000, show_default=True, help="Samples planned per shard (rejects make some shards smaller).")
@@ -31,7 +31,12 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
 
     Writes ROOT/shards/{split}-NNNNNN.tar (KEY.jpg, .cls, .json, .txt per sample), manifest.parquet,
     shards.parquet, rejects.parquet, meta/{shard}.parquet and wv.json. Re-running a killed build
-    finishes it without redoing complete shards.
+    finishes it without redoing complete shards. ROOT is a new or empty folder, or a root built
+    from the same WEBVISION_ROOT, and lies outside it.
+
+    Unusable inputs become rows of rejects.parquet with their reason: list lines that cannot be
+    parsed, are absolute or go up (..), or name no google/flickr folder; images that are missing,
+    broken, not regular files (FIFOs, devices) or larger than 64 MiB.
 
     \b
     Example:
@@ -92,8 +97,9 @@ def info(root, show_classes, as_json):
     Example:
       wv shard info ROOT --json
     """
-    from wv.shards.info import describe, summary_lines
+    from wv.shards.info import check_show_classes, describe, summary_lines
 
+    check_show_classes(show_classes)
     result = describe(root)
     finish(f"wv shard info: {root}", result, as_json, summary_lines(result, show_classes))
 

@@ -21,13 +21,15 @@ from tqdm import tqdm
 import wv
 from wv.errors import WvError
 from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
-from wv.parallel import Workers
+from wv.parallel import Workers, check_workers
 from wv.progress import quiet
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
 from wv.shards.root import FORMAT, SPLITS, Root
 from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
+
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,13 @@ class BuildOptions:
             raise WvError("--resize must be at least 8 pixels")
         if not 1 <= self.quality <= 100:
             raise WvError("--quality must be between 1 and 100")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise WvError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1)")
         unknown = set(self.sources or ()) - set(SOURCES)
         if unknown:
             raise WvError(f"unknown source {sorted(unknown)[0]!r}; WebVision sources are google and flickr")
+        if self.images_dir is not None and (Path(self.images_dir).is_absolute() or ".." in Path(self.images_dir).parts):
+            raise WvError(f"--images-dir {self.images_dir!r} must be a folder inside WEBVISION_ROOT, given relative to it")
 
 
 @dataclass
@@ -73,28 +79,43 @@ class BuildReport:
 
 def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
           ray_address: str | None = None) -> BuildReport:
+    """Every option, the source and the root are checked and the plan made before anything is written."""
     options.validate()
+    check_workers(workers, executor)
     started = time.perf_counter()
     source = open_webvision(webvision_root)
     root = Root(root)
-    root.path.mkdir(parents=True, exist_ok=True)
-    with build_lock(root):
-        if options.split == "train" and options.sources is None:
-            options = BuildOptions(**{**asdict(options), "sources": tuple(source.available_sources())})
-        plan, plan_rejects = make_plan(source, options)
-        start_split(root, source, options)
-        write_parquet(root.build_dir(options.split) / "plan_rejects.parquet", plan_rejects)
-        meta_index = None
-        with Workers(workers, executor, ray_address) as pool:
-            if options.split == "train":
-                meta_index = index_meta(root, source, plan, pool, progress)
+    check_root_path(source, root)
+    if options.split == "train" and options.sources is None:
+        options = BuildOptions(**{**asdict(options), "sources": tuple(source.available_sources())})
+    check_split(root, source, options)
+    plan, plan_rejects = make_plan(source, options)
+    with Workers(workers, executor, ray_address) as pool:  # a Ray cluster out of reach: refused before writing
+        root.path.mkdir(parents=True, exist_ok=True)
+        with build_lock(root):
+            start_split(root, source, options)
+            write_parquet(root.build_dir(options.split) / "plan_rejects.parquet", plan_rejects)
+            meta_index = index_meta(root, source, plan, pool, progress) if options.split == "train" else None
             done = run_shards(root, source, options, plan, meta_index, pool, progress)
-        report = finish_split(root, options, plan, done)
-        if meta_index is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{meta_index}{suffix}").unlink(missing_ok=True)
+            report = finish_split(root, options, plan, done)
+            if meta_index is not None:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{meta_index}{suffix}").unlink(missing_ok=True)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def check_root_path(source, root: Root) -> None:
+    """ROOT is a new or empty folder, or a wv root, and neither it nor the source holds the other."""
+    webvision, target = source.root.resolve(), root.path.resolve()
+    if target == webvision or webvision in target.parents:
+        raise WvError(f"{root.path} is inside the WebVision download {source.root}; build into a folder outside it")
+    if target in webvision.parents:
+        raise WvError(f"the WebVision download {source.root} is inside {root.path}; build into a folder that does not hold it")
+    if root.path.exists() and not root.path.is_dir():
+        raise WvError(f"{root.path} is a file, not a folder; build into a new folder")
+    if root.path.is_dir() and not root.exists() and any(p.name != ".build" for p in root.path.iterdir()):
+        raise WvError(f"{root.path} holds files but is not a wv dataset root (no wv.json); build into a new or empty folder")
 
 
 @contextlib.contextmanager
@@ -164,10 +185,18 @@ def shard_name(split: str, number: int) -> str:
     return f"{split}-{number:06d}"
 
 
-def start_split(root: Root, source, options: BuildOptions) -> None:
-    """Record the split's options in wv.json, refusing a root built from other classes or options."""
+def check_split(root: Root, source, options: BuildOptions) -> dict:
+    """The root's wv.json with this split's options added (not written); refuses a root built from
+    another source, other classes or other options."""
     classes = [{"label": c.label, "synset": c.synset, "names": c.names} for c in source.classes]
     info = root.info() if root.exists() else {"format": FORMAT, "classes": classes, "splits": {}}
+    splits = info.get("splits") if isinstance(info, dict) else None
+    if not isinstance(splits, dict) or not all(isinstance(s, dict) and isinstance(s.get("options"), dict) for s in splits.values()):
+        raise WvError(f"{root.info_path} is not the wv.json of a dataset root; the root is damaged")
+    recorded = info["source"].get("root") if isinstance(info.get("source"), dict) else None
+    here = str(source.root.resolve())
+    if recorded is not None and recorded != here:
+        raise WvError(f"{root.path} was built from {recorded}, not {here}; build another source into a new root")
     if info.get("classes") != classes:
         raise WvError(f"{root.path} was built from a dataset with other classes; build into a new root")
     chosen = asdict(options)
@@ -180,9 +209,14 @@ def start_split(root: Root, source, options: BuildOptions) -> None:
             "re-run with the same options to resume it, or build into a new root"
         )
     info["wv_version"] = wv.__version__
-    info["source"] = {"root": str(source.root.resolve()), "webvision_version": source.version}
+    info["source"] = {"root": here, "webvision_version": source.version}
     info["splits"][options.split] = previous or {"options": chosen, "complete": False}
-    write_json(root.info_path, info)
+    return info
+
+
+def start_split(root: Root, source, options: BuildOptions) -> None:
+    """Record the split's options in wv.json (checked again under the lock)."""
+    write_json(root.info_path, check_split(root, source, options))
 
 
 def index_meta(root: Root, source, plan: Plan, pool: Workers, progress: bool) -> str:

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from wv.errors import WvError
 from wv.shards.root import Root
 
 
@@ -41,6 +42,11 @@ def describe(root) -> dict:
     }
 
 
+def check_show_classes(show_classes: int) -> None:
+    if show_classes < 0:
+        raise WvError(f"--classes is how many classes to list, 0 or more (got {show_classes})")
+
+
 def summary_lines(result: dict, show_classes: int) -> list[str]:
     lines = [f"{result['classes']} classes; source {result['source'].get('root', '?')} (WebVision {result['source'].get('webvision_version', '?')})"]
     for split, s in result["splits"].items():
@@ -48,7 +54,7 @@ def summary_lines(result: dict, show_classes: int) -> list[str]:
         lines.append(f"{split}: {s['samples']} samples in {s['shards']} shards ({s['shard_bytes'] / 1e6:.1f} MB); {sources}")
         per_class = s["per_class"]
         lines.append(f"  {s['classes_present']} classes present; samples per class {per_class[-1]['samples']}..{per_class[0]['samples']}")
-        shown = per_class if len(per_class) <= 2 * show_classes else per_class[:show_classes] + per_class[-show_classes:]
+        shown = per_class if len(per_class) <= 2 * show_classes else per_class[:show_classes] + per_class[len(per_class) - show_classes:]
         for c in shown:
             lines.append(f"    {c['label']:>5} {c['samples']:>8}  {c['names'][:60]}")
     lines.append("meta: " + ", ".join(f"{k} {v}" for k, v in result["meta"].items()))

@@ -41,7 +41,7 @@ def read_synsets(path: Path) -> list[ClassInfo]:
     if not path.is_file():
         raise WvError(f"{path} is missing; a WebVision root has info/synsets.txt")
     classes = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines()):
         if not line.strip():
             continue
         synset, _, names = line.strip().partition(" ")
@@ -61,7 +61,7 @@ def read_query_map(path: Path) -> dict[int, int]:
     if not path.is_file():
         return {}
     pairs = []
-    for line in path.read_text().split("\n"):
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").split("\n"):
         fields = line.split()
         if len(fields) < 2:
             continue
@@ -82,7 +82,7 @@ def read_queries(path: Path) -> dict[int, str]:
     if not path.is_file():
         return {}
     queries = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         head, _, rest = line.strip().partition(" ")
         if head.isdigit() and rest:
             queries[int(head)] = rest.strip()
@@ -205,7 +205,7 @@ def detect_version(root: Path, classes: list[ClassInfo]) -> str:
     for source in SOURCES:
         path = root / "info" / f"train_filelist_{source}.txt"
         if path.is_file():
-            with path.open(errors="replace") as f:
+            with path.open(encoding="utf-8-sig", errors="replace") as f:
                 first = f.readline()
             match = re.search(r"/q(\d+)/", first)
             if match:
@@ -246,7 +246,7 @@ def parse_chunk(data: bytes, first_line: int, split: str, n_classes: int, list_n
     """A chunk of a list -> (its usable entries with line and rel_path, its rejects)."""
     good, bad = parse_list_lines(data, first_line)
     entries = split_rel_paths(good, split).with_columns(pl.col("source").fill_null(""), pl.col("query").fill_null(""))
-    entries, rejects = check_entries(entries, n_classes, list_name)
+    entries, rejects = check_entries(entries, n_classes, list_name, split)
     return entries, [reject_rows(bad.rename({"text": "rel_path"}), list_name, "unparseable list line"), *rejects]
 
 
@@ -277,10 +277,16 @@ def entry_rows(entries: pl.DataFrame) -> pl.DataFrame:
     return with_keys(rows).select("__key__", "source", "query", "image_id", "file", "label")
 
 
-def check_entries(entries: pl.DataFrame, n_classes: int, list_name: str) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """Drop the entries that no shard can hold -> (the rest, their rejects)."""
+def check_entries(entries: pl.DataFrame, n_classes: int, list_name: str, split: str) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Drop the entries that no shard can hold -> (the rest, their rejects).
+
+    A path that is absolute or goes up (`..`) is never read, whatever its last parts say.
+    """
+    goes_up = pl.col("rel_path").str.starts_with("/") | pl.col("rel_path").str.contains(r"(?:^|/)\.\.(?:/|$)")
     checks = [
+        (goes_up, "list path is absolute or goes up (..)"),
         (pl.col("source") == "", "list path has no source/query folders"),
+        (pl.lit(split == "train") & ~pl.col("source").is_in(SOURCES), f"list path is not under a {' or '.join(SOURCES)} folder"),
         (pl.col("file").fill_null("") == "", "list path has no file name"),
         ((pl.col("label") < 0) | (pl.col("label") >= n_classes), f"label outside 0..{n_classes - 1}"),
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from wv.io import temp_name, write_json, write_parquet
-from wv.shards.images import BadImage, prepare_image
+from wv.shards.images import BadImage, prepare_image, read_image_file
 from wv.shards.layout import sample_rows
 from wv.shards.meta import META_NONE, MetaIndex, normalise
 from wv.shards.root import Root
@@ -107,7 +107,7 @@ def lookup_meta(job: ShardJob) -> dict:
 
 def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -> None:
     try:
-        image = prepare_image(read_image_file(os.path.join(job.webvision_root, row["path"])), job.check, job.resize, job.quality)
+        image = prepare_image(read_image_file(image_file(job.webvision_root, row["path"])), job.check, job.resize, job.quality)
     except BadImage as error:
         out.rejects.append(reject_row(job.split, row, str(error)))
         return
@@ -133,14 +133,11 @@ def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -
     })
 
 
-def read_image_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except FileNotFoundError:
-        raise BadImage("missing file") from None
-    except OSError as error:
-        raise BadImage(f"unreadable file: {error.strerror or error}") from None
+def image_file(webvision_root: str, path: str) -> str:
+    """The file of an image path relative to the WebVision root; never one outside it."""
+    if os.path.isabs(path) or ".." in path.split("/"):
+        raise BadImage("path leaves the WebVision root")
+    return os.path.join(webvision_root, path)
 
 
 def sample_json(job, row, record, text, synsets, query_texts) -> dict:
