@@ -18,7 +18,7 @@ import polars as pl
 
 from wv.errors import WvError
 from wv.io import atomic_path, write_parquet
-from wv.shards.root import Root, check_name
+from wv.shards.root import NAME, Root, check_name
 from wv.shards.runrecord import RunRecord
 
 KINDS = ("scores", "features")
@@ -122,9 +122,14 @@ def read_scores(root: Root, name: str, shards=None, split: str | None = None, co
     return scan if columns is None else scan.select("__key__", "shard", *columns)
 
 
+def sidecar_names(root: Root, kind: str = "scores") -> list[str]:
+    """The sidecar folders of a kind (folders whose name is not a plain name, e.g. hidden ones, are not sidecars)."""
+    folder = root.path / kind
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and NAME.fullmatch(p.name)) if folder.is_dir() else []
+
+
 def score_names(root: Root) -> list[str]:
-    folder = root.path / "scores"
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return sidecar_names(root, "scores")
 
 
 def write_features(root: Root, name: str, shard: str, features: np.ndarray) -> Path:
