@@ -98,7 +98,8 @@ def test_a_wv_error_in_a_ray_task_is_one_sentence(ray_address, root_copy, wv_cli
     result = wv_cli("select", root_copy, "--drop", "made_up.value < 0.5", "--workers", "2", "--executor", "ray", "--ray-address", ray_address)
     assert result.exit_code == 2 and "Traceback" not in result.stderr and "RayTaskError" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # above it: progress bars, unless TQDM_DISABLE=1
-    assert last == f"Error: {root.score_path('made_up', shard)} does not hold the shard's samples in shard order; re-run that scorer"
+    assert last == (f"Error: {root.score_path('made_up', shard)} does not match the samples of shard {shard} "
+                    "(its rows in another order); re-run the command that made it with --overwrite")
 
 
 def test_killed_ray_build_resumes_without_redoing_complete_shards(ray_address, tmp_path):

@@ -189,7 +189,7 @@ def test_a_second_build_into_the_same_root_is_refused(synth_v1, tmp_path):
     lock.parent.mkdir(parents=True)
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(WvError, match="another `wv shard build`"):
+        with pytest.raises(WvError, match="another wv command is writing to"):
             build(synth_v1, tmp_path / "root", BuildOptions(), progress=False)
 
 

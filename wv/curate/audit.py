@@ -27,15 +27,19 @@ from tqdm import tqdm
 
 from wv.curate import audit_assets as pages
 from wv.curate.rules import META, compile_rules, dtype_kind
+from wv.curate.select import COMMAND as SELECT_COMMAND
 from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame, tiebreak
 from wv.errors import WvError
 from wv.io import write_bytes, write_json
 from wv.parallel import Workers
 from wv.shards import sidecars
 from wv.shards.read import read_range
+from wv.shards.lock import writing
 from wv.shards.root import Root
+from wv.shards.runrecord import changed
 
 FORMAT = "wv-audit/1"
+COMMAND = "audit"
 STATES = ("dropped", "protected", "kept")  # protected: a rule matched, class protection kept it
 REDUCE_EVERY = 64
 TEXT_LIMIT = 600  # characters of a description shown on a card
@@ -74,10 +78,14 @@ class Histogram:
 
 # -- what to read -----------------------------------------------------------------------------------------
 def selection_rules(root: Root, name: str) -> list[str]:
-    run_file = sidecars.sidecar_dir(root, "scores", name) / "_run.json"
-    if not run_file.is_file():
+    record = sidecars.run_record(root, "scores", name, SELECT_COMMAND)
+    record.check_owner()
+    options = record.options()
+    if options is None:
         raise WvError(f"{root.path} has no selection {name!r}; run `wv select {root.path} --drop RULE` first")
-    return list(json.loads(run_file.read_text())["rules"])
+    if not isinstance(options.get("rules"), list):
+        raise WvError(f"scores/{name} is not a selection made by `wv select`; choose one with --selection")
+    return list(options["rules"])
 
 
 def check_selection(root: Root, name: str, split: str) -> None:
@@ -149,9 +157,7 @@ class TallyJob:
 
 def with_selection(root: Root, shard: str, name: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Adds keep, rule, matched, state (dropped | protected | kept) and index (the row in the shard)."""
-    chosen = pl.read_parquet(root.score_path(name, shard), columns=["__key__", "keep", "rule", "matched"])
-    if not chosen["__key__"].equals(frame["__key__"]):
-        raise WvError(f"the selection {name!r} of {shard} does not hold the shard's samples in order; re-run `wv select --overwrite`")
+    chosen = sidecars.read_score(root, name, shard, ["keep", "rule", "matched"], keys=frame["__key__"])
     state = (pl.when(~pl.col("keep")).then(pl.lit("dropped"))
              .when(pl.col("matched").is_not_null()).then(pl.lit("protected")).otherwise(pl.lit("kept")))
     return frame.hstack(chosen.drop("__key__")).with_columns(state.alias("state"), pl.int_range(pl.len(), dtype=pl.Int64).alias("index"))
@@ -281,13 +287,20 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
     options = options or AuditOptions(**option_values)
     options.validate()
     out = Path(out) if out else root.reports_dir / "audit"
-    prepare_out(out, options)
-    claim_out(out, options)
-    shards = root.shard_names(options.split)
+    shards = root.shard_names(options.split)  # a root, before anything is written
     if not shards:
         raise WvError(f"{root.path} has no {options.split} shards")
     texts = selection_rules(root, options.selection)
     check_selection(root, options.selection, options.split)
+    with writing(root, COMMAND):
+        prepare_out(out, options)
+        claim_out(out, options)
+        return audit_into(root, out, options, shards, texts, workers, executor, ray_address, progress)
+
+
+def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, workers, executor, ray_address,
+               progress: bool) -> dict:
+    """The two passes and the pages, into `out` (prepared and claimed)."""
     schemas = score_schemas(root, shards, exclude=(options.selection,))
     rules = recompile(texts, schemas, options.selection)
     shown = display_columns({n: cols for n, cols in schemas.items() if all(root.score_path(n, s).is_file() for s in shards)})
@@ -312,6 +325,8 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
 
 def prepare_out(out: Path, options: AuditOptions) -> None:
     """A new folder, or an earlier audit report (its thumbnails are reused when the size is the same)."""
+    if out.exists() and not out.is_dir():
+        raise WvError(f"--out {out} is a file, not a folder; choose another --out")
     if not out.exists() or not any(out.iterdir()):
         return
     previous = out / "report.json"
@@ -323,8 +338,8 @@ def prepare_out(out: Path, options: AuditOptions) -> None:
         earlier = {}
     if earlier.get("format") != FORMAT:
         raise WvError(f"{out} exists and is not an audit report; choose another --out")
-    if earlier.get("options", {}).get("thumb_size") != options.thumb_size and (out / "thumbs").is_dir():
-        shutil.rmtree(out / "thumbs")
+    if "thumb_size" in changed(earlier.get("options", {}), asdict(options)) and (out / "thumbs").is_dir():
+        shutil.rmtree(out / "thumbs")  # the other options change pages only: thumbnails of the same size are reused
 
 
 def claim_out(out: Path, options: AuditOptions) -> None:

@@ -24,10 +24,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from wv.curate.embed import ImageModel, ModelSpec, load_image_model, map_images, my_shards, pick_device
+from wv.curate.embed import ImageModel, ModelSpec, check_loader, load_image_model, map_images, my_shards, pick_device, rank_lock
 from wv.errors import WvError
 from wv.shards import sidecars
-from wv.shards.root import Root
+from wv.shards.root import Root, check_name
+
+COMMAND = "score confidence"
 
 TEMPLATE_SETS = ("simple", "openai")
 CLASS_NAMES = ("wordnet", "imagenet")
@@ -109,6 +111,7 @@ def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str
     """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures."""
     root = Root(root)
     classes = root.classes()
+    check_name(name)
     torch.manual_seed(seed)
     started = time.time()
     dev = pick_device(device)
@@ -116,8 +119,18 @@ def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str
     scorer = Scorer(model, classes, templates, names)
     options = {"model": spec.fingerprint(), "kind": model.kind, "split": split, "format": "wv-confidence/1",
                **({"templates": templates, "class_names": names} if model.kind == "clip" else {})}
-    shards, rank, world = my_shards(root, "scores", name, options, overwrite, split)
+    check_loader(batch_size, loader_workers)
+    with rank_lock(root, COMMAND):
+        shards, rank, world = my_shards(root, "scores", name, options, overwrite, split, COMMAND)
+        samples = score_shards(root, name, scorer, shards, batch_size, loader_workers)
     skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
+    return {"name": name, "kind": model.kind, "model": model.name, "classes": len(classes), "device": str(dev), "rank": rank,
+            "world_size": world, "shards_written": len(shards), "shards_skipped": skipped, "samples": samples,
+            "seconds": round(time.time() - started, 2), "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+
+
+def score_shards(root: Root, name: str, scorer: Scorer, shards: list, batch_size: int, loader_workers: int) -> int:
+    """Write the confidence sidecars of `shards`; returns the samples done."""
 
     def write(shard, out):
         frame = pl.DataFrame({
@@ -125,7 +138,4 @@ def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str
             "top1": pl.Series(out["top1"], dtype=pl.Int32), "p_top1": pl.Series(out["p_top1"], dtype=pl.Float32)})
         sidecars.write_scores(root, name, shard, frame.with_columns(pl.when(pl.col("top1") >= 0).then(pl.col("top1")).alias("top1")))
 
-    samples = map_images(root, model, shards, scorer, write, batch_size, loader_workers, desc=f"confidence {model.kind}")
-    return {"name": name, "kind": model.kind, "model": model.name, "classes": len(classes), "device": str(dev), "rank": rank,
-            "world_size": world, "shards_written": len(shards), "shards_skipped": skipped, "samples": samples,
-            "seconds": round(time.time() - started, 2), "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+    return map_images(root, scorer.model, shards, scorer, write, batch_size, loader_workers, desc=f"confidence {scorer.model.kind}")

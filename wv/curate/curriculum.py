@@ -27,9 +27,11 @@ from tqdm import tqdm
 from wv.errors import WvError
 from wv.progress import quiet
 from wv.shards import sidecars
-from wv.shards.root import Root
+from wv.shards.lock import writing
+from wv.shards.root import Root, check_name
 
 METHODS = ("auto", "kmeans", "quantile")
+COMMAND = "curriculum split"
 
 
 def kmeans_subsets(values: np.ndarray, subsets: int = 3, seed: int = 0) -> np.ndarray | None:
@@ -84,12 +86,7 @@ def read_values(root: Root, score: str, column: str, shards: list[str]) -> tuple
     labels, values, sizes = [], [], []
     for shard in shards:
         meta = pl.read_parquet(root.meta_path(shard), columns=["__key__", "label"])
-        path = root.score_path(score, shard)
-        if not path.is_file():
-            raise WvError(f"score {score!r} is missing for {shard}; run its scorer first")
-        scores = pl.read_parquet(path, columns=["__key__", column])
-        if not scores["__key__"].equals(meta["__key__"]):
-            raise WvError(f"{path} does not hold the shard's samples in shard order; re-run that scorer")
+        scores = sidecars.read_score(root, score, shard, [column], keys=meta["__key__"])
         labels.append(meta["label"].cast(pl.Int32).to_numpy())
         values.append(scores[column].cast(pl.Float64).fill_null(float("nan")).to_numpy())
         sizes.append(meta.height)
@@ -107,12 +104,19 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
         raise WvError(f"--method must be one of {', '.join(METHODS)}")
     root = Root(root)
     root.info()
+    check_name(name)
+    with writing(root, COMMAND):
+        return split_subsets(root, by, subsets, method, higher_is_cleaner, name, split, seed, overwrite, progress)
+
+
+def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_cleaner: bool, name: str, split: str, seed: int,
+                  overwrite: bool, progress: bool) -> dict:
     started = time.time()
     score, column = parse_by(root, by, split)
     method = method if method != "auto" else ("kmeans" if column == "density" else "quantile")
     options = {"by": f"{score}:{column}", "subsets": subsets, "method": method, "higher_is_cleaner": higher_is_cleaner,
                "split": split, "seed": seed}
-    todo = sidecars.begin_run(root, "scores", name, options, overwrite, split)
+    sidecars.run_record(root, "scores", name, COMMAND).check(options, overwrite)  # refused before the work, recorded after
     shards = root.shard_names(split)
     labels, all_values, sizes = read_values(root, score, column, shards)
     subset = np.zeros(labels.size, dtype=np.int8)
@@ -136,6 +140,7 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
             result = np.zeros(len(values), dtype=np.int8)
         subset[members] = result
     del order, all_values
+    todo = sidecars.begin_run(root, "scores", name, options, overwrite, split, command=COMMAND)
     written = write_subsets(root, name, shards, subset, sizes, todo)
     kinds, counts = np.unique(subset, return_counts=True)
     return {"name": name, "by": f"{score}:{column}", "method": method, "subsets": subsets, "classes": len(present),

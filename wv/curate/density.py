@@ -64,9 +64,11 @@ from wv.io import write_parquet
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards import sidecars
-from wv.shards.root import Root
+from wv.shards.lock import writing
+from wv.shards.root import Root, check_name
 
 MODES = ("auto", "exact", "approximate")
+COMMAND = "score density"
 TILE = {"cpu": 2048, "cuda": 8192}
 FLOAT32_ROUNDOFF = 2.0 ** -24
 BRACKET_SIGMAS = 6.0  # half-width of the sampled bracket around d_c, in standard errors of the sample quantile
@@ -575,16 +577,23 @@ def score_density(root, opts: DensityOptions, name: str = "density", device: str
     device = "cpu" if pooled else device
     root = Root(root)
     root.info()
+    check_name(name)
+    with writing(root, COMMAND):
+        return density_run(root, opts, name, device, memory_gb, overwrite, progress, workers, executor, ray_address)
+
+
+def density_run(root: Root, opts: DensityOptions, name: str, device: str, memory_gb: float, overwrite: bool, progress: bool,
+                workers: int, executor: str, ray_address: str | None) -> dict:
     started = time.time()
     opts = DensityOptions(**{**asdict(opts), "features": pick_features(root, opts.features)})
     shards = root.shards(opts.split)
     if shards.height == 0:
         raise WvError(f"{root.path} has no {opts.split} shards")
     dim = check_features(root, opts.features, shards)
-    todo = sidecars.begin_run(root, "scores", name, {**asdict(opts), "format": "wv-density/1"}, overwrite, opts.split)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise WvError(f"--device {device} asked for, but torch sees no GPU here")
+    todo = sidecars.begin_run(root, "scores", name, {**asdict(opts), "format": "wv-density/1"}, overwrite, opts.split, command=COMMAND)
     figures = {"name": name, "features": opts.features, "dim": dim, "device": str(dev), "classes": 0, "samples": int(shards["samples"].sum()),
                "classes_done": 0, "classes_resumed": 0, "exact": 0, "approximate": 0, "float64_fallback": 0, "largest_class": 0,
                "slowest_class_seconds": 0.0, "shards_written": len(todo), "shards_skipped": shards.height - len(todo),

@@ -12,6 +12,7 @@ from the environment; no process group is needed) and a re-run skips the shards 
 The same loop (`map_images`) serves `wv score confidence`.
 """
 
+import contextlib
 import hashlib
 import io
 import os
@@ -27,7 +28,10 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.shards import sidecars
-from wv.shards.root import Root
+from wv.shards.lock import writing
+from wv.shards.root import Root, check_name
+
+COMMAND = "embed"
 
 
 @dataclass(frozen=True)
@@ -209,23 +213,32 @@ def rank_and_world() -> tuple[int, int]:
     return rank, world
 
 
-def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, split: str) -> tuple[list, int, int]:
+def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, split: str, command: str) -> tuple[list, int, int]:
     """This rank's share of the split's shards that still lack a sidecar: [(shard, samples)], rank, world."""
     rank, world = rank_and_world()
     if overwrite and world > 1:
         raise WvError("--overwrite cannot run under torchrun (ranks would delete each other's work); run it once without torchrun")
-    todo = set(sidecars.begin_run(root, kind, name, options, overwrite, split))
+    todo = set(sidecars.begin_run(root, kind, name, options, overwrite, split, command=command))
     shards = root.shards(split)
     share = [(row["name"], row["samples"]) for i, row in enumerate(shards.iter_rows(named=True)) if i % world == rank]
     return [s for s in share if s[0] in todo], rank, world
+
+
+def check_loader(batch_size: int, loader_workers: int) -> None:
+    if batch_size < 1 or loader_workers < 0:
+        raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
+
+
+def rank_lock(root: Root, command: str):
+    """The root's writer lock, held by rank 0 (under torchrun the ranks of one run write side by side)."""
+    return writing(root, command) if rank_and_world()[0] == 0 else contextlib.nullcontext()
 
 
 def map_images(root: Root, model: ImageModel, shards: list, compute, write, batch_size: int = 256,
                loader_workers: int = 0, desc: str = "images") -> int:
     """Run `compute(images, labels) -> {column: array}` over every image of `shards`; call
     `write(shard, {column: array in shard order})` once a shard is complete. Returns samples done."""
-    if batch_size < 1 or loader_workers < 0:
-        raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
+    check_loader(batch_size, loader_workers)
     dataset = ShardImages(str(root.path), shards, model.preprocess, batch_size)
     # spawn, not fork: a forked worker inherits the parent's OpenMP thread pool and can hang in it.
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=loader_workers, pin_memory=model.device.type == "cuda",
@@ -270,11 +283,22 @@ def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", 
     started = time.time()
     dev = pick_device(device)
     model = load_image_model(spec, dev)
-    name = name or ("clip" if model.kind == "clip" else "model")
+    name = check_name(name or ("clip" if model.kind == "clip" else "model"))
     dim = model.feature_dim()
     options = {"model": spec.fingerprint(), "kind": model.kind, "dim": dim, "split": split, "dtype": "float16"}
-    shards, rank, world = my_shards(root, "features", name, options, overwrite, split)
+    check_loader(batch_size, loader_workers)
+    with rank_lock(root, COMMAND):
+        shards, rank, world = my_shards(root, "features", name, options, overwrite, split, COMMAND)
+        samples = embed_shards(root, model, name, dim, shards, batch_size, loader_workers)
     skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
+    seconds = time.time() - started
+    return {"name": name, "kind": model.kind, "model": model.name, "dim": dim, "device": str(dev), "rank": rank, "world_size": world,
+            "shards_written": len(shards), "shards_skipped": skipped, "samples": samples, "seconds": round(seconds, 2),
+            "paths": {"features": str(sidecars.sidecar_dir(root, "features", name))}}
+
+
+def embed_shards(root: Root, model, name: str, dim: int, shards: list, batch_size: int, loader_workers: int) -> int:
+    """Write the features of `shards`; returns the samples done."""
 
     def compute(images, labels):
         if images is None:
@@ -287,8 +311,4 @@ def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", 
     def write(shard, out):
         sidecars.write_features(root, name, shard, out["features"])
 
-    samples = map_images(root, model, shards, compute, write, batch_size, loader_workers, desc=f"embed {name}")
-    seconds = time.time() - started
-    return {"name": name, "kind": model.kind, "model": model.name, "dim": dim, "device": str(dev), "rank": rank, "world_size": world,
-            "shards_written": len(shards), "shards_skipped": skipped, "samples": samples, "seconds": round(seconds, 2),
-            "paths": {"features": str(sidecars.sidecar_dir(root, "features", name))}}
+    return map_images(root, model, shards, compute, write, batch_size, loader_workers, desc=f"embed {name}")

@@ -35,9 +35,12 @@ from wv.io import write_json, write_parquet
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards import sidecars
+from wv.shards.lock import writing
 from wv.shards.root import SPLITS, Root
+from wv.shards.runrecord import refuse_changed
 
 NAME = "keywords"
+COMMAND = "score keywords"
 VOCABULARY_FILE, INFO_FILE = "vocabulary.parquet", "keywords.json"
 MIN_LENGTH = 3
 WORD = re.compile(r"[A-Za-z]+")
@@ -167,13 +170,13 @@ def score_keywords(root, options: KeywordOptions = KeywordOptions(), vocabulary=
     if not names:
         raise WvError(f"{root.path} has no {options.split} shards")
     lexicon = nltk_data.require_lexicon()
-    with Workers(workers, executor, ray_address) as pool:
+    with writing(root, COMMAND), Workers(workers, executor, ray_address) as pool:
         folder, info, built = prepare_vocabulary(root, options, lexicon, vocabulary, names, pool, overwrite, progress)
         if info["lexicon"] == nltk_data.TAGGER and lexicon != nltk_data.TAGGER:
             raise WvError(f"the vocabulary at {folder} was made with NLTK's POS tagger, which is not installed here; "
                           "run `python -m nltk.downloader averaged_perceptron_tagger_eng`")
         run = {"vocabulary": info["vocabulary_id"], "lexicon": info["lexicon"]}
-        todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split))
+        todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split, command=COMMAND))
         jobs = [(str(root.path), name, info["lexicon"], str(folder), info["vocabulary_id"]) for name in names if name in todo]
         for _ in tqdm(pool.map(keywords_task, jobs), total=len(jobs), desc=f"keywords {options.split}", unit="shard", **quiet(progress)):
             pass
@@ -197,11 +200,9 @@ def prepare_vocabulary(root: Root, options: KeywordOptions, lexicon: str, vocabu
     wanted = {**asdict(options), "lexicon": lexicon}
     if (folder / INFO_FILE).is_file() and not overwrite:
         info = read_info(folder)
-        if info["options"] != wanted:
-            changed = sorted(k for k, v in wanted.items() if info["options"].get(k) != v)
-            hint = (f"; to score {options.split} with the vocabulary of {info['options']['split']}, pass --vocabulary {folder}"
-                    if "split" in changed else "")
-            raise WvError(f"{folder} holds a vocabulary made with other options ({', '.join(changed)}); pass --overwrite to rebuild it{hint}")
+        hint = (f"; to score {options.split} with the vocabulary of {info['options']['split']}, pass --vocabulary {folder}"
+                if info["options"].get("split") != options.split else "")
+        refuse_changed(f"the vocabulary at {folder}", info["options"], wanted, f"pass --overwrite to rebuild it{hint}")
         return folder, info, False
     (folder / INFO_FILE).unlink(missing_ok=True)  # until the new vocabulary is complete, there is none
     table, figures = build_vocabulary(root, options, lexicon, names, pool, progress)

@@ -50,9 +50,12 @@ from wv.io import atomic_path, write_json
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards import sidecars
+from wv.shards.lock import writing
 from wv.shards.root import SPLITS, Root
+from wv.shards.runrecord import refuse_changed
 
 NAME = "lda"
+COMMAND = "score lda"
 LABEL_WEIGHTS = "label_weights"
 MODEL_FORMAT = "wv-lda/1"
 MODEL_FILE, DICTIONARY_FILE, INFO_FILE = "lda.model", "dictionary.dict", "lda.json"
@@ -161,7 +164,7 @@ def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int
         raise WvError(f"{root.path} has no {options.split} shards")
     classes = len(root.classes())
     timings, figures = {}, {}
-    with Workers(workers, executor, ray_address) as pool:
+    with writing(root, COMMAND), Workers(workers, executor, ray_address) as pool:
         started = time.perf_counter()
         saved, fitted = prepare_model(root, options, model, pool, overwrite, progress, figures)
         timings["fit"] = round(time.perf_counter() - started, 3)
@@ -191,12 +194,9 @@ def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, overwri
     folder = root.model_dir(NAME)
     if (folder / INFO_FILE).is_file() and not overwrite:
         saved = open_model(folder)
-        if saved.info["fit"] != options.fit_options():
-            changed = sorted(k for k, v in options.fit_options().items() if saved.info["fit"].get(k) != v)
-            hint = (f"; to score {options.split} with the model fitted on {saved.info['fit']['split']}, pass --model {folder}"
-                    if "split" in changed else "")
-            raise WvError(f"{folder} holds a model fitted with other options ({', '.join(changed)}); "
-                          f"pass --overwrite to refit it{hint}")
+        hint = (f"; to score {options.split} with the model fitted on {saved.info['fit']['split']}, pass --model {folder}"
+                if saved.info["fit"].get("split") != options.split else "")
+        refuse_changed(f"the model at {folder}", saved.info["fit"], options.fit_options(), f"pass --overwrite to refit it{hint}")
         figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
         return saved, False
     saved = fit(root, options, folder, pool, progress)
@@ -433,7 +433,8 @@ def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.Da
     if need_means and saved.info["fit"]["split"] != options.split:
         raise WvError(f"the model at {saved.folder} has no class means yet; score its fit split "
                       f"({saved.info['fit']['split']}) first")
-    todo = set(sidecars.begin_run(root, "features", NAME, {"model": saved.model_id, "seed": options.seed}, overwrite, options.split))
+    todo = set(sidecars.begin_run(root, "features", NAME, {"model": saved.model_id, "seed": options.seed}, overwrite, options.split,
+                                  command=COMMAND))
     names = shards["name"].to_list()
     jobs = [TopicsJob(str(root.path), name, str(saved.folder), saved.model_id, options.seed, need_means)
             for name in names if need_means or name in todo]
@@ -552,8 +553,8 @@ def run_scores(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.Da
                progress: bool) -> int:
     run = {"model": saved.model_id, "class_means": saved.means_id, "similarity": options.similarity,
            "top_topics": options.top_topics, "top_classes": options.top_classes, "seed": options.seed}
-    todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split))
-    todo |= set(sidecars.begin_run(root, "scores", LABEL_WEIGHTS, run, overwrite, options.split))
+    todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split, command=COMMAND))
+    todo |= set(sidecars.begin_run(root, "scores", LABEL_WEIGHTS, run, overwrite, options.split, command=COMMAND))
     jobs = [ScoresJob(str(root.path), name, str(saved.folder), saved.model_id, saved.means_id, options.similarity,
                       options.top_topics, options.top_classes) for name in shards["name"] if name in todo]
     for _ in tqdm(pool.map(scores_task, jobs), total=len(jobs), desc=f"lda scores {options.split}", unit="shard", **quiet(progress)):

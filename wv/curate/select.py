@@ -14,7 +14,6 @@ Memory: per-class counts, plus the matched samples of protected classes only.
 """
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,11 @@ from wv.progress import quiet
 from wv.io import write_json
 from wv.parallel import Workers
 from wv.shards import sidecars
-from wv.shards.root import Root
+from wv.shards.lock import writing
+from wv.shards.root import Root, check_name
 
 SELECTION = "selection"
+COMMAND = "select"
 REDUCE_EVERY = 64  # partial count tables merged every this many shards
 
 
@@ -76,20 +77,8 @@ def shard_frame(root: Root, shard: str, columns, meta_columns=("label", "source"
     meta_wanted = list(dict.fromkeys([*meta_columns, *(c.split(".", 1)[1] for c in columns if c.startswith(META + "."))]))
     frame = pl.read_parquet(root.meta_path(shard), columns=["__key__", *meta_wanted])
     frame = frame.rename({c: f"{META}.{c}" for c in meta_wanted})
-    by_score: dict[str, list] = {}
-    for qualified in columns:
-        name, _, column = qualified.partition(".")
-        if name != META:
-            by_score.setdefault(name, []).append(column)
-    for name, wanted in by_score.items():
-        path = root.score_path(name, shard)
-        if not path.is_file():
-            raise WvError(f"score {name!r} is missing for shard {shard}; run its scorer first")
-        scores = pl.read_parquet(path, columns=["__key__", *dict.fromkeys(wanted)])
-        if not scores["__key__"].equals(frame["__key__"]):
-            raise WvError(f"{path} does not hold the shard's samples in shard order; re-run that scorer")
-        frame = frame.hstack(scores.drop("__key__").rename({c: f"{name}.{c}" for c in scores.columns[1:]}))
-    return frame
+    scores = [c for c in columns if not c.startswith(META + ".")]
+    return frame.hstack(sidecars.read_columns(root, shard, scores, keys=frame["__key__"]).drop("__key__"))
 
 
 def with_decisions(frame: pl.DataFrame, rules, schemas) -> pl.DataFrame:
@@ -186,6 +175,7 @@ def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5,
     root = Root(root)
     options = SelectOptions(tuple(rules), min_per_class, max_drop_fraction, split, seed)
     options.validate()
+    check_name(name)
     shards = root.shard_names(split)
     if not shards:
         raise WvError(f"{root.path} has no {split} shards")
@@ -196,6 +186,16 @@ def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5,
     schemas = {score: cols for score, cols in schemas.items() if score in used or score == META}  # what workers need
     base = dict(root=str(root.path.absolute()), rules=options.rules, schemas=schemas)
 
+    if dry_run:
+        return decide(root, options, shards, compiled, used, base, workers, executor, ray_address, progress)
+    sidecars.run_record(root, "scores", name, COMMAND).check_owner()
+    with writing(root, COMMAND):
+        return decide(root, options, shards, compiled, used, base, workers, executor, ray_address, progress, overwrite, name)
+
+
+def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dict, workers, executor, ray_address, progress,
+           overwrite: bool = False, name: str | None = None) -> dict:
+    """Count, protect small classes, summarise; with a `name`, write the sidecar ROOT/scores/{name}."""
     with Workers(workers, executor, ray_address) as pool:
         counts = count_all(pool, [ShardJob(shard=s, **base) for s in shards], len(compiled), progress)
         rescue = rescue_counts(counts, options)
@@ -204,9 +204,9 @@ def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5,
             protected = frozenset(rescue["label"].to_list())
             jobs = [ShardJob(shard=s, protected=protected, **base) for s in shards]
             parts = list(tqdm(pool.map(candidates_shard, jobs), total=len(jobs), desc="select: protect", **quiet(progress)))
-            rescued = choose_rescued(pl.concat(parts), rescue, seed).select("__key__", "label", "source", "first")
+            rescued = choose_rescued(pl.concat(parts), rescue, options.seed).select("__key__", "label", "source", "first")
         figures = summarize(root, compiled, counts, rescued, options)
-        if dry_run:
+        if name is None:
             figures["paths"] = {}
             return figures
         figures.update(write_all(pool, root, base, shards, rescued, options, used, overwrite, name, progress))
@@ -238,13 +238,10 @@ def rescue_counts(counts: pl.DataFrame, options: SelectOptions) -> pl.DataFrame:
 
 
 def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, options: SelectOptions, used, overwrite, name, progress) -> dict:
-    inputs = {}
-    for score in used:
-        run_file = sidecars.sidecar_dir(root, "scores", score) / "_run.json"
-        inputs[score] = json.loads(run_file.read_text()) if run_file.is_file() else None
+    inputs = {score: sidecars.run_record(root, "scores", score, COMMAND).options() for score in used}
     run_options = {"rules": list(options.rules), "min_per_class": options.min_per_class,
                    "max_drop_fraction": options.max_drop_fraction, "split": options.split, "seed": options.seed, "inputs": inputs}
-    todo = sidecars.begin_run(root, "scores", name, run_options, overwrite=overwrite, split=options.split)
+    todo = sidecars.begin_run(root, "scores", name, run_options, overwrite=overwrite, split=options.split, command=COMMAND)
     by_shard = {}
     if rescued.height:
         keys = rescued["__key__"].implode()

@@ -27,10 +27,13 @@ from wv.errors import WvError
 from wv.io import atomic_path, temp_name, write_json, write_parquet
 from wv.parallel import Workers
 from wv.shards import sidecars
+from wv.shards.lock import writing
 from wv.shards.root import Root
+from wv.shards.runrecord import refuse_changed
 from wv.shards.tarwriter import TarShardWriter
 from wv.shards.write import MEMBER_MTIME
 
+COMMAND = "shard bake"
 SCORES_PART = "scores.json"
 SOURCE_PARTS = ("cls", "jpg", "json", "txt")
 
@@ -48,6 +51,7 @@ def bake(root, out, scores=None, split: str | None = None, workers: int = 1, exe
     """Write OUT: ROOT's shards (of `split`, or all) with the chosen scores (default: all) embedded."""
     started = time.perf_counter()
     source, target = Root(root), Root(out)
+    check_finished(source, split)
     shards = source.shards(split)
     if shards.height == 0:
         raise WvError(f"{source.path} has no {split + ' ' if split else ''}shards to bake")
@@ -55,7 +59,30 @@ def bake(root, out, scores=None, split: str | None = None, workers: int = 1, exe
         raise WvError("OUT must be a new folder, not the dataset root itself")
     per_split, left_out = choose_scores(source, shards, scores)
     options = {"from": str(source.path.resolve()), "split": split, "scores": per_split}
-    start_out(source, target, options, sorted(set(shards["split"])))
+    check_out(source, target, options)
+    with writing(target, COMMAND):
+        start_out(source, target, options, sorted(set(shards["split"])))
+        records, written = bake_shards(source, target, shards, per_split, workers, executor, ray_address, progress)
+    return {
+        "shards": shards.height, "samples": int(shards["samples"].sum()), "shards_written": written,
+        "shards_skipped": shards.height - written, "bytes": sum(r["bytes"] for r in records.values()),
+        "scores": per_split, "left_out": left_out, "seconds": round(time.perf_counter() - started, 3),
+        "paths": {"root": str(target.path), "shards": str(target.shards_dir), "manifest": str(target.manifest_path)},
+    }
+
+
+def check_finished(source: Root, split: str | None) -> None:
+    """The splits baked must be finished: a killed build leaves its split listed in wv.json, incomplete."""
+    splits = source.info().get("splits", {})
+    for name, summary in splits.items():
+        if split in (None, name) and not (isinstance(summary, dict) and summary.get("complete")):
+            raise WvError(f"the {name} split of {source.path} is unfinished (its build was interrupted); "
+                          "re-run the same `wv shard build` to finish it, then bake")
+
+
+def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dict, workers, executor, ray_address,
+                progress: bool) -> tuple[dict, int]:
+    """Bake the shards not yet done, then write OUT's tables; -> ({shard: record}, shards written now)."""
     records, written = {}, 0
     jobs = []
     for row in shards.iter_rows(named=True):
@@ -73,12 +100,7 @@ def bake(root, out, scores=None, split: str | None = None, workers: int = 1, exe
             bar.update(record["samples"])
     bar.close()
     finalize(source, target, [records[name] for name in shards["name"]])
-    return {
-        "shards": shards.height, "samples": int(shards["samples"].sum()), "shards_written": written,
-        "shards_skipped": shards.height - written, "bytes": sum(r["bytes"] for r in records.values()),
-        "scores": per_split, "left_out": left_out, "seconds": round(time.perf_counter() - started, 3),
-        "paths": {"root": str(target.path), "shards": str(target.shards_dir), "manifest": str(target.manifest_path)},
-    }
+    return records, written
 
 
 def choose_scores(source: Root, shards: pl.DataFrame, chosen) -> tuple[dict, dict]:
@@ -108,16 +130,22 @@ def choose_scores(source: Root, shards: pl.DataFrame, chosen) -> tuple[dict, dic
     return per_split, left_out
 
 
-def start_out(source: Root, target: Root, options: dict, splits: list) -> None:
-    """Create OUT's wv.json, or check that OUT is an unfinished bake of the same root and options."""
+def check_out(source: Root, target: Root, options: dict) -> None:
+    """OUT must be a new or empty folder, or an unfinished bake of the same root and options (to resume)."""
     if target.exists():
-        previous = target.info().get("baked", {})
-        if {k: previous.get(k) for k in options} != json.loads(json.dumps(options)):
-            raise WvError(f"{target.path} already holds something else than a bake of {source.path} with these scores; "
-                          "bake into a new folder")
-        return
-    if target.path.exists() and any(target.path.iterdir()):
+        previous = target.info().get("baked")
+        if not isinstance(previous, dict):
+            raise WvError(f"{target.path} is a dataset root, not a bake; bake into a new folder")
+        refuse_changed(f"{target.path}", {k: previous.get(k) for k in options}, options,
+                       f"it is a bake of {previous.get('from')}: bake into a new folder")
+    elif target.path.exists() and (not target.path.is_dir() or any(p.name != ".build" for p in target.path.iterdir())):
         raise WvError(f"{target.path} exists and is not empty; bake into a new folder")
+
+
+def start_out(source: Root, target: Root, options: dict, splits: list) -> None:
+    """Create OUT's wv.json (checked by check_out), unless it is a bake being resumed."""
+    if target.exists():
+        return
     info = source.info()
     info["splits"] = {name: summary for name, summary in info.get("splits", {}).items() if name in splits}
     info["sample_parts"] = sorted([*SOURCE_PARTS, SCORES_PART])
@@ -186,9 +214,7 @@ def score_documents(source: Root, shard: str, names, keys: pl.Series) -> list[by
     """One JSON object per sample: {score: {column: value}}; NaN becomes null."""
     per_sample = [{} for _ in range(keys.len())]
     for name in names:
-        frame = pl.read_parquet(source.score_path(name, shard))
-        if not frame["__key__"].equals(keys):
-            raise WvError(f"scores/{name}/{shard}.parquet does not list the shard's samples in order; rerun its scorer")
+        frame = sidecars.read_score(source, name, shard, keys=keys)
         for row, values in zip(per_sample, frame.drop("__key__").iter_rows(named=True)):
             row[name] = {column: finite(value) for column, value in values.items()}
     return [json.dumps(row, ensure_ascii=False, allow_nan=False).encode() for row in per_sample]

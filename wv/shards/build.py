@@ -6,8 +6,6 @@ shards and rejects tables, wv.json). A killed build re-run with the same options
 whose ledger entry is complete and valid; options that differ from the first run are refused.
 """
 
-import contextlib
-import fcntl
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +24,7 @@ from wv.progress import quiet
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
+from wv.shards.lock import writing
 from wv.shards.root import FORMAT, SPLITS, Root
 from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
 
@@ -118,16 +117,8 @@ def check_root_path(source, root: Root) -> None:
         raise WvError(f"{root.path} holds files but is not a wv dataset root (no wv.json); build into a new or empty folder")
 
 
-@contextlib.contextmanager
 def build_lock(root: Root):
-    lock_path = root.path / ".build" / "lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WvError(f"another `wv shard build` is writing into {root.path}; wait for it to finish") from None
-        yield
+    return writing(root, "shard build")
 
 
 @dataclass

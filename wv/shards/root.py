@@ -2,10 +2,11 @@
 
     ROOT/wv.json  shards/{split}-{NNNNNN}.tar  manifest.parquet  shards.parquet  rejects.parquet
     ROOT/meta/{shard}.parquet  scores/{name}/{shard}.parquet  features/{name}/{shard}.npy
-    ROOT/models/{name}/  reports/  .build/ (the build's per-shard ledger)
+    ROOT/models/{name}/  reports/  .build/ (the build's per-shard ledger, and the writers' lock)
 """
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,15 @@ from wv.errors import WvError
 
 FORMAT = "wv-root/1"
 SPLITS = ("train", "val")
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str, option: str = "--name") -> str:
+    """A name that becomes one folder under the root: letters, digits, `_`, `-` and `.`, not starting with a dot."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise WvError(f"{option} {name!r} is not a plain folder name; use letters, digits, '_', '-' and '.' "
+                      "(not first), with no slash")
+    return name
 
 
 class Root:
@@ -48,13 +58,13 @@ class Root:
         return self.path / "meta" / f"{shard}.parquet"
 
     def score_path(self, name: str, shard: str) -> Path:
-        return self.path / "scores" / name / f"{shard}.parquet"
+        return self.path / "scores" / check_name(name) / f"{shard}.parquet"
 
     def features_path(self, name: str, shard: str) -> Path:
-        return self.path / "features" / name / f"{shard}.npy"
+        return self.path / "features" / check_name(name) / f"{shard}.npy"
 
     def model_dir(self, name: str) -> Path:
-        return self.path / "models" / name
+        return self.path / "models" / check_name(name)
 
     @property
     def reports_dir(self) -> Path:
@@ -62,6 +72,11 @@ class Root:
 
     def build_dir(self, split: str) -> Path:
         return self.path / ".build" / split
+
+    @property
+    def lock_path(self) -> Path:
+        """The writers' lock (wv.shards.lock): one command at a time writes under the root."""
+        return self.path / ".build" / "lock"
 
     # -- contents ----------------------------------------------------------------------------
     def exists(self) -> bool:

@@ -4,23 +4,25 @@
     ROOT/features/{name}/{shard}.npy      one embedding row per sample, same order as the shard
     ROOT/{scores|features}/{name}/_run.json   the options that produced them
 
-Writers check the keys against the shard's own (from meta/{shard}.parquet), so a sidecar can never
-be joined to the wrong samples. A scorer re-run with the same options skips complete shards; with
-other options it is refused unless the caller asks to overwrite.
+Writers and readers check the keys against the shard's own (from meta/{shard}.parquet), so a
+sidecar can never be joined to the wrong samples: `read_score` / `read_columns` (one shard) and
+`read_split_column` (a whole split, for the sampler) are the only readers of score values, and
+`misaligned` the one key check. A scorer re-run with the same options skips complete shards; with
+other options it is refused unless the caller asks to overwrite (wv.shards.runrecord).
 """
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from wv.errors import WvError
-from wv.io import atomic_path, write_json, write_parquet
-from wv.shards.root import Root
+from wv.io import atomic_path, write_parquet
+from wv.shards.root import NAME, Root, check_name
+from wv.shards.runrecord import RunRecord
 
 KINDS = ("scores", "features")
+KEY_HASH = pl.col("__key__").hash(seed=7)  # compares a split's keys without holding its strings
 
 
 def shard_keys(root: Root, shard: str) -> pl.Series:
@@ -28,6 +30,74 @@ def shard_keys(root: Root, shard: str) -> pl.Series:
     if not path.is_file():
         raise WvError(f"{path} is missing; re-run `wv shard build` to repair the root")
     return pl.read_parquet(path, columns=["__key__"])["__key__"]
+
+
+# -- the key check ----------------------------------------------------------------------------------
+def misaligned(found: pl.Series, expected: pl.Series) -> str | None:
+    """How a sidecar's keys differ from its shard's (None: the same keys in the same order)."""
+    if found.len() != expected.len():
+        return f"{found.len()} rows for its {expected.len()} samples"
+    if found.equals(expected):
+        return None
+    return "its rows in another order" if found.sort().equals(expected.sort()) else "other keys than its samples"
+
+
+def misaligned_error(path: Path, shard: str, how: str) -> WvError:
+    return WvError(f"{path} does not match the samples of shard {shard} ({how}); re-run the command that made it with --overwrite")
+
+
+def check_aligned(path: Path, shard: str, found: pl.Series, expected: pl.Series) -> None:
+    how = misaligned(found, expected)
+    if how:
+        raise misaligned_error(path, shard, how)
+
+
+# -- reading score values -----------------------------------------------------------------------------
+def read_score(root: Root, name: str, shard: str, columns=None, keys: pl.Series | None = None) -> pl.DataFrame:
+    """__key__ and `columns` (default: all) of one shard's score `name`, checked against the shard's keys
+    (`keys`, or read from meta/{shard}.parquet)."""
+    path = root.score_path(name, shard)
+    if not path.is_file():
+        raise WvError(f"score {name!r} is missing for {shard}; run its scorer first")
+    wanted = None if columns is None else ["__key__", *dict.fromkeys(c for c in columns if c != "__key__")]
+    try:
+        frame = pl.read_parquet(path, columns=wanted)
+    except pl.exceptions.ColumnNotFoundError:
+        have = [c for c in pl.read_parquet_schema(path) if c != "__key__"]
+        raise WvError(f"score {name!r} has no column {sorted(set(wanted) - set(have) - {'__key__'})[0]!r}; "
+                      f"it has {', '.join(have)}") from None
+    except (pl.exceptions.PolarsError, OSError):
+        raise WvError(f"{path} is not a readable parquet file; re-run the command that made it with --overwrite") from None
+    check_aligned(path, shard, frame["__key__"], shard_keys(root, shard) if keys is None else keys)
+    return frame
+
+
+def read_columns(root: Root, shard: str, qualified, keys: pl.Series | None = None) -> pl.DataFrame:
+    """__key__ and each `SCORE.COLUMN` of `qualified` (so named) for one shard, in shard order."""
+    keys = shard_keys(root, shard) if keys is None else keys
+    frame = pl.DataFrame({"__key__": keys})
+    by_score: dict[str, list] = {}
+    for name, _, column in (q.partition(".") for q in qualified):
+        by_score.setdefault(name, []).append(column)
+    for name, wanted in by_score.items():
+        scores = read_score(root, name, shard, wanted, keys).drop("__key__")
+        frame = frame.hstack(scores.rename({c: f"{name}.{c}" for c in scores.columns}))
+    return frame
+
+
+def read_split_column(root: Root, shards: list[str], qualified: str, key_hashes: np.ndarray) -> pl.Series:
+    """One `SCORE.COLUMN` over `shards` (concatenated in that order), checked row for row against the
+    samples' key hashes (KEY_HASH of the manifest in the same order): one scan, no key strings held."""
+    name, _, column = qualified.partition(".")
+    try:
+        frame = read_scores(root, name, shards).select(KEY_HASH.alias("_hash"), pl.col(column)).collect()
+    except (pl.exceptions.PolarsError, OSError):
+        frame = None  # a missing column or a damaged file: the shard-by-shard read names it
+    if frame is None or not np.array_equal(frame["_hash"].to_numpy(), key_hashes):
+        for shard in shards:
+            read_score(root, name, shard, [column])
+        raise WvError(f"scores/{name} does not hold one row per sample in shard order; re-run its scorer with --overwrite")
+    return frame[column]
 
 
 def write_scores(root: Root, name: str, shard: str, frame: pl.DataFrame) -> Path:
@@ -52,9 +122,14 @@ def read_scores(root: Root, name: str, shards=None, split: str | None = None, co
     return scan if columns is None else scan.select("__key__", "shard", *columns)
 
 
+def sidecar_names(root: Root, kind: str = "scores") -> list[str]:
+    """The sidecar folders of a kind (folders whose name is not a plain name, e.g. hidden ones, are not sidecars)."""
+    folder = root.path / kind
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and NAME.fullmatch(p.name)) if folder.is_dir() else []
+
+
 def score_names(root: Root) -> list[str]:
-    folder = root.path / "scores"
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return sidecar_names(root, "scores")
 
 
 def write_features(root: Root, name: str, shard: str, features: np.ndarray) -> Path:
@@ -76,8 +151,13 @@ def read_features(root: Root, name: str, shard: str, mmap: bool = True) -> np.nd
 
 
 def sidecar_dir(root: Root, kind: str, name: str) -> Path:
-    assert kind in KINDS
-    return root.path / kind / name
+    if kind not in KINDS:
+        raise ValueError(f"sidecar kind must be one of {KINDS}, not {kind!r}")
+    return root.path / kind / check_name(name)
+
+
+def run_record(root: Root, kind: str, name: str, command: str) -> RunRecord:
+    return RunRecord(sidecar_dir(root, kind, name), command, f"{kind}/{name}")
 
 
 def complete(root: Root, kind: str, name: str, shard: str, samples: int) -> bool:
@@ -94,24 +174,14 @@ def complete(root: Root, kind: str, name: str, shard: str, samples: int) -> bool
         return False
 
 
-def begin_run(root: Root, kind: str, name: str, options: dict, overwrite: bool = False, split: str | None = None) -> list[str]:
-    """Record a scorer's options; return the shards still to do.
+def begin_run(root: Root, kind: str, name: str, options: dict, overwrite: bool = False, split: str | None = None, *,
+              command: str) -> list[str]:
+    """Record a command's options for ROOT/{kind}/{name}; return the shards still to do.
 
-    Same options as last time: resume (complete shards are skipped). Other options: refused.
-    `overwrite` deletes the old sidecars first and starts again.
+    Call it once the run has passed its checks. Same options as last time: resume (complete shards
+    are skipped). Other options: refused. `overwrite` deletes the old sidecars first and starts
+    again, unless another command made them (never replaced).
     """
-    folder = sidecar_dir(root, kind, name)
-    run_file = folder / "_run.json"
-    if overwrite and folder.is_dir():
-        shutil.rmtree(folder)
-    elif run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous != json.loads(json.dumps(options)):
-            changed = sorted(k for k in set(previous) | set(options) if previous.get(k) != options.get(k))
-            raise WvError(
-                f"{kind}/{name} was made with other options ({', '.join(changed)}); "
-                "pass --overwrite to replace it, or choose another --name"
-            )
-    write_json(run_file, options)
+    run_record(root, kind, name, command).start(options, overwrite)
     shards = root.shards(split)
     return [row["name"] for row in shards.iter_rows(named=True) if not complete(root, kind, name, row["name"], row["samples"])]

@@ -1,4 +1,5 @@
-"""`wv shard verify`: every shard's sha256 and size, manifest <-> tar agreement, every sample readable."""
+"""`wv shard verify`: every shard's sha256 and size, manifest <-> tar agreement, every sample readable,
+every sidecar (meta, scores, features) holding the shard's samples, and the class list covering the labels."""
 
 import hashlib
 import json
@@ -11,6 +12,7 @@ from wv.parallel import map_jobs
 from wv.progress import quiet
 from wv.shards.images import BadImage, prepare_image
 from wv.shards.read import read_sample_bytes
+from wv.shards import sidecars
 from wv.shards.root import Root
 
 SAMPLE_PARTS = ("cls", "jpg", "json", "txt")
@@ -43,6 +45,7 @@ def count_problems(root: Root, info: dict, shards: pl.DataFrame) -> list[str]:
     for row in merged.iter_rows(named=True):
         if row["samples"] != row["len"]:
             problems.append(f"{row['name']}: shards.parquet says {row['samples']} samples, manifest.parquet has {row['len']}")
+    problems += check_classes(root, info)
     for split, summary in info.get("splits", {}).items():
         in_table = int(shards.filter(pl.col("split") == split)["samples"].sum())
         if summary.get("complete") and summary.get("samples") != in_table:
@@ -66,6 +69,7 @@ def verify_shard(job) -> dict:
     expected = root.manifest().filter(pl.col("shard") == name).sort("index").collect()
     problems += check_samples(name, data, expected, decode, parts)
     problems += check_meta_sidecar(root, name, expected)
+    problems += check_score_sidecars(root, name, expected["__key__"])
     return {"samples": expected.height, "problems": problems}
 
 
@@ -111,4 +115,36 @@ def check_meta_sidecar(root: Root, name: str, expected: pl.DataFrame) -> list[st
     keys = pl.read_parquet(path, columns=["__key__"])["__key__"]
     if keys.to_list() != expected["__key__"].to_list():
         return [f"{name}: meta/{name}.parquet rows differ from the shard's samples"]
+    return []
+
+
+def check_score_sidecars(root: Root, name: str, keys: pl.Series) -> list[str]:
+    """Each score sidecar of the shard holds its keys in order; each features file one row per sample."""
+    problems = []
+    for score in sidecars.score_names(root):
+        path = root.score_path(score, name)
+        if not path.is_file():
+            continue  # scored on another split, or not yet
+        try:
+            found = pl.read_parquet(path, columns=["__key__"])["__key__"]
+        except (pl.exceptions.PolarsError, OSError):
+            problems.append(f"{name}: scores/{score}/{name}.parquet is not a readable table with __key__")
+            continue
+        how = sidecars.misaligned(found, keys)
+        if how:
+            problems.append(f"{name}: {sidecars.misaligned_error(path.relative_to(root.path), name, how)}")
+    for feature in sidecars.sidecar_names(root, "features"):
+        if root.features_path(feature, name).is_file() and not sidecars.complete(root, "features", feature, name, keys.len()):
+            problems.append(f"{name}: features/{feature}/{name}.npy does not hold one row per sample ({keys.len()})")
+    return problems
+
+
+def check_classes(root: Root, info: dict) -> list[str]:
+    """wv.json's class list names every label the manifest holds."""
+    known = {c.get("label") for c in info.get("classes", []) if isinstance(c, dict)}
+    labels = root.manifest().select(pl.col("label").unique()).collect()["label"].to_list()
+    missing = sorted(label for label in labels if label not in known)
+    if missing:
+        return [f"manifest.parquet has label(s) {', '.join(map(str, missing[:5]))} that wv.json's class list "
+                f"({len(known)} classes) lacks"]
     return []

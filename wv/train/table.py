@@ -62,7 +62,8 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
     enum = pl.Enum(names)
     manifest = (
         root.manifest(config.split)
-        .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label")
+        .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label",
+                sidecars.KEY_HASH.alias("key_hash"))
         .sort("shard_id", "index")
         .collect()
     )
@@ -80,18 +81,19 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
         label=manifest["label"].to_numpy().astype(np.int32),
         class_names={c["label"]: c["names"] for c in root.classes()},
     )
+    key_hashes = manifest["key_hash"].to_numpy()
     del manifest
     selection = selection_name(root, config, names)
     if selection:
-        table.keep = score_column(root, table, f"{selection}.keep", enum).fill_null(True).cast(pl.Boolean).to_numpy()
+        table.keep = score_column(root, table, f"{selection}.keep", key_hashes).fill_null(True).cast(pl.Boolean).to_numpy()
         table.selection = selection
     if config.uses_subsets:
-        subset = score_column(root, table, config.subsets, enum)
+        subset = score_column(root, table, config.subsets, key_hashes)
         if not subset.dtype.is_integer():
             raise WvError(f"{config.subsets} must hold whole subset numbers (0 clean, 1 noisy, 2 very noisy)")
         table.subset = subset.fill_null(-1).cast(pl.Int16).to_numpy()
     for column in config.score_columns():
-        values = score_column(root, table, column, enum)
+        values = score_column(root, table, column, key_hashes)
         if not (values.dtype.is_numeric() or values.dtype == pl.Boolean):
             raise WvError(f"{column} is not a number (it is {values.dtype}); gates, weights and carried columns must be numeric")
         table.scores[column] = values.cast(pl.Float32).fill_null(float("nan")).to_numpy()
@@ -109,8 +111,8 @@ def selection_name(root: Root, config: SamplerConfig, shards: list) -> str | Non
     return config.selection
 
 
-def score_column(root: Root, table: SampleTable, qualified: str, enum) -> pl.Series:
-    """One score column for every row, aligned with the table (same shard, same order)."""
+def score_column(root: Root, table: SampleTable, qualified: str, key_hashes: np.ndarray) -> pl.Series:
+    """One score column for every row, aligned with the table (same shard, same keys, same order)."""
     name, _, column = qualified.partition(".")
     available = sidecars.score_names(root)
     if name not in available:
@@ -118,7 +120,4 @@ def score_column(root: Root, table: SampleTable, qualified: str, enum) -> pl.Ser
     scan = sidecars.read_scores(root, name, shards=table.shard_names)
     if column not in scan.collect_schema().names():
         raise WvError(f"score {name!r} has no column {column!r}")
-    frame = scan.select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), pl.col(column)).collect()
-    if frame.height != table.size or not np.array_equal(frame["shard_id"].to_numpy(), table.shard_id):
-        raise WvError(f"scores/{name} does not hold one row per sample in shard order; re-run its scorer")
-    return frame[column]
+    return sidecars.read_split_column(root, table.shard_names, qualified, key_hashes)
