@@ -295,12 +295,12 @@ def report_figures(counts: pl.DataFrame, rules: list[str], cards: pl.DataFrame) 
                                               pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"))
     sources = {row["source"]: {"samples": row["samples"], "dropped": row["dropped"]} for row in by_source.sort("source").iter_rows(named=True)}
     table = class_table(counts, rules)
-    shown = cards.group_by("state").len() if cards.height else pl.DataFrame({"state": [], "len": []})
+    shown = dict(cards.group_by("state").len().iter_rows()) if cards.height else {}
     return {
         "samples": total, "kept": total - state["dropped"], "dropped": state["dropped"], "protected": state["protected"],
         "rules": per_rule, "sources": sources, "classes": table.height,
         "classes_with_drops": table.filter(pl.col("dropped") > 0).height,
-        "thumbnails": {row["state"]: row["len"] for row in shown.iter_rows(named=True)},
+        "thumbnails": {state: shown[state] for state in STATES if state in shown},  # in STATES order: report.json is stable
     }
 
 

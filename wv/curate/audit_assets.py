@@ -70,7 +70,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("wv.curate", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              finalize=lambda value: "" if value is None else value)
-    env.filters.update(num=lambda n: f"{n:,}", fmt=fmt)
+    env.filters["num"] = lambda n: f"{n:,}"
     env.globals.update(asset=asset, pct=pct, csp=CSP, kept_color=KEPT, other_color=OTHER)
     return env
 
