@@ -1,7 +1,6 @@
 """`wv audit`: the report's content, that the noisy images dominate what it shows as dropped, that it
 reads only the images it shows, that it is self-contained and escapes web text, resume, bad input."""
 
-import html
 import json
 import re
 import shutil
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 import wv.curate.audit as audit_module
@@ -19,7 +19,7 @@ from wv.shards import sidecars
 from wv.shards.root import Root
 
 RULES = ["synthetic.clean < 0.35", "synthetic.subset == 2 and synthetic.clean < 0.45"]
-CARD = re.compile(r"<article class='card (\w+)' data-key='([^']+)'")
+CARD = re.compile(r'<article class="card (\w+)" data-key="([^"]+)"')
 
 
 def write_derived_score(root, synth, seed=0):
@@ -98,8 +98,8 @@ def test_report_figures_pages_and_thumbnails(audited):
             assert image.format == "JPEG" and max(image.size) <= 160
     index = (report / "index.html").read_text()
     for rule in RULES:
-        assert html.escape(rule) in index
-    assert index.count("<svg class=hist") == 3  # clean; subset and clean
+        assert escape(rule) in index
+    assert index.count('<svg class="hist"') == 3  # clean; subset and clean
     assert "== 2" in index and "&lt; 0.35" in index
 
 
@@ -108,12 +108,12 @@ def test_cards_show_text_keywords_and_scores(audited):
     report = root / "reports" / "audit"
     page = next(p for p in sorted((report / "classes").glob("*.html")) if "card dropped" in p.read_text())
     text = page.read_text()
-    key = CARD.search(text.split("<section class='group dropped'")[1]).group(2)
+    key = CARD.search(text.split('<section class="group dropped"')[1]).group(2)
     meta = pl.concat([pl.read_parquet(p) for p in (root / "meta").glob("train-*.parquet")]).filter(pl.col("__key__") == key).row(0, named=True)
-    card = text[text.index(f"data-key='{key}'"):]
+    card = text[text.index(f'data-key="{key}"'):]
     card = card[:card.index("</article>")]
-    assert html.escape(meta["title"] or "(no title)", quote=True) in card or "(no title)" in card
-    assert "kw-" in card and "synthetic.clean" in card and "class=hit" in card
+    assert escape(meta["title"] or "(no title)") in card or "(no title)" in card
+    assert "kw-" in card and "synthetic.clean" in card and '<div class="score hit"><dt>synthetic.clean</dt>' in card
     assert "dropped · " in card
 
 
@@ -142,7 +142,7 @@ def test_report_is_self_contained_and_relocatable(audited, tmp_path):
         text = page.read_text()
         assert not re.search(r"""(?:src|href)=['"]?(?:https?:|//)""", text), page
         assert "<link" not in text and "@import" not in text and "url(http" not in text
-        for target in re.findall(r"""(?:src|href)='([^'#]+)'""", text):
+        for target in re.findall(r"""(?:src|href)=["']([^"'#]+)["']""", text):
             assert (page.parent / target).resolve().is_file(), (page, target)
 
 
@@ -157,7 +157,7 @@ def test_web_text_is_escaped(built_root, synth_v1, tmp_path):
     write_report(root, per_class=100, progress=False)
     pages = "".join(p.read_text() for p in (root / "reports" / "audit" / "classes").glob("*.html"))
     assert "<script>alert" not in pages and "onerror=alert(1)>" not in pages
-    assert html.escape(evil, quote=True) in pages
+    assert escape(evil) in pages
 
 
 def test_unreadable_image_gets_a_card_without_thumbnail(built_root, synth_v1, tmp_path):
@@ -260,5 +260,28 @@ def test_with_the_real_text_scores(built_root, synth_v1, tmp_path):
     print(f"lda.similarity < 0.3: noisy share {share:.2f} of {len(dropped)} dropped thumbnails; base rate {base:.2f}")
     assert share > 0.8 and share > 2 * base
     text = "".join(p.read_text() for p in (root / "reports" / "audit" / "classes").glob("*.html"))
-    assert "<ul class=kw title='keywords.keywords'>" in text and "<tr class=hit><th>lda.similarity</th>" in text
+    assert '<ul class="kw" title="keywords.keywords">' in text and '<div class="score hit"><dt>lda.similarity</dt>' in text
     assert "lda.top_topics" not in text  # lists of numbers are left off the cards
+
+
+def test_figures_and_class_table_from_the_counts():
+    from wv.curate.audit import class_table, report_figures
+
+    rules = ["s.a < 1", "s.b > 2"]
+    counts = pl.DataFrame({
+        "label": [0, 0, 0, 1, 1, 1],
+        "source": ["flickr", "google", "google", "flickr", "google", "flickr"],
+        "state": ["dropped", "kept", "protected", "dropped", "kept", "dropped"],
+        "matched": ["s.a < 1", None, "s.a < 1", "s.b > 2", None, "s.a < 1"],
+        "len": [3, 5, 1, 2, 2, 1],
+    }, schema_overrides={"len": pl.UInt32})
+    cards = pl.DataFrame({"state": ["dropped", "dropped", "kept"]})
+    figures = report_figures(counts, rules, cards)
+    assert figures == {
+        "samples": 14, "kept": 8, "dropped": 6, "protected": 1,
+        "rules": [{"rule": "s.a < 1", "dropped": 4, "protected": 1}, {"rule": "s.b > 2", "dropped": 2, "protected": 0}],
+        "sources": {"flickr": {"samples": 6, "dropped": 6}, "google": {"samples": 8, "dropped": 0}},
+        "classes": 2, "classes_with_drops": 2, "thumbnails": {"dropped": 2, "kept": 1},
+    }
+    table = class_table(counts, rules)
+    assert table.select("label", "samples", "dropped", "protected", "d0", "d1").rows() == [(1, 5, 3, 0, 1, 2), (0, 9, 3, 1, 3, 0)]

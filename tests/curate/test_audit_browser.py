@@ -1,8 +1,9 @@
 """The audit report in a real browser: Debian's headless Chromium, driven by selenium through chromedriver.
 
 Opens the report from file:// (after moving its folder: it must be relocatable), checks there are no
-console errors, that every thumbnail decodes (naturalWidth > 0), that the class filter, the rule
-filter and the score sort change what is shown; saves screenshots under test-artifacts/.
+console errors, that every thumbnail decodes (naturalWidth > 0), that nothing in the cards or the
+tables is clipped, that the class filter, the rule filter and the score sort change what is shown;
+saves screenshots under test-artifacts/.
 
 Chromium missing fails the test (CI installs it, see .ci/run); WV_SKIP_BROWSER_TEST=1 skips it locally.
 """
@@ -24,6 +25,7 @@ from wv.shards.root import Root
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1800")
+NARROW_AND_WIDE = (1020, 1400)  # window widths; the last one is CHROME_FLAGS' --window-size
 RULES = ["synthetic.clean < 0.35", "synthetic.subset == 2 and synthetic.clean < 0.45"]
 
 
@@ -75,9 +77,36 @@ def report(built_root, synth_v1, tmp_path_factory) -> Path:
             pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
             pl.Series("keywords", [["web", "photo"]] * frame.height, dtype=pl.List(pl.String)),
         ))
+        write_wide_scores(root, shard, rng)
     select(root.path, RULES, min_per_class=10, max_drop_fraction=0.6, progress=False)
     write_report(root.path, per_class=10, kept_per_class=4, overview=24, progress=False)
     return Path(shutil.move(str(root.reports_dir / "audit"), str(folder / "moved-report")))
+
+
+def write_wide_scores(root: Root, shard: str, rng) -> None:
+    """Columns as `wv score confidence`, `density` and `lda` name them, with values as wide as theirs."""
+    keys = sidecars.shard_keys(root, shard)
+    n = len(keys)
+    sidecars.write_scores(root, "confidence", shard, pl.DataFrame({"__key__": keys}).with_columns(
+        pl.Series("p_label", rng.uniform(0, 1, n), dtype=pl.Float32),
+        pl.Series("top1", rng.integers(0, 1000, n), dtype=pl.Int32),
+        pl.Series("p_top1", rng.uniform(0, 1, n), dtype=pl.Float32)))
+    sidecars.write_scores(root, "density", shard, pl.DataFrame({"__key__": keys}).with_columns(
+        pl.Series("density", rng.integers(0, 100_000, n), dtype=pl.Int32),
+        pl.Series("delta", rng.uniform(10, 40, n) * 1.0001, dtype=pl.Float32),
+        pl.Series("cutoff", rng.uniform(0, 2, n) / 3, dtype=pl.Float32)))
+    sidecars.write_scores(root, "label_weights", shard, pl.DataFrame({"__key__": keys}).with_columns(
+        pl.Series("label_weight", rng.uniform(0, 1, n), dtype=pl.Float64),
+        pl.Series("text_flag", rng.choice(["", "empty_text", "no_dictionary_words"], n), dtype=pl.String)))
+
+
+def clipped(driver, selector: str) -> list:
+    """The shown elements under `selector` whose content is wider than their box (cut at its edge)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth)"
+        ".map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '>' + e.clientWidth + ': ' + e.textContent.slice(0, 60))",
+        selector)
 
 
 def severe_console_messages(driver) -> list:
@@ -113,6 +142,9 @@ def test_index_page(browser, report):
     rows = visible(browser, "#rows tr")
     classes = len(list((report / "classes").glob("*.html")))
     assert len(rows) == classes
+    for width in NARROW_AND_WIDE:
+        browser.set_window_size(width, 1800)
+        assert not clipped(browser, "table, table *"), width
     # the class filter: one class by name, the mosaic follows it
     name = rows[0].find_elements("css selector", "a")[0].text
     label = rows[0].find_elements("css selector", "td")[0].text
@@ -151,6 +183,10 @@ def test_class_page(browser, report):
     assert widths and all(w > 0 for w in widths), widths
     cards = visible(browser, ".card")
     assert cards and any(c.get_attribute("data-state") == "dropped" for c in cards)
+    for width in NARROW_AND_WIDE:  # four columns of the narrowest cards; five wider ones
+        browser.set_window_size(width, 1800)
+        assert not clipped(browser, ".card, .card *, table, table *"), width
+        screenshot(browser, f"audit-class-{width}px.png")
     # the rule chip: only the cards that rule dropped
     browser.find_element("css selector", ".chip[data-f='r0']").click()
     shown = visible(browser, ".card")

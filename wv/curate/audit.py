@@ -275,6 +275,41 @@ def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool)
     return cards.join(picks.select("__key__", "tie"), on="__key__") if cards.height else cards
 
 
+# -- the figures: pure functions of the counts and the cards shown ------------------------------------------
+def class_table(counts: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
+    """label, samples, dropped, protected, d0..dN (dropped per rule), rate; sorted by drop rate, then label."""
+    per_rule = [pl.col("len").filter((pl.col("state") == "dropped") & (pl.col("matched") == text)).sum().alias(f"d{i}")
+                for i, text in enumerate(rules)]
+    table = counts.group_by("label").agg(
+        pl.col("len").sum().alias("samples"),
+        pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"),
+        pl.col("len").filter(pl.col("state") == "protected").sum().alias("protected"),
+        *per_rule,
+    )
+    return table.with_columns((pl.col("dropped") / pl.col("samples")).alias("rate")).sort(["rate", "label"], descending=[True, False])
+
+
+def report_figures(counts: pl.DataFrame, rules: list[str], cards: pl.DataFrame) -> dict:
+    """The numbers of report.json and the index page, from the counts (label, source, state, matched, len)."""
+    total = int(counts["len"].sum())
+    state = {s: int(counts.filter(pl.col("state") == s)["len"].sum()) for s in STATES}
+    per_rule = [{"rule": text,
+                 "dropped": int(counts.filter((pl.col("state") == "dropped") & (pl.col("matched") == text))["len"].sum()),
+                 "protected": int(counts.filter((pl.col("state") == "protected") & (pl.col("matched") == text))["len"].sum())}
+                for text in rules]
+    by_source = counts.group_by("source").agg(pl.col("len").sum().alias("samples"),
+                                              pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"))
+    sources = {row["source"]: {"samples": row["samples"], "dropped": row["dropped"]} for row in by_source.sort("source").iter_rows(named=True)}
+    table = class_table(counts, rules)
+    shown = dict(cards.group_by("state").len().iter_rows()) if cards.height else {}
+    return {
+        "samples": total, "kept": total - state["dropped"], "dropped": state["dropped"], "protected": state["protected"],
+        "rules": per_rule, "sources": sources, "classes": table.height,
+        "classes_with_drops": table.filter(pl.col("dropped") > 0).height,
+        "thumbnails": {state: shown[state] for state in STATES if state in shown},  # in STATES order: report.json is stable
+    }
+
+
 # -- the whole report -----------------------------------------------------------------------------------------
 def write_report(root, out=None, options: AuditOptions | None = None, workers: int = 1, executor: str = "local",
                  ray_address: str | None = None, progress: bool = True, **option_values) -> dict:
@@ -313,12 +348,12 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
         base = {"root": str(root.path.absolute()), "selection": options.selection, "columns": tuple(shown), "out": str(out.absolute()),
                 "thumb_size": options.thumb_size, "split": options.split}
         cards = cards_all(pool, root, picks, base, progress)
-    report = pages.Report(root=root, out=out, rules=texts, counts=counts, histograms=list(zip(specs, hists)), cards=cards,
-                          shown=shown, classes=root.classes(), options=options, schemas=schemas)
+    table, figures = class_table(counts, texts), report_figures(counts, texts, cards)
+    report = pages.Report(root=root, out=out, rules=texts, figures=figures, table=table, histograms=list(zip(specs, hists)),
+                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas)
     written = report.write()
     remove_stale(out, cards, written)
-    figures = report.figures()
-    figures["paths"] = {"report": str(out / "index.html"), "folder": str(out)}
+    figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out)}}
     write_json(out / "report.json", {"format": FORMAT, "options": asdict(options), "complete": True, **figures})
     return figures
 
