@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
+from wv.runtime import worker_errors
 
 EXECUTORS = ("local", "ray")
 
@@ -119,13 +120,8 @@ def ray_map(ray, fn: Callable, jobs: Iterable, window: int) -> Iterator:
 def ray_results(ray, refs) -> list:
     """ray.get, except that a WvError raised in a task comes back as itself (one sentence), not wrapped
     in Ray's RayTaskError with the remote traceback, as the local pool gives it."""
-    try:
+    with worker_errors():
         return ray.get(refs)
-    except ray.exceptions.RayTaskError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, WvError):
-            raise WvError(str(cause)) from None
-        raise
 
 
 def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None,

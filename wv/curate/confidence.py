@@ -24,8 +24,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from wv.curate.embed import ImageModel, ModelSpec, load_image_model, map_images, my_shards, pick_device
+from wv.curate.embed import ImageModel, ModelSpec, load_image_model, map_images, my_shards
 from wv.errors import WvError
+from wv.runtime import check_seed, pick_device
 from wv.shards import sidecars
 from wv.shards.root import Root
 
@@ -109,7 +110,7 @@ def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str
     """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures."""
     root = Root(root)
     classes = root.classes()
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     started = time.time()
     dev = pick_device(device)
     model = load_image_model(spec, dev)
