@@ -40,8 +40,8 @@ class BackpropGate:
         if len(words) != 1:
             raise WvError(f"--backprop-gate {spec!r} must be a schedule, optionally followed by epochs or steps, e.g. '0.5@0,0@10'")
         schedule = Schedule.parse(words[0], "--backprop-gate")
-        if any(not 0 <= value <= 1 for _, value in schedule.points):
-            raise WvError(f"--backprop-gate {spec!r} must keep its gate between 0 and 1 (a top-1 probability)")
+        if any(value < 0 for _, value in schedule.points):
+            raise WvError(f"--backprop-gate {spec!r} must keep its gate at 0 or more (a top-1 probability; 0 gates nothing)")
         return cls(schedule, unit, spec.strip())
 
     def threshold(self, epoch_time: float, step: int) -> float:
