@@ -63,7 +63,7 @@ def command_name(ctx) -> str:
 def bug_sentence(command: str, error: Exception) -> str:
     """One line: the command, the exception's type and last line, the file (an OSError's) and any notes."""
     lines = str(error).strip().splitlines()
-    message = lines[-1].strip() if lines else ""
+    message = lines[-1].strip().removeprefix(f"{type(error).__name__}: ") if lines else ""
     where = [f"file {error.filename}"] if isinstance(error, OSError) and error.filename else []
     where += [note.strip() for note in getattr(error, "__notes__", ()) if note.strip()]
     detail = f"{type(error).__name__}: {message}" if message else type(error).__name__
