@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
+from wv.runtime import worker_errors
 
 EXECUTORS = ("local", "ray")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -160,13 +161,8 @@ def ray_map(ray, fn: Callable, jobs: Iterable, window: int) -> Iterator:
 def ray_results(ray, refs) -> list:
     """ray.get, except that a WvError raised in a task comes back as itself (one sentence), not wrapped
     in Ray's RayTaskError with the remote traceback, as the local pool gives it."""
-    try:
+    with worker_errors():
         return ray.get(refs)
-    except ray.exceptions.RayTaskError as error:
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, WvError):
-            raise WvError(str(cause)) from None
-        raise
 
 
 def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None,

@@ -10,7 +10,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 import webdataset as wds

@@ -8,7 +8,7 @@ import importlib
 import click
 
 from wv import __version__
-from wv.cli.common import WvGroup
+from wv.cli.common import DEBUG, WvGroup
 
 COMMANDS = {
     "synth": "wv.cli.synth:synth",
@@ -42,10 +42,13 @@ class LazyGroup(WvGroup):
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wv")
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error (also WV_DEBUG=1).")
+@click.pass_context
+def main(ctx, debug):
     """wv: curate noisy web-image datasets (WebVision) into scored, streamable shards.
 
     \b
     Example, the whole pipeline on a synthetic dataset:
       wv demo demo-out
     """
+    ctx.meta[DEBUG] = debug

@@ -5,7 +5,7 @@ from wv.cli.common import finish, json_option, worker_options
 
 @click.command("audit")
 @click.argument("root", type=click.Path())
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: ROOT/reports/audit).")
+@click.option("--out", default=None, help="Report folder (default: ROOT/reports/audit).")
 @click.option("--per-class", default=24, show_default=True, help="Dropped images shown per class.")
 @click.option("--kept-per-class", default=8, show_default=True, help="Kept (and protected) images shown per class, for contrast.")
 @click.option("--overview", default=36, show_default=True, help="Dropped images in the index page's mosaic.")

@@ -1,4 +1,5 @@
-"""What every command shares: one-sentence errors with exit 2, the --json flag, the summary."""
+"""What every command shares: one-sentence errors (exit 2 for bad input, 1 for a bug), the --json flag,
+the summary."""
 
 import functools
 import json
@@ -17,14 +18,58 @@ class UserError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+class BugError(click.ClickException):
+    """An unexpected exception, shown as one sentence with exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
 class WvGroup(click.Group):
-    """A group that turns library WvErrors into one-sentence errors with exit status 2."""
+    """A group that turns library WvErrors into one-sentence errors with exit status 2, and any other
+    exception into one sentence with exit status 1 (the traceback with `wv --debug` or WV_DEBUG=1)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except WvError as error:
             raise UserError(str(error)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if debugging(ctx):
+                raise
+            raise BugError(bug_sentence(command_name(ctx), error)) from None
+
+
+DEBUG = "wv.debug"  # ctx.meta key set by the root group's --debug
+
+
+def debugging(ctx) -> bool:
+    return bool(ctx.meta.get(DEBUG)) or os.environ.get("WV_DEBUG", "").strip() not in ("", "0")
+
+
+def command_name(ctx) -> str:
+    """`wv shard build`: the names from the root group down to the subcommand that ran."""
+    names = [ctx.invoked_subcommand] if ctx.invoked_subcommand else []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["wv", *names])
+
+
+def bug_sentence(command: str, error: Exception) -> str:
+    """One line: the command, the exception's type and last line, the file (an OSError's) and any notes."""
+    lines = str(error).strip().splitlines()
+    message = lines[-1].strip().removeprefix(f"{type(error).__name__}: ") if lines else ""
+    where = [f"file {error.filename}"] if isinstance(error, OSError) and error.filename else []
+    where += [note.strip() for note in getattr(error, "__notes__", ()) if note.strip()]
+    detail = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    at = f" ({'; '.join(where)})" if where else ""
+    return (f"{command} failed on an unexpected error, {detail}{at}; this is a bug in wv, "
+            f"run it again with `wv --debug` or WV_DEBUG=1 for the traceback")
 
 
 json_option = click.option(

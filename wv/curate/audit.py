@@ -17,6 +17,7 @@ Memory: the counts, the histograms and the shown samples (classes x per_class ro
 import io
 import json
 import shutil
+import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame, tiebr
 from wv.errors import WvError
 from wv.io import write_bytes, write_json
 from wv.parallel import Workers
+from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.read import read_range
 from wv.shards.lock import writing
@@ -62,6 +64,9 @@ class AuditOptions:
             raise WvError("--per-class must be at least 1, --kept-per-class and --overview at least 0")
         if not 32 <= self.thumb_size <= 512:
             raise WvError("--thumb-size must be between 32 and 512 pixels")
+        if self.bins < 1:
+            raise WvError("--bins must be at least 1")
+        check_seed(self.seed)
 
     def limit(self, state: str) -> int:
         return self.per_class if state == "dropped" else self.kept_per_class
@@ -83,15 +88,24 @@ def selection_rules(root: Root, name: str) -> list[str]:
     options = record.options()
     if options is None:
         raise WvError(f"{root.path} has no selection {name!r}; run `wv select {root.path} --drop RULE` first")
-    if not isinstance(options.get("rules"), list):
-        raise WvError(f"scores/{name} is not a selection made by `wv select`; choose one with --selection")
-    return list(options["rules"])
+    rules = options.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise WvError(f"scores/{name} of {root.path} is not a selection made by `wv select`; give --selection the --name of one")
+    return rules
 
 
 def check_selection(root: Root, name: str, split: str) -> None:
     for shard, samples in root.shards(split).select("name", "samples").iter_rows():
         if not sidecars.complete(root, "scores", name, shard, samples):
             raise WvError(f"the selection {name!r} is incomplete (shard {shard}); re-run the same `wv select` to finish it")
+
+
+def check_sidecars(root: Root, shards: list[str], scores: set) -> None:
+    """Every shard's meta sidecar and the rules' score sidecars must be there before the report is begun."""
+    for shard in shards:
+        for path in (root.meta_path(shard), *(root.score_path(name, shard) for name in sorted(scores))):
+            if not path.is_file():
+                raise WvError(f"{path} is missing; re-run the command that writes it (or `wv shard build` for meta)")
 
 
 def recompile(texts: list[str], schemas: dict, name: str) -> list:
@@ -163,9 +177,22 @@ def with_selection(root: Root, shard: str, name: str, frame: pl.DataFrame) -> pl
     return frame.hstack(chosen.drop("__key__")).with_columns(state.alias("state"), pl.int_range(pl.len(), dtype=pl.Int64).alias("index"))
 
 
+def selected_frame(root: Root, shard: str, selection: str, columns: list, **kw) -> pl.DataFrame:
+    """The shard's meta and score columns with its selection; a missing or unreadable sidecar is one sentence."""
+    try:
+        return with_selection(root, shard, selection, shard_frame(root, shard, columns, **kw))
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise WvError(f"the sidecars of {shard} cannot be read ({first_line(error)}); re-run the command that wrote them") from None
+
+
+def first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
 def tally_shard(job: TallyJob) -> dict:
     root = Root(job.root)
-    frame = with_selection(root, job.shard, job.selection, shard_frame(root, job.shard, list(job.columns)))
+    frame = selected_frame(root, job.shard, job.selection, list(job.columns))
     counts = frame.group_by(pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "state", "matched").len()
     hists = [histogram_counts(frame, spec, job.rules[spec.rule]) for spec in job.histograms]
     ties = pl.Series("tie", [tiebreak(job.seed, k) for k in frame["__key__"]], dtype=pl.UInt64)
@@ -228,7 +255,7 @@ class CardJob:
 def cards_shard(job: CardJob) -> pl.DataFrame:
     root = Root(job.root)
     meta = ("label", "source", "title", "description", "tags")
-    frame = with_selection(root, job.shard, job.selection, shard_frame(root, job.shard, list(job.columns), meta_columns=meta))
+    frame = selected_frame(root, job.shard, job.selection, list(job.columns), meta_columns=meta)
     rows = pl.DataFrame(list(job.rows), schema={"index": pl.Int64, "offset": pl.Int64, "length": pl.Int64}, orient="row")
     frame = frame.join(rows, on="index", how="inner")
     thumbs = [write_thumb(root.shard_path(job.shard), Path(job.out), key, label, offset, length, job.thumb_size)
@@ -252,11 +279,15 @@ def write_thumb(shard_path: Path, out: Path, key: str, label: int, offset: int, 
     if path.is_file() and path.stat().st_size > 0:
         return name
     try:
-        image = Image.open(io.BytesIO(read_range(shard_path, offset, length)["jpg"]))
+        data = read_range(shard_path, offset, length)["jpg"]
+    except (OSError, KeyError, ValueError, tarfile.TarError) as error:
+        raise WvError(f"sample {key} is not at its byte range in {shard_path} ({first_line(error)}); run `wv shard verify`") from None
+    try:
+        image = Image.open(io.BytesIO(data))
         image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much cheaper for big images
         image = image.convert("RGB")
         image.thumbnail((size, size))
-    except (OSError, KeyError, ValueError):
+    except (OSError, ValueError):
         return None  # unreadable: the card says so (wv shard verify names the damage)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=82)
@@ -266,7 +297,10 @@ def write_thumb(shard_path: Path, out: Path, key: str, label: int, offset: int, 
 
 def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool) -> pl.DataFrame:
     wanted = root.manifest(base["split"]).select("__key__", "offset", "length").filter(pl.col("__key__").is_in(picks["__key__"].implode()))
-    located = wanted.collect(engine="streaming").join(picks, on="__key__").sort("shard", "index")
+    try:
+        located = wanted.collect(engine="streaming").join(picks, on="__key__").sort("shard", "index")
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise WvError(f"{root.manifest_path} cannot be read ({first_line(error)}); the root is damaged, rebuild it") from None
     jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
                     **{k: v for k, v in base.items() if k != "split"})
             for shard, group in located.group_by("shard", maintain_order=True)]
@@ -321,25 +355,50 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
     root = Root(root)
     options = options or AuditOptions(**option_values)
     options.validate()
+    root.info()  # a root, checked before anything is written
     out = Path(out) if out else root.reports_dir / "audit"
-    shards = root.shard_names(options.split)  # a root, before anything is written
+    if out.exists() and not out.is_dir():
+        raise WvError(f"--out {out} is a file, not a folder; choose a folder for the report")
+    shards = root.shard_names(options.split)
     if not shards:
         raise WvError(f"{root.path} has no {options.split} shards")
     texts = selection_rules(root, options.selection)
     check_selection(root, options.selection, options.split)
+    inputs = read_inputs(root, options, shards, texts)
     with writing(root, COMMAND):
         prepare_out(out, options)
         claim_out(out, options)
-        return audit_into(root, out, options, shards, texts, workers, executor, ray_address, progress)
+        return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress)
 
 
-def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, workers, executor, ray_address,
-               progress: bool) -> dict:
-    """The two passes and the pages, into `out` (prepared and claimed)."""
-    schemas = score_schemas(root, shards, exclude=(options.selection,))
+@dataclass(frozen=True)
+class Inputs:
+    """What the report reads besides the samples, read and checked before anything is written."""
+    schemas: dict
+    rules: list
+    shown: dict
+    specs: list
+
+
+def read_inputs(root: Root, options: AuditOptions, shards: list, texts: list) -> Inputs:
+    try:
+        schemas = score_schemas(root, shards, exclude=(options.selection,))
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise WvError(f"a score sidecar of {shards[0]} cannot be read ({first_line(error)}); re-run its scorer") from None
     rules = recompile(texts, schemas, options.selection)
     shown = display_columns({n: cols for n, cols in schemas.items() if all(root.score_path(n, s).is_file() for s in shards)})
-    specs = histogram_specs(root, rules, schemas, shards, options.bins)
+    try:
+        specs = histogram_specs(root, rules, schemas, shards, options.bins)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise WvError(f"a score sidecar of the rules cannot be read ({first_line(error)}); re-run its scorer") from None
+    check_sidecars(root, shards, {spec.column.partition(".")[0] for spec in specs})
+    return Inputs(schemas, rules, shown, specs)
+
+
+def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor,
+               ray_address, progress: bool) -> dict:
+    """The two passes and the pages, into `out` (prepared and claimed)."""
+    schemas, shown, specs = inputs.schemas, inputs.shown, inputs.specs
     limits = tuple(options.limit(state) for state in STATES)
     hist_columns = tuple(dict.fromkeys(spec.column for spec in specs))
     with Workers(workers, executor, ray_address) as pool:
@@ -360,8 +419,6 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
 
 def prepare_out(out: Path, options: AuditOptions) -> None:
     """A new folder, or an earlier audit report (its thumbnails are reused when the size is the same)."""
-    if out.exists() and not out.is_dir():
-        raise WvError(f"--out {out} is a file, not a folder; choose another --out")
     if not out.exists() or not any(out.iterdir()):
         return
     previous = out / "report.json"

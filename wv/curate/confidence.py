@@ -24,8 +24,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from wv.curate.embed import ImageModel, ModelSpec, check_loader, load_image_model, map_images, my_shards, pick_device, rank_lock
+from wv.curate.embed import ImageModel, ModelSpec, check_loader, load_image_model, map_images, my_shards, rank_lock
 from wv.errors import WvError
+from wv.runtime import check_seed, pick_device
 from wv.shards import sidecars
 from wv.shards.root import Root, check_name
 
@@ -44,7 +45,7 @@ def templates_for(templates: str) -> list:
         return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
     if "{}" in templates:
         return [t.strip() for t in templates.split("|") if t.strip()]
-    raise WvError(f"--templates must be simple, openai, or your own prompts with {{}} for the class name, separated by |")
+    raise WvError("--templates must be simple, openai, or your own prompts with {} for the class name, separated by |")
 
 
 def class_names(classes: list[dict], which: str = "wordnet") -> list[str]:
@@ -112,7 +113,7 @@ def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str
     root = Root(root)
     classes = root.classes()
     check_name(name)
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     started = time.time()
     dev = pick_device(device)
     model = load_image_model(spec, dev)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.progress import quiet
+from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
@@ -102,6 +103,7 @@ def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = 
         raise WvError("--subsets must be between 2 and 100")
     if method not in METHODS:
         raise WvError(f"--method must be one of {', '.join(METHODS)}")
+    check_seed(seed)
     root = Root(root)
     root.info()
     check_name(name)

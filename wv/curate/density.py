@@ -63,6 +63,7 @@ from wv.errors import WvError
 from wv.io import write_parquet
 from wv.parallel import Workers
 from wv.progress import quiet
+from wv.runtime import pick_device, set_threads
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
@@ -574,15 +575,15 @@ def score_density(root, opts: DensityOptions, name: str = "density", device: str
     pooled = workers > 1 or executor == "ray"
     if pooled and device not in ("auto", "cpu"):
         raise WvError(f"--workers above 1 and --executor ray compute classes on CPU; drop --device {device}, or use one worker")
-    device = "cpu" if pooled else device
+    dev = pick_device("cpu" if pooled else device)
     root = Root(root)
     root.info()
     check_name(name)
     with writing(root, COMMAND):
-        return density_run(root, opts, name, device, memory_gb, overwrite, progress, workers, executor, ray_address)
+        return density_run(root, opts, name, dev, memory_gb, overwrite, progress, workers, executor, ray_address)
 
 
-def density_run(root: Root, opts: DensityOptions, name: str, device: str, memory_gb: float, overwrite: bool, progress: bool,
+def density_run(root: Root, opts: DensityOptions, name: str, dev: torch.device, memory_gb: float, overwrite: bool, progress: bool,
                 workers: int, executor: str, ray_address: str | None) -> dict:
     started = time.time()
     opts = DensityOptions(**{**asdict(opts), "features": pick_features(root, opts.features)})
@@ -590,9 +591,6 @@ def density_run(root: Root, opts: DensityOptions, name: str, device: str, memory
     if shards.height == 0:
         raise WvError(f"{root.path} has no {opts.split} shards")
     dim = check_features(root, opts.features, shards)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WvError(f"--device {device} asked for, but torch sees no GPU here")
     todo = sidecars.begin_run(root, "scores", name, {**asdict(opts), "format": "wv-density/1"}, overwrite, opts.split, command=COMMAND)
     figures = {"name": name, "features": opts.features, "dim": dim, "device": str(dev), "classes": 0, "samples": int(shards["samples"].sum()),
                "classes_done": 0, "classes_resumed": 0, "exact": 0, "approximate": 0, "float64_fallback": 0, "largest_class": 0,
@@ -619,8 +617,7 @@ class ClassJob:
 
 def class_task(job: ClassJob) -> tuple[int, ClassDensity, float]:
     """Pool task: one class's density -> (label, result, seconds)."""
-    if job.threads is not None:
-        torch.set_num_threads(job.threads)
+    set_threads(job.threads)
     began = time.time()
     return job.label, class_density(job.features, job.opts, job.device, job.budget), time.time() - began
 

@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from wv.errors import WvError
+from wv.runtime import check_seed, one_thread, pick_device, rank_and_world, unwrap_errors
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
@@ -87,16 +88,6 @@ class ImageModel:
     def input_shape(self) -> tuple:
         image = Image.new("RGB", (64, 64))
         return tuple(self.preprocess(image).shape)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise WvError(f"--device {device} asked for, but torch sees no GPU here")
-    return torch.device(device)
 
 
 def load_image_model(spec: ModelSpec, device: torch.device) -> ImageModel:
@@ -201,18 +192,6 @@ def tar_samples(path):
         yield sample
 
 
-def one_thread(worker_id: int) -> None:
-    """Decoding workers use one thread each; the processes are the parallelism."""
-    torch.set_num_threads(1)
-
-
-def rank_and_world() -> tuple[int, int]:
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if not 0 <= rank < world:
-        raise WvError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-    return rank, world
-
-
 def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, split: str, command: str) -> tuple[list, int, int]:
     """This rank's share of the split's shards that still lack a sidecar: [(shard, samples)], rank, world."""
     rank, world = rank_and_world()
@@ -247,7 +226,7 @@ def map_images(root: Root, model: ImageModel, shards: list, compute, write, batc
     rows_in: dict[str, int] = {}
     done = 0
     with tqdm(total=sum(n for _, n in shards), desc=desc, unit="img", dynamic_ncols=True) as bar:
-        for batch in worker_errors(loader):
+        for batch in unwrap_errors(loader):
             shard, total = batch["shard"], batch["total"]
             if total == 0:
                 write(shard, compute(None, None))
@@ -264,22 +243,13 @@ def map_images(root: Root, model: ImageModel, shards: list, compute, write, batc
     return done
 
 
-def worker_errors(loader):
-    """A WvError raised in a decoding worker comes back as one sentence, not the worker's traceback."""
-    try:
-        yield from loader
-    except WvError as error:
-        last = str(error).strip().splitlines()[-1]
-        raise WvError(last.split("WvError: ", 1)[-1]) from None
-
-
 # -- wv embed -----------------------------------------------------------------------------------
 def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", batch_size: int = 256,
           loader_workers: int = 0, device: str = "auto", overwrite: bool = False, seed: int = 0) -> dict:
     """Write ROOT/features/{name}/{shard}.npy for this rank's shards; returns the run's figures."""
     root = Root(root)
     root.info()
-    torch.manual_seed(seed)
+    torch.manual_seed(check_seed(seed))
     started = time.time()
     dev = pick_device(device)
     model = load_image_model(spec, dev)

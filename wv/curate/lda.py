@@ -49,6 +49,7 @@ from wv.errors import WvError
 from wv.io import atomic_path, write_json
 from wv.parallel import Workers
 from wv.progress import quiet
+from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import SPLITS, Root
@@ -93,6 +94,7 @@ class LdaOptions:
     def validate(self) -> None:
         if self.topics < 2:
             raise WvError("--topics must be at least 2")
+        check_seed(self.seed)
         if min(self.passes, self.iterations, self.chunksize, self.keep_n) < 1:
             raise WvError("--passes, --iterations, --chunksize and --keep-n must be at least 1")
         if self.no_below < 1 or not 0 < self.no_above <= 1:

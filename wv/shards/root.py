@@ -86,9 +86,15 @@ class Root:
         if not self.info_path.is_file():
             raise WvError(f"{self.path} is not a wv dataset root (no wv.json); create one with `wv shard build`")
         try:
-            return json.loads(self.info_path.read_text())
-        except json.JSONDecodeError:
+            info = json.loads(self.info_path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise WvError(f"{self.info_path} is not valid JSON; the root is damaged") from None
+        except OSError as error:
+            raise WvError(f"cannot read {self.info_path} ({error.strerror}); the root is damaged") from None
+        problem = info_problem(info)
+        if problem:
+            raise WvError(f"{self.info_path} is not a wv.json of a dataset root ({problem}); the root is damaged")
+        return info
 
     def classes(self) -> list[dict]:
         return self.info()["classes"]
@@ -115,3 +121,23 @@ class Root:
 
     def rejects(self) -> pl.DataFrame:
         return pl.read_parquet(self.rejects_path) if self.rejects_path.is_file() else pl.DataFrame()
+
+
+def info_problem(info) -> str | None:
+    """What is wrong with the shape of a parsed wv.json (None: nothing): an object holding a list of
+    classes {label, synset, names} with distinct labels, and splits as an object of objects."""
+    if not isinstance(info, dict):
+        return f"it holds a JSON {type(info).__name__}, not an object"
+    classes = info.get("classes")
+    if not isinstance(classes, list):
+        return "no list of classes"
+    for c in classes:
+        if not (isinstance(c, dict) and type(c.get("label")) is int and c["label"] >= 0 and isinstance(c.get("synset"), str)
+                and isinstance(c.get("names"), str)):
+            return f"class {str(c)[:60]} is not {{label, synset, names}}"
+    if len({c["label"] for c in classes}) != len(classes):
+        return "two classes share a label"
+    splits = info.get("splits", {})
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
+        return "its splits are not an object of objects"
+    return None

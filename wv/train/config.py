@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 from wv.errors import WvError
+from wv.runtime import check_seed
 from wv.train.schedule import Curriculum, Gate, parse_column, parse_numbers
 
 REALISE = ("draw", "loss")
@@ -70,6 +71,7 @@ class SamplerConfig:
     def validate(self) -> None:
         if self.batch_size < 1:
             raise WvError("--batch-size must be at least 1")
+        check_seed(self.seed)
         if self.split not in ("train", "val"):
             raise WvError("--split must be train or val")
         if self.class_balance not in ("off", *REALISE):

@@ -6,14 +6,12 @@ has none and runs alone. NCCL on GPUs, gloo on CPUs.
 
 import datetime
 import hashlib
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from wv.curate.embed import pick_device
-from wv.errors import WvError
+from wv.runtime import local_rank, pick_device, rank_and_world
 
 
 @dataclass
@@ -34,20 +32,18 @@ class World:
 
 def start(device: str = "auto", timeout_s: int = 1800) -> World:
     """Join the torchrun process group (if launched under torchrun) and pick this rank's device."""
-    size = int(os.environ.get("WORLD_SIZE", 1))
-    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    if not 0 <= rank < size:
-        raise WvError(f"RANK={rank} does not fit WORLD_SIZE={size}")
+    rank, size = rank_and_world()
+    local = local_rank()
     chosen = pick_device(device)
     if chosen.type == "cuda" and chosen.index is None:
-        chosen = torch.device("cuda", local_rank % torch.cuda.device_count())
+        chosen = torch.device("cuda", local % torch.cuda.device_count())
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if size > 1 and not dist.is_initialized():
         backend = "nccl" if chosen.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
                                 device_id=chosen if chosen.type == "cuda" else None)
-    return World(rank, size, local_rank, chosen)
+    return World(rank, size, local, chosen)
 
 
 def stop(world: World) -> None:

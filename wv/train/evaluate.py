@@ -14,8 +14,8 @@ import torch
 import webdataset as wds
 from tqdm import tqdm
 
-from wv.curate.embed import one_thread, worker_errors
 from wv.errors import WvError
+from wv.runtime import one_thread, unwrap_errors
 from wv.progress import quiet
 from wv.io import atomic_path, write_json
 from wv.shards.read import shard_urls
@@ -34,15 +34,30 @@ class EvalSamples(torch.utils.data.IterableDataset):
     def __iter__(self):
         dataset = wds.WebDataset(self.urls, shardshuffle=False, nodesplitter=lambda urls: urls, empty_check=False)
         for sample in dataset:
-            try:
-                image = decode_image(image_bytes(sample))
-            except OSError as error:
-                raise WvError(f"image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
+            image = decode_image(image_bytes(sample), sample["__key__"], sample.get("__url__"))
             yield self.transform(image), label_of(sample)
+
+
+def check_source(source, flag: str) -> None:
+    """A folder must be a dataset root: a WebVision download or any other folder is refused in one sentence."""
+    if Path(str(source)).is_dir() and not Root(source).exists():
+        raise WvError(f"{flag} {source} is a folder but not a dataset root (no wv.json); give a root made by "
+                      "`wv shard build`, or shard files")
+
+
+def check_out(out, flag: str = "--out") -> Path:
+    """A run folder: not a file, and not a dataset root itself (its files would mix with the root's)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WvError(f"{flag} {out} is a file, not a folder; choose a folder for the run's files")
+    if Root(out).exists():
+        raise WvError(f"{flag} {out} is a dataset root; choose a folder outside it for the run's files")
+    return out
 
 
 def eval_urls(source, split: str, world) -> tuple[list, list | None]:
     """(this rank's shard URLs, the classes of the source when it is a dataset root)."""
+    check_source(source, "--shards")
     urls = shard_urls(source, split)
     classes = Root(source).classes() if Root(source).exists() else None
     return urls[world.rank::world.size], classes
@@ -76,7 +91,7 @@ def evaluate(model, source, input_spec: dict, classes: list, world, crops: int =
     model.eval()
     started = time.perf_counter()
     with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **quiet(progress and world.main)) as bar:
-        for images, labels in worker_errors(loader):
+        for images, labels in unwrap_errors(loader):
             probs = crop_probabilities(model, images.to(world.device, non_blocking=True), input_spec, autocast)
             known = (labels >= 0) & (labels < n_labels)
             target = torch.where(known, mapping[labels.clamp(0, n_labels - 1)], torch.full_like(labels, -1))
@@ -131,6 +146,10 @@ def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val",
     """What `wv eval` runs: load a wv checkpoint, evaluate it (under torchrun: all ranks), write JSON + CSV."""
     from wv.models import default_input, load_checkpoint
 
+    if batch_size < 1 or workers < 0:
+        raise WvError("--batch-size must be at least 1 and --workers 0 or more")
+    out = check_out(out or Path(checkpoint_path).parent / f"eval-{crops}crop")
+    check_source(source, "--shards")
     world = distributed.start(device)
     try:
         model, checkpoint = load_checkpoint(checkpoint_path, map_location=world.device)
@@ -139,7 +158,7 @@ def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val",
                            autocast=world.device.type == "cuda", progress=progress)
         figures.update(checkpoint=str(checkpoint_path), shards=str(source), world_size=world.size)
         if world.main:
-            figures["paths"] = write_results(figures, out or Path(checkpoint_path).parent / f"eval-{crops}crop")
+            figures["paths"] = write_results(figures, out)
         return figures
     finally:
         distributed.stop(world)

@@ -39,7 +39,10 @@ class BackpropGate:
             unit, words = UNITS[words[-1].lower()], words[:-1]
         if len(words) != 1:
             raise WvError(f"--backprop-gate {spec!r} must be a schedule, optionally followed by epochs or steps, e.g. '0.5@0,0@10'")
-        return cls(Schedule.parse(words[0], "--backprop-gate"), unit, spec.strip())
+        schedule = Schedule.parse(words[0], "--backprop-gate")
+        if any(value < 0 for _, value in schedule.points):
+            raise WvError(f"--backprop-gate {spec!r} must keep its gate at 0 or more (a top-1 probability; 0 gates nothing)")
+        return cls(schedule, unit, spec.strip())
 
     def threshold(self, epoch_time: float, step: int) -> float:
         return float(self.schedule(epoch_time if self.unit == "epoch" else step))
@@ -108,7 +111,12 @@ class TopicTargets:
             path = root.features_path(name, shard)
             if not path.is_file():
                 raise WvError(f"--topic-head {name}: {path} is missing; run `wv score lda {root.path}` first")
-            array = np.load(path, mmap_mode="r")
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError):
+                raise WvError(f"{path} is not a numpy array file; re-run `wv score lda --overwrite`") from None
+            if array.ndim != 2 or array.dtype.kind != "f":
+                raise WvError(f"{path} holds a {array.dtype} array of shape {array.shape}, not topic rows; re-run `wv score lda --overwrite`")
             if array.shape[0] != samples:
                 raise WvError(f"{path} holds {array.shape[0]} rows for a shard of {samples}; re-run `wv score lda`")
             self.arrays.append(array)

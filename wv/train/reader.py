@@ -11,7 +11,7 @@ import os
 from collections import OrderedDict
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from webdataset.tariterators import base_plus_ext
 
 from wv.errors import WvError
@@ -103,9 +103,20 @@ class RangeReader:
             self.bytes_read += end - start
             for k in range(i, j + 1):
                 at = int(offsets[k]) - start
-                samples.append(split_members(chunk, at, at + int(lengths[k])))
+                samples.append(self.sample(chunk, at, at + int(lengths[k]), int(shards[k]), int(offsets[k])))
             i = j + 1
         return samples
+
+    def sample(self, chunk: bytes, start: int, end: int, shard: int, offset: int) -> dict:
+        """One planned range as a sample; a range where no sample starts (a wrong manifest) is one sentence."""
+        try:
+            sample = split_members(chunk, start, end)
+        except (ValueError, UnicodeDecodeError):
+            sample = {}
+        if "__key__" not in sample:
+            raise WvError(f"{self.paths[shard]} holds no sample at byte {offset}, where the manifest says one starts; "
+                          "run `wv shard verify`")
+        return sample
 
     def close(self) -> None:
         while self.files:
@@ -122,11 +133,17 @@ def image_bytes(sample: dict) -> bytes:
     raise WvError(f"sample {sample.get('__key__')!r} has no image member (looked for .{', .'.join(IMAGE_EXTENSIONS)})")
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """PIL image in RGB."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image if image.mode == "RGB" else image.convert("RGB")
+def decode_image(data: bytes, key: str | None = None, shard: str | None = None) -> Image.Image:
+    """PIL image in RGB; an image that cannot be decoded is a WvError naming its key and shard."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image if image.mode == "RGB" else image.convert("RGB")
+    except Exception as error:  # PIL raises many types for damaged bytes
+        where = f" of {shard}" if shard else ""
+        unknown = isinstance(error, UnidentifiedImageError) or not str(error)
+        reason = "no image format PIL knows" if unknown else str(error).splitlines()[0]
+        raise WvError(f"image {key!r}{where} cannot be decoded ({reason}); run `wv shard verify`") from None
 
 
 def label_of(sample: dict) -> int:

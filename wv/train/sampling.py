@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wv import runtime
 from wv.errors import WvError
 from wv.train.config import ROOT_WINDOW, SamplerConfig
 from wv.train.schedule import split_shares
@@ -34,7 +35,7 @@ DRAW, SHARDS, DEAL = 1, 2, 3  # rng streams
 
 
 def rng(config: SamplerConfig, *path) -> np.random.Generator:
-    return np.random.default_rng([config.seed, *path])
+    return runtime.rng(config.seed, *path)
 
 
 @dataclass
@@ -117,9 +118,15 @@ class Planner:
             return
         present = np.unique(table.subset[table.subset >= 0])
         top = int(present.max()) if present.size else -1
+        count = max(table.subset_count or 0, top + 1)  # the subsets the split made (some may be empty)
         for flag, values in (("--subset-weights", config.subset_weight_list), ("--batch-mix", config.batch_mix_list)):
             if values is not None and top >= len(values):
                 raise WvError(f"{config.subsets} has subset {top} but {flag} gives only {len(values)} value(s)")
+            if values is not None and len(values) > count:
+                raise WvError(f"{flag} gives {len(values)} values but {config.subsets} has {count} subsets (0..{count - 1})")
+        named = {s for _, subsets in config.curriculum_stages.stages for s in subsets} if config.curriculum_stages else set()
+        if named and max(named) >= count:
+            raise WvError(f"--curriculum names subset {max(named)} but {config.subsets} has {count} subsets (0..{count - 1})")
 
     def selected(self, epoch: int) -> tuple[np.ndarray, dict]:
         """Which rows this epoch may draw, and how many each step of selection left."""

@@ -20,7 +20,6 @@ so on a dataset root the batches (augmentations included) do not depend on the n
 """
 
 import contextlib
-import os
 import random
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from wv.errors import WvError
+from wv.runtime import derive_seed, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.train.config import SamplerConfig
@@ -39,32 +39,6 @@ from wv.train.table import load_table
 from wv.train.urls import UrlPlanner
 
 STATE_FORMAT = "wv-stream/1"
-MASK = (1 << 63) - 1
-
-
-def resolve_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Rank and world size: as given, else from torch.distributed, else RANK / WORLD_SIZE, else 0 of 1."""
-    if rank is None or world_size is None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            found = dist.get_rank(), dist.get_world_size()
-        else:
-            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        rank = found[0] if rank is None else rank
-        world_size = found[1] if world_size is None else world_size
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise WvError(f"rank {rank} is not in a world of {world_size}")
-    return rank, world_size
-
-
-def sample_seed(*numbers: int) -> int:
-    """A 63-bit seed mixed from a few integers (splitmix64 steps)."""
-    state = 0x9E3779B97F4A7C15
-    for number in numbers:
-        state = (state ^ (number & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return state & MASK
 
 
 def seed_everything(seed: int) -> None:
@@ -97,6 +71,7 @@ def planned_samples(plan: RankPlan, first: int, every: int):
             for position, sample in enumerate(raw):
                 yield {
                     "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": step, "__position__": position,
+                    "__shard__": plan.shard_paths[plan.shard[step, position]],
                     "row": int(plan.rows[step, position]), "label": int(plan.label[step, position]),
                     "weight": float(plan.weight[step, position]), "subset": int(plan.subset[step, position]),
                     "columns": {name: float(values[step, position]) for name, values in plan.columns.items()},
@@ -112,7 +87,7 @@ def url_samples(planner: UrlPlanner, epoch: int, rank: int, start: int, worker: 
     position = 0
     for sample in planner.samples(epoch, rank, virtual, workers, start):
         yield {
-            "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": sample["__step__"],
+            "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": sample["__step__"], "__shard__": sample.get("__url__"),
             "__position__": position % batch_size, "row": -1, "label": label_of(sample), "weight": 1.0, "subset": -1,
             "columns": {}, "read_bytes": sum(len(v) for v in sample.values() if isinstance(v, bytes)),
         }
@@ -126,11 +101,11 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        image = decode_image(sample.pop("__image__"))
+        image = decode_image(sample.pop("__image__"), sample["__key__"], sample["__shard__"])
         if self.transform is None:
             image = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
         else:
-            seed_everything(sample_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
+            seed_everything(derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
             image = self.transform(image)
         sample["image"] = image
         return sample
@@ -204,7 +179,7 @@ class Stream:
     def __init__(self, source, config: SamplerConfig | None = None, *, rank=None, world_size=None, transform=None,
                  workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, progress: bool = False):
         self.config = config or SamplerConfig()
-        self.rank, self.world_size = resolve_world(rank, world_size)
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
         if workers < 0:
             raise WvError("--workers must be 0 or more")
@@ -256,14 +231,11 @@ class Stream:
     def __iter__(self):
         """The rest of the current epoch; afterwards the stream stands at the start of the next one."""
         epoch, steps = self.epoch, self.steps()
-        try:
-            for batch in self.loader(epoch, self.step):
-                if batch["step"] != self.step:
-                    raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
-                self.step += 1
-                yield as_tensors(batch)
-        except WvError as error:  # from a loader worker, the message carries its traceback: keep the sentence
-            raise WvError(str(error).strip().splitlines()[-1].removeprefix("wv.errors.WvError: ")) from None
+        for batch in unwrap_errors(self.loader(epoch, self.step)):  # a loader worker's WvError as one sentence
+            if batch["step"] != self.step:
+                raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
+            self.step += 1
+            yield as_tensors(batch)
         if self.step != steps:
             raise RuntimeError(f"epoch {epoch} ended after {self.step} of {steps} batches")
         self.epoch, self.step = epoch + 1, 0

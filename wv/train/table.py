@@ -6,6 +6,7 @@ Row r is the r-th sample of the split in (shard name, index) order, i.e. tar ord
 At 16M samples the columns take about 30 bytes per sample (plus 4 per extra score column).
 """
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,7 @@ class SampleTable:
     keep: np.ndarray | None = None  # bool per row (the selection), None: no selection
     selection: str | None = None
     subset: np.ndarray | None = None  # int16 per row, -1 where missing
+    subset_count: int | None = None  # the subsets the split made (its recorded --subsets), when known
     scores: dict = field(default_factory=dict)  # "score.column" -> float32 per row, NaN where missing
 
     @property
@@ -60,13 +62,17 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
         raise WvError(f"{root.path} has no {config.split} shards")
     names = shards["name"].to_list()
     enum = pl.Enum(names)
-    manifest = (
-        root.manifest(config.split)
-        .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label",
-                sidecars.KEY_HASH.alias("key_hash"))
-        .sort("shard_id", "index")
-        .collect()
-    )
+    try:
+        manifest = (
+            root.manifest(config.split)
+            .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label",
+                    sidecars.KEY_HASH.alias("key_hash"))
+            .sort("shard_id", "index")
+            .collect()
+        )
+    except (pl.exceptions.PolarsError, OSError) as error:
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise WvError(f"{root.manifest_path} cannot be read ({reason}); the root is damaged, rebuild it") from None
     counts = np.bincount(manifest["shard_id"].to_numpy(), minlength=len(names))
     if not np.array_equal(counts, shards["samples"].to_numpy()):
         raise WvError(f"{root.manifest_path} does not agree with {root.shards_table_path}; run `wv shard verify {root.path}`")
@@ -81,23 +87,53 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
         label=manifest["label"].to_numpy().astype(np.int32),
         class_names={c["label"]: c["names"] for c in root.classes()},
     )
+    check_labels(root, table)
     key_hashes = manifest["key_hash"].to_numpy()
     del manifest
     selection = selection_name(root, config, names)
     if selection:
-        table.keep = score_column(root, table, f"{selection}.keep", key_hashes).fill_null(True).cast(pl.Boolean).to_numpy()
+        table.keep = read_column(root, table, f"{selection}.keep", key_hashes).fill_null(True).cast(pl.Boolean).to_numpy()
         table.selection = selection
     if config.uses_subsets:
-        subset = score_column(root, table, config.subsets, key_hashes)
+        subset = read_column(root, table, config.subsets, key_hashes)
         if not subset.dtype.is_integer():
             raise WvError(f"{config.subsets} must hold whole subset numbers (0 clean, 1 noisy, 2 very noisy)")
         table.subset = subset.fill_null(-1).cast(pl.Int16).to_numpy()
+        table.subset_count = recorded_subsets(root, config.subsets.split(".")[0])
     for column in config.score_columns():
-        values = score_column(root, table, column, key_hashes)
+        values = read_column(root, table, column, key_hashes)
         if not (values.dtype.is_numeric() or values.dtype == pl.Boolean):
             raise WvError(f"{column} is not a number (it is {values.dtype}); gates, weights and carried columns must be numeric")
         table.scores[column] = values.cast(pl.Float32).fill_null(float("nan")).to_numpy()
     return table
+
+
+def read_column(root: Root, table: SampleTable, qualified: str, key_hashes: np.ndarray) -> pl.Series:
+    """score_column, with an unreadable sidecar (not parquet, cut short) as one sentence."""
+    try:
+        return score_column(root, table, qualified, key_hashes)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        lines = str(error).strip().splitlines()
+        raise WvError(f"the sidecars of score {qualified.partition('.')[0]!r} cannot be read ({lines[0][:160] if lines else type(error).__name__}); "
+                      "re-run its scorer with --overwrite") from None
+
+
+def check_labels(root: Root, table: SampleTable) -> None:
+    """Every label must be one of wv.json's classes (-1: no label)."""
+    bad = table.label[(table.label < -1) | ((table.label >= 0) & ~np.isin(table.label, list(table.class_names)))]
+    if bad.size:
+        raise WvError(f"{root.manifest_path} holds label {int(bad[0])}, which is not one of the {len(table.class_names)} "
+                      f"classes of {root.info_path}; the root is damaged (run `wv shard verify`)")
+
+
+def recorded_subsets(root: Root, name: str) -> int | None:
+    """How many subsets `wv curriculum split` made for scores/NAME (its recorded options), if it says."""
+    try:
+        options = json.loads((sidecars.sidecar_dir(root, "scores", name) / "_run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    subsets = options.get("subsets") if isinstance(options, dict) else None
+    return subsets if type(subsets) is int and subsets > 0 else None
 
 
 def selection_name(root: Root, config: SamplerConfig, shards: list) -> str | None:

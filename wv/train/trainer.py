@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from wv.errors import WvError
 from wv.progress import quiet
+from wv.runtime import derive_seed
 from wv.io import write_json
 from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
 from wv.shards.read import shard_urls
@@ -34,14 +35,16 @@ from wv.shards.root import Root
 from wv.train import curves, distributed
 from wv.train.config import SamplerConfig
 from wv.train.crops import normalise, train_transform
-from wv.train.evaluate import evaluate
+from wv.train.evaluate import check_out, check_source, evaluate
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
 from wv.train.schedule import parse_column
-from wv.train.stream import Stream, sample_seed
+from wv.train.stream import Stream
 
 CHECKPOINT, LOG, SUMMARY = "checkpoint.pt", "log.jsonl", "train.json"
 # Options that shape the model or the meaning of a step: a resumed run must keep them.
 FIXED = ("arch", "width", "image_size", "num_classes", "topic_head", "accum_steps")
+MIN_SIZE = {"tinycnn": 16}  # others: 32 (five halvings)
+MAX_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ class TrainOptions:
         for flag, value in positive.items():
             if value < 1:
                 raise WvError(f"{flag} must be at least 1")
+        numbers = {"--lr": self.lr, "--lr-gamma": self.lr_gamma, "--momentum": self.momentum, "--weight-decay": self.weight_decay,
+                   "--soft-threshold": self.soft_threshold, "--topic-weight": self.topic_weight}
+        for flag, value in numbers.items():
+            if not math.isfinite(value):
+                raise WvError(f"{flag} must be a finite number, not {value}")
         if self.lr <= 0 or not 0 < self.lr_gamma <= 1 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise WvError("--lr must be positive, --lr-gamma in (0, 1], --weight-decay 0 or more and --momentum in [0, 1)")
         if self.workers < 0 or self.checkpoint_every < 0:
@@ -97,6 +105,14 @@ class TrainOptions:
             BackpropGate.parse(self.backprop_gate)
         if self.width is not None and self.arch != "tinycnn":
             raise WvError("--width applies to --arch tinycnn only")
+        if self.width is not None and self.width < 2:
+            raise WvError("--width must be at least 2")
+        smallest = MIN_SIZE.get(self.arch, 32)
+        if self.image_size is not None and not smallest <= self.image_size <= MAX_SIZE:
+            raise WvError(f"--image-size of {self.arch} must be between {smallest} and {MAX_SIZE} pixels")
+        if self.val:
+            check_source(self.val, "--val")
+        check_out(self.out)
 
 
 def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print) -> dict:
@@ -107,6 +123,17 @@ def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool 
         return Trainer(source, options, sampler, world, progress, say).run()
     finally:
         distributed.stop(world)
+
+
+def check_batch_labels(batch: dict, classes: int) -> None:
+    """Labels beyond the model's outputs (plain shards with a wrong --num-classes, a damaged shard): one
+    sentence naming a sample, checked on the CPU copy so that no device sync is added."""
+    labels = batch["label"]
+    bad = (labels >= classes) | (labels < -1)
+    if bool(bad.any()):
+        at = int(bad.nonzero()[0, 0])
+        raise WvError(f"sample {batch['key'][at]!r} has label {int(labels[at])}, but the model has {classes} classes; "
+                      "give the right --num-classes, or check the shards")
 
 
 class Trainer:
@@ -157,8 +184,7 @@ class Trainer:
             if self.options.num_classes is not None:
                 raise WvError("--num-classes is for plain shards; a dataset root has its own class list")
             return [c["synset"] for c in sorted(Root(self.source).classes(), key=lambda c: c["label"])]
-        if Path(str(self.source)).is_dir():
-            raise WvError(f"{self.source} is a folder but not a dataset root (no wv.json); give a root made by `wv shard build`, or shard files")
+        check_source(self.source, "--shards")
         shard_urls(self.source, self.sampler.split)  # one sentence when there are no shards there
         if self.options.topic_head:
             raise WvError("--topic-head needs a dataset root (its topic distributions are per-sample sidecars)")
@@ -224,7 +250,7 @@ class Trainer:
             index = batch["step"]
             last = (index + 1) % self.options.accum_steps == 0 or index + 1 == steps
             if index % self.options.accum_steps == 0:
-                torch.manual_seed(sample_seed(self.sampler.seed, self.world.rank, self.optimizer_steps))
+                torch.manual_seed(derive_seed(self.sampler.seed, self.world.rank, self.optimizer_steps))
             loss, kept = self.forward_backward(batch, epoch + index / steps, sync=last)
             self.epoch_totals += torch.tensor([loss, 1.0], dtype=torch.float64)
             window["loss"] += loss
@@ -253,6 +279,7 @@ class Trainer:
         images = normalise(batch["image"].to(device, non_blocking=True), self.input["mean"], self.input["std"])
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
+        check_batch_labels(batch, len(self.classes))
         labels = batch["label"].to(device, non_blocking=True)
         weights = batch["weight"].to(device, non_blocking=True)
         if self.options.soft_label:

@@ -25,6 +25,7 @@ import webdataset as wds
 
 from wv.errors import WvError
 from wv.progress import quiet
+from wv.runtime import rng
 from wv.train.config import URL_BUFFER, SamplerConfig
 from wv.train.reader import label_of
 
@@ -90,7 +91,7 @@ class UrlPlanner:
     def slots(self, epoch: int, workers: int) -> list[list[Part]]:
         """Parts of shards for each slot (rank * workers + worker)."""
         n_slots, n_shards = self.world_size * workers, len(self.urls)
-        order = np.random.default_rng([self.config.seed, epoch, SHARDS]).permutation(n_shards)
+        order = rng(self.config.seed, epoch, SHARDS).permutation(n_shards)
         if n_shards < n_slots:
             sharing = [len(range(s, n_slots, n_shards)) for s in range(n_shards)]
             return [[Part(int(order[j % n_shards]), sharing[j % n_shards], j // n_shards)] for j in range(n_slots)]
@@ -122,7 +123,7 @@ class UrlPlanner:
         """The slot's shards again and again, each lap in a seeded shard order through a seeded
         shuffle buffer of its own (so the copies of a sample come from different laps)."""
         for lap in itertools.count():
-            generator = np.random.default_rng([self.config.seed, epoch, SHUFFLE, rank, worker, lap])
+            generator = rng(self.config.seed, epoch, SHUFFLE, rank, worker, lap)
             order = generator.permutation(len(parts))
             seed = int(generator.integers(2**63))
             produced = 0

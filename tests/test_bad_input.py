@@ -1,0 +1,253 @@
+"""Bad input through the CLI: every case exits 2 with one line on stderr and changes nothing.
+
+Each row of CASES is (id, damage, command): `damage` names a way to damage a copy of the root (None:
+the shared, intact root), and the command's words may name {root}, {src} (the WebVision-layout
+source, a folder that is not a root), {ckpt} (a checkpoint), {file} (a plain file), {out} (a folder
+that does not exist yet) and {away} (a report folder outside the root and the working folder, for
+damage that only the report's second pass can find). For each case the tree of the root and of the
+working folder (paths, sizes, sha256) is the same before and after.
+"""
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import tqdm
+from click.testing import CliRunner
+
+from wv.cli import main
+from wv.curate.curriculum import curriculum_split
+from wv.curate.lda import LdaOptions, score_lda
+from wv.curate.select import select
+from wv.shards.root import Root
+from wv.train.config import SamplerConfig
+from wv.train.trainer import TrainOptions, train
+
+TINY = ("--arch", "tinycnn", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0")
+TRAIN = ("train", "--shards", "{root}", *TINY, "--out", "{out}")
+EVAL = ("eval", "--shards", "{root}", "--checkpoint", "{ckpt}", "--out", "{out}")
+AUDIT = ("audit", "{root}", "--out", "{out}")
+LDA = ("score", "lda", "{root}", "--topics", "4", "--passes", "2", "--no-below", "1", "--overwrite")  # the root's lda options
+HUGE = str(2 ** 63)
+
+CASES = [
+    # seeds out of 0 .. 2**63 - 1
+    ("stream-seed-negative", None, ("stream", "{root}", "--seed", "-1")),
+    ("stream-seed-huge", None, ("stream", "{root}", "--seed", HUGE)),
+    ("train-seed-negative", None, (*TRAIN, "--seed", "-1")),
+    ("train-seed-huge", None, (*TRAIN, "--seed", HUGE)),
+    ("lda-seed-negative", None, (*LDA, "--seed", "-1")),
+    ("lda-seed-huge", None, (*LDA, "--seed", HUGE)),
+    ("curriculum-seed-negative", None, ("curriculum", "split", "{root}", "--by", "lda:similarity", "--name", "c2", "--seed", "-1")),
+    ("curriculum-seed-huge", None, ("curriculum", "split", "{root}", "--by", "lda:similarity", "--name", "c2", "--seed", HUGE)),
+    # a device torch does not know
+    ("train-device", None, (*TRAIN, "--device", "tpu9")),
+    ("eval-device", None, (*EVAL, "--device", "tpu9")),
+    ("embed-device", None, ("embed", "{root}", "--model", "{ckpt}", "--device", "tpu9")),
+    ("confidence-device", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--device", "tpu9")),
+    ("density-device", None, ("score", "density", "{root}", "--features", "lda", "--workers", "1", "--device", "tpu9")),
+    # sizes and counts
+    ("train-image-size-negative", None, (*TRAIN, "--image-size", "-32")),
+    ("train-image-size-one", None, (*TRAIN, "--image-size", "1")),
+    ("train-width-negative", None, (*TRAIN, "--width", "-3")),
+    ("eval-batch-size-zero", None, (*EVAL, "--batch-size", "0")),
+    ("eval-batch-size-negative", None, (*EVAL, "--batch-size", "-1")),
+    ("eval-workers-negative", None, (*EVAL, "--workers", "-1")),
+    ("audit-bins-zero", None, (*AUDIT, "--bins", "0")),
+    ("audit-bins-negative", None, (*AUDIT, "--bins", "-1")),
+    ("audit-selection-not-a-selection", None, (*AUDIT, "--selection", "lda")),
+    ("audit-a-file", None, ("audit", "{root}/wv.json")),
+    # --out a file, a source folder where a root belongs
+    ("train-out-file", None, ("train", "--shards", "{root}", *TINY, "--out", "{file}")),
+    ("eval-out-file", None, ("eval", "--shards", "{root}", "--checkpoint", "{ckpt}", "--out", "{file}")),
+    ("audit-out-file", None, ("audit", "{root}", "--out", "{file}")),
+    ("train-out-root", None, ("train", "--shards", "{root}", *TINY, "--out", "{root}")),
+    ("train-val-source", None, (*TRAIN, "--val", "{src}")),
+    ("eval-shards-source", None, ("eval", "--shards", "{src}", "--checkpoint", "{ckpt}", "--out", "{out}")),
+    # accepted but wrong
+    ("train-backprop-gate-negative", None, (*TRAIN, "--backprop-gate", "-0.5")),
+    ("stream-subset-weights-too-many", None, ("stream", "{root}", "--subset-weights", "1,1,1,1,1,1")),
+    ("train-subset-weights-too-many", None, (*TRAIN, "--subset-weights", "1,1,1,1,1,1")),
+    ("stream-curriculum-subset-beyond", None, ("stream", "{root}", "--curriculum", "0:0;1:0,3")),
+    ("train-curriculum-subset-beyond", None, (*TRAIN, "--curriculum", "0:0,1,2,3")),
+    ("train-lr-nan", None, (*TRAIN, "--lr", "nan")),
+    ("train-lr-inf", None, (*TRAIN, "--lr", "inf")),
+    ("train-lr-zero", None, (*TRAIN, "--lr", "0")),
+    ("train-lr-negative", None, (*TRAIN, "--lr", "-0.1")),
+    ("train-weight-decay-nan", None, (*TRAIN, "--weight-decay", "nan")),
+    # a damaged root
+    *[(f"{'-'.join(command[:2 if command[0] == 'shard' else 1])}-{damage}", damage, command) for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
+      for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)],
+    ("stream-manifest-garbage", "manifest-garbage", ("stream", "{root}")),
+    ("train-manifest-garbage", "manifest-garbage", TRAIN),
+    ("audit-manifest-garbage", "manifest-garbage", ("audit", "{root}", "--out", "{away}")),
+    ("stream-score-garbage", "score-garbage", ("stream", "{root}", "--weight-column", "lda.similarity")),
+    ("train-score-garbage", "score-garbage", (*TRAIN, "--soft-label", "lda.similarity")),
+    ("audit-score-garbage", "score-garbage", AUDIT),
+    ("audit-meta-deleted", "meta-deleted", AUDIT),
+    ("audit-score-deleted", "score-deleted", AUDIT),
+    ("audit-shard-truncated", "shard-truncated", ("audit", "{root}", "--per-class", "1000", "--kept-per-class", "1000", "--out", "{away}")),
+    ("train-shard-truncated", "shard-truncated", TRAIN),
+    ("audit-offset-wrong", "offset-wrong", ("audit", "{root}", "--per-class", "1000", "--kept-per-class", "1000", "--out", "{away}")),
+    ("train-offset-wrong", "offset-wrong", TRAIN),
+    ("train-image-header-broken", "image-header", TRAIN),
+    ("train-label-out-of-range", "label-9999", TRAIN),
+    ("train-topic-features-garbage", "features-garbage", (*TRAIN, "--topic-head", "lda")),
+    ("train-topic-features-shape", "features-shape", (*TRAIN, "--topic-head", "lda")),
+]
+
+# Cases whose refusal must be the option check itself (not a later failure of the run it would start).
+NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zero": "--lr must", "train-lr-negative": "--lr must",
+         "train-weight-decay-nan": "--weight-decay must", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
+         "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest"}
+
+
+# -- the roots -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full_root(built_root, tmp_path_factory) -> dict:
+    """built_root with lda scores and features, a selection, curriculum subsets, and a checkpoint beside it."""
+    base = tmp_path_factory.mktemp("bad-input")
+    root = Path(shutil.copytree(built_root, base / "root"))
+    score_lda(root, LdaOptions(topics=4, passes=2, no_below=1), progress=False)
+    select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
+    curriculum_split(root, by="lda:similarity", subsets=3, progress=False)
+    run = base / "run"
+    train(root, TrainOptions(out=str(run), arch="tinycnn", image_size=32, epochs=1, workers=0),
+          SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
+    plain = base / "plain.txt"
+    plain.write_text("not a folder\n")
+    return {"root": root, "ckpt": run / "checkpoint.pt", "file": plain, "base": base}
+
+
+def damage_root(root: Path, kind: str) -> None:
+    r = Root(root)
+    shard = r.shard_names("train")[0]
+    garbage = bytes(np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8))
+    if kind == "info-garbage":
+        r.info_path.write_bytes(garbage)
+    elif kind == "info-list":
+        r.info_path.write_text("[1, 2]")
+    elif kind == "info-classes-number":
+        r.info_path.write_text('{"format": "wv-root/1", "classes": 5, "splits": {}}')
+    elif kind == "info-class-shape":
+        r.info_path.write_text('{"format": "wv-root/1", "classes": [{"label": "x"}], "splits": {}}')
+    elif kind == "manifest-garbage":
+        r.manifest_path.write_bytes(garbage)
+    elif kind == "score-garbage":
+        r.score_path("lda", shard).write_bytes(garbage)
+    elif kind == "meta-deleted":
+        r.meta_path(r.shard_names("train")[1]).unlink()
+    elif kind == "score-deleted":
+        r.score_path("lda", r.shard_names("train")[1]).unlink()
+    elif kind == "shard-truncated":
+        os.truncate(r.shard_path(shard), r.shard_path(shard).stat().st_size // 3)
+    elif kind in ("offset-wrong", "label-9999"):
+        column, value = ("offset", pl.col("offset") + 700) if kind == "offset-wrong" else ("label", pl.lit(9999, pl.Int64))
+        manifest = pl.read_parquet(r.manifest_path)
+        target = (pl.col("shard") == shard) & (pl.col("index") == 3)
+        manifest.with_columns(pl.when(target).then(value).otherwise(pl.col(column)).cast(manifest.schema[column]).alias(column)) \
+            .write_parquet(r.manifest_path)
+    elif kind == "image-header":
+        offset = r.manifest("train").filter(pl.col("shard") == shard).select("offset").collect().item(0, 0)
+        data = bytearray(r.shard_path(shard).read_bytes())
+        start = data.find(b"\xff\xd8\xff", offset)
+        data[start:start + 200] = b"\0" * 200
+        r.shard_path(shard).write_bytes(bytes(data))
+    elif kind == "features-garbage":
+        for name in r.shard_names("train"):
+            r.features_path("lda", name).write_bytes(garbage)
+    elif kind == "features-shape":
+        for name in r.shard_names("train"):
+            np.save(r.features_path("lda", name), np.zeros(7, dtype=np.float32))
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.fixture(scope="module")
+def damaged(full_root, tmp_path_factory):
+    """damaged(kind): a copy of the full root with that damage (made once per kind; the cases leave it as it is)."""
+    made = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            copy = Path(shutil.copytree(full_root["root"], tmp_path_factory.mktemp("damaged") / kind))
+            damage_root(copy, kind)
+            made[kind] = copy
+        return made[kind]
+
+    return get
+
+
+# -- running and checking --------------------------------------------------------------------------------------
+def tree_hash(folder: Path) -> dict:
+    """relative path -> (size, sha256) of every file; folders as (-1, '')."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        found[rel] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else (-1, "")
+    return found
+
+
+@pytest.fixture
+def quiet_bars(monkeypatch):
+    """No progress bars on the captured stderr (TQDM_DISABLE is read when tqdm is imported)."""
+    original = tqdm.std.tqdm.__init__
+
+    @functools.wraps(original)
+    def quiet_init(self, *args, **kwargs):
+        kwargs.setdefault("disable", True)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", quiet_init)
+
+
+@pytest.mark.parametrize("case, damage, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(case, damage, words, full_root, damaged, synth_v1, tmp_path,
+                                                              monkeypatch, quiet_bars):
+    root = damaged(damage) if damage else full_root["root"]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    places = {"root": root, "src": synth_v1, "ckpt": full_root["ckpt"], "file": full_root["file"], "out": work / "out",
+              "away": tmp_path / "away" / "report"}
+    args = [w.format(**places) for w in words]
+    before = tree_hash(root), tree_hash(work), tree_hash(full_root["base"] / "run")
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, f"{case}: exit {result.exit_code}\n{result.output}"
+    assert len(lines) == 1 and lines[0].startswith("Error: "), f"{case}: stderr is not one sentence:\n{result.stderr}"
+    assert NAMES.get(case, "") in lines[0], f"{case}: {lines[0]}"
+    assert (tree_hash(root), tree_hash(work), tree_hash(full_root["base"] / "run")) == before, f"{case} changed files"
+
+
+# -- a bug: one sentence and exit 1, the traceback on request ---------------------------------------------------
+BUG = "import wv.shards.info as info; info.describe = lambda root: 1 / 0; from wv.cli import main; main()"
+
+
+def test_an_unexpected_error_is_one_sentence_with_exit_1(built_root, monkeypatch, quiet_bars):
+    import wv.shards.info
+
+    monkeypatch.setattr(wv.shards.info, "describe", lambda root: 1 / 0)
+    result = CliRunner().invoke(main, ["shard", "info", str(built_root)], catch_exceptions=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1
+    assert "wv shard info" in lines[0] and "ZeroDivisionError" in lines[0] and "--debug" in lines[0]
+    shown = CliRunner().invoke(main, ["--debug", "shard", "info", str(built_root)])
+    assert shown.exit_code == 1 and isinstance(shown.exception, ZeroDivisionError)
+
+
+def test_wv_debug_shows_the_traceback(built_root):
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    plain = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True,
+                           env={k: v for k, v in env.items() if k != "WV_DEBUG"})
+    debug = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True,
+                           env={**env, "WV_DEBUG": "1"})
+    assert plain.returncode == 1 and len(plain.stderr.strip().splitlines()) == 1 and "Traceback" not in plain.stderr
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr

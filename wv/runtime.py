@@ -1,0 +1,145 @@
+"""Where a process runs: its rank and world size, its device and threads, the errors its workers send
+back, and the seeds it derives from --seed. One function for each; torch is imported only when asked.
+
+Seeds: every derived seed is numpy's SeedSequence hash of the integers it is made from, so
+`derive_seed(seed, epoch, step)` (one 63-bit integer, for torch and `random`) and `rng(seed, epoch, step)`
+(a numpy Generator, the same as `np.random.default_rng([seed, epoch, step])`) are one scheme.
+"""
+
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
+from wv.errors import WvError
+
+SEED_LIMIT = 2 ** 63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+# -- seeds ---------------------------------------------------------------------------------------------------
+def check_seed(seed, flag: str = "--seed") -> int:
+    """`seed` as an int, or a one-sentence WvError when it is not a whole number in 0 .. 2**63 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
+        raise WvError(f"{flag} must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+    return int(seed)
+
+
+def derive_seed(*numbers: int) -> int:
+    """A 63-bit seed mixed from a few integers that are 0 or more (SeedSequence)."""
+    state = np.random.SeedSequence([int(n) for n in numbers]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def rng(*numbers: int) -> np.random.Generator:
+    """A numpy Generator seeded from a few integers that are 0 or more (the scheme of derive_seed)."""
+    return np.random.default_rng(np.random.SeedSequence([int(n) for n in numbers]))
+
+
+# -- rank and world size -------------------------------------------------------------------------------------
+def rank_and_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """Rank and world size: as given, else from an initialised torch.distributed process group, else
+    from torchrun's RANK / WORLD_SIZE, else 0 of 1."""
+    if rank is None or world_size is None:
+        found = distributed_world() or (env_int("RANK", 0), env_int("WORLD_SIZE", 1))
+        rank = found[0] if rank is None else rank
+        world_size = found[1] if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise WvError(f"rank {rank} does not fit a world size of {world_size} (RANK, WORLD_SIZE)")
+    return rank, world_size
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun's LOCAL_RANK), 0 without torchrun."""
+    return env_int("LOCAL_RANK", 0)
+
+
+def distributed_world() -> tuple[int, int] | None:
+    import sys
+
+    if "torch" not in sys.modules:  # nothing can have started a process group
+        return None
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+def env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise WvError(f"the environment variable {name}={text!r} is not a whole number") from None
+
+
+# -- device and threads --------------------------------------------------------------------------------------
+def pick_device(device: str = "auto"):
+    """The torch device for --device: auto (this rank's GPU when torch sees one, else the CPU), cpu, cuda,
+    cuda:N or mps; anything else is refused in one sentence."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank() % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        chosen = None
+    if chosen is None or chosen.type not in DEVICE_TYPES:
+        raise WvError(f"--device {device!r} is not a device wv can use; give auto, cpu, cuda, cuda:N or mps")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise WvError(f"--device {device} asked for, but torch sees no GPU here")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise WvError(f"--device {device} asked for, but torch sees only {torch.cuda.device_count()} GPU(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise WvError(f"--device {device} asked for, but torch has no MPS backend here")
+    return chosen
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit this process's torch threads (None: leave the process's setting)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def one_thread(worker_id: int = 0) -> None:
+    """DataLoader worker_init_fn: decoding workers use one thread each; the processes are the parallelism."""
+    set_threads(1)
+
+
+# -- errors from workers -------------------------------------------------------------------------------------
+def worker_error(error: BaseException) -> WvError | None:
+    """The one-sentence WvError inside an error a worker sent back (a Ray task's RayTaskError, a
+    DataLoader worker's re-raised WvError whose message carries the worker's traceback), else None."""
+    cause = getattr(error, "cause", None)  # Ray: the exception the task raised
+    if isinstance(cause, WvError):
+        return WvError(str(cause))
+    if isinstance(error, WvError):
+        lines = str(error).strip().splitlines() or [""]
+        return WvError(lines[-1].split("WvError: ", 1)[-1])
+    return None
+
+
+@contextmanager
+def worker_errors():
+    """Re-raise a WvError that comes back from a worker as one sentence, without the worker's traceback."""
+    try:
+        yield
+    except Exception as error:
+        unwrapped = worker_error(error)
+        if unwrapped is None:
+            raise
+        raise unwrapped from None
+
+
+def unwrap_errors(iterable):
+    """Iterate, with worker_errors() around every step (for DataLoaders)."""
+    with worker_errors():
+        yield from iterable
