@@ -94,7 +94,7 @@ def test_a_wrong_shaped_wv_json_is_refused(tmp_path, wv_cli, text):
     source = small_source(tmp_path / "source")
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "wv.json").write_text(text)
-    refused(wv_cli("shard", "build", source, tmp_path / "root", "--workers", "1"), "is not the wv.json of a dataset root")
+    refused(wv_cli("shard", "build", source, tmp_path / "root", "--workers", "1"), "is not a wv.json of a dataset root")
     assert tree(tmp_path / "root") == {"wv.json": hashlib.sha256(text.encode()).hexdigest()}
 
 

@@ -180,10 +180,8 @@ def check_split(root: Root, source, options: BuildOptions) -> dict:
     """The root's wv.json with this split's options added (not written); refuses a root built from
     another source, other classes or other options."""
     classes = [{"label": c.label, "synset": c.synset, "names": c.names} for c in source.classes]
-    info = root.info() if root.exists() else {"format": FORMAT, "classes": classes, "splits": {}}
-    splits = info.get("splits") if isinstance(info, dict) else None
-    if not isinstance(splits, dict) or not all(isinstance(s, dict) and isinstance(s.get("options"), dict) for s in splits.values()):
-        raise WvError(f"{root.info_path} is not the wv.json of a dataset root; the root is damaged")
+    info = root.info() if root.exists() else {"format": FORMAT, "classes": classes, "splits": {}}  # info() checks its shape
+    info.setdefault("splits", {})
     recorded = info["source"].get("root") if isinstance(info.get("source"), dict) else None
     here = str(source.root.resolve())
     if recorded is not None and recorded != here:

@@ -138,6 +138,6 @@ def info_problem(info) -> str | None:
     if len({c["label"] for c in classes}) != len(classes):
         return "two classes share a label"
     splits = info.get("splits", {})
-    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
-        return "its splits are not an object of objects"
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) and isinstance(v.get("options"), dict) for v in splits.values()):
+        return "its splits are not an object of {options, ...} objects"
     return None
