@@ -82,9 +82,18 @@ CASES = [
     ("train-lr-zero", None, (*TRAIN, "--lr", "0")),
     ("train-lr-negative", None, (*TRAIN, "--lr", "-0.1")),
     ("train-weight-decay-nan", None, (*TRAIN, "--weight-decay", "nan")),
+    # click's own refusals (a choice, a type, a missing argument, a command), in one line too
+    ("build-split-unknown", None, ("shard", "build", "{src}", "{out}", "--split", "test")),
+    ("train-epochs-not-a-number", None, (*TRAIN, "--epochs", "many")),
+    ("select-no-root", None, ("select",)),
+    ("no-such-command", None, ("shard", "rebuild", "{root}")),
     # a damaged root
     *[(f"{'-'.join(command[:2 if command[0] == 'shard' else 1])}-{damage}", damage, command) for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
       for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)],
+    ("shard-info-manifest-garbage", "manifest-garbage", ("shard", "info", "{root}")),
+    ("shard-verify-manifest-garbage", "manifest-garbage", ("shard", "verify", "{root}")),
+    ("shard-info-shards-table-garbage", "shards-table-garbage", ("shard", "info", "{root}")),
+    ("stream-shards-table-garbage", "shards-table-garbage", ("stream", "{root}")),
     ("stream-manifest-garbage", "manifest-garbage", ("stream", "{root}")),
     ("train-manifest-garbage", "manifest-garbage", TRAIN),
     ("audit-manifest-garbage", "manifest-garbage", ("audit", "{root}", "--out", "{away}")),
@@ -140,6 +149,8 @@ def damage_root(root: Path, kind: str) -> None:
         r.info_path.write_text('{"format": "wv-root/1", "classes": [{"label": "x"}], "splits": {}}')
     elif kind == "manifest-garbage":
         r.manifest_path.write_bytes(garbage)
+    elif kind == "shards-table-garbage":
+        r.shards_table_path.write_bytes(garbage)
     elif kind == "score-garbage":
         r.score_path("lda", shard).write_bytes(garbage)
     elif kind == "meta-deleted":

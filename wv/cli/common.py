@@ -36,6 +36,9 @@ class WvGroup(click.Group):
             return super().invoke(ctx)
         except WvError as error:
             raise UserError(str(error)) from None
+        except click.UsageError as error:  # click's own is four lines (usage, hint, blank, error): one here
+            where = error.ctx.command_path if error.ctx is not None else "wv"
+            raise UserError(f"{error.format_message().rstrip('.')} (see `{where} --help`)") from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:

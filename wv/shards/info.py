@@ -2,20 +2,16 @@
 
 import polars as pl
 
-from wv.errors import WvError
+from wv.errors import WvError, damaged_root
 from wv.shards.root import Root
 
 
 def describe(root) -> dict:
     root = Root(root)
     info = root.info()
-    manifest = root.manifest()
     shards = root.shards()
     names = {c["label"]: c["names"] for c in info["classes"]}
-    per_split = manifest.group_by("split").agg(pl.len().alias("samples"), pl.col("bytes").sum().alias("image_bytes")).collect()
-    per_source = manifest.group_by("split", "source").len().sort("split", "source").collect()
-    per_class = manifest.group_by("split", "label").len().sort("split", "len", "label", descending=[False, True, False]).collect()
-    meta = manifest.group_by("meta").len().sort("len", descending=True).collect()
+    per_split, per_source, per_class, meta = manifest_counts(root)
     rejects = root.rejects()
     reasons = rejects.group_by("split", "reason").len().sort("len", descending=True) if rejects.height else pl.DataFrame()
     return {
@@ -40,6 +36,20 @@ def describe(root) -> dict:
         "meta": {r["meta"]: r["len"] for r in meta.iter_rows(named=True)},
         "rejects": [{"split": r["split"], "reason": r["reason"], "count": r["len"]} for r in reasons.iter_rows(named=True)],
     }
+
+
+def manifest_counts(root: Root) -> tuple[pl.DataFrame, ...]:
+    """Samples and image bytes per split; samples per split and source, per split and class, per meta state."""
+    manifest = root.manifest()
+    try:
+        return (
+            manifest.group_by("split").agg(pl.len().alias("samples"), pl.col("bytes").sum().alias("image_bytes")).collect(),
+            manifest.group_by("split", "source").len().sort("split", "source").collect(),
+            manifest.group_by("split", "label").len().sort("split", "len", "label", descending=[False, True, False]).collect(),
+            manifest.group_by("meta").len().sort("len", descending=True).collect(),
+        )
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise damaged_root(root.manifest_path, error) from None
 
 
 def check_show_classes(show_classes: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from wv.errors import WvError
+from wv.errors import WvError, damaged_root
 
 FORMAT = "wv-root/1"
 SPLITS = ("train", "val")
@@ -104,7 +104,10 @@ class Root:
         self.info()
         if not self.shards_table_path.is_file():
             raise WvError(f"{self.path} has no shards.parquet; its build has not finished (re-run `wv shard build` to finish it)")
-        table = pl.read_parquet(self.shards_table_path)
+        try:
+            table = pl.read_parquet(self.shards_table_path)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise damaged_root(self.shards_table_path, error) from None
         if split is not None:
             table = table.filter(pl.col("split") == split)
         return table.sort("name")
@@ -116,11 +119,20 @@ class Root:
         self.info()
         if not self.manifest_path.is_file():
             raise WvError(f"{self.path} has no manifest.parquet; its build has not finished")
+        try:
+            pl.read_parquet_schema(self.manifest_path)  # the footer: a garbage or cut file fails here, in one sentence
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise damaged_root(self.manifest_path, error) from None
         scan = pl.scan_parquet(self.manifest_path)
         return scan if split is None else scan.filter(pl.col("split") == split)
 
     def rejects(self) -> pl.DataFrame:
-        return pl.read_parquet(self.rejects_path) if self.rejects_path.is_file() else pl.DataFrame()
+        if not self.rejects_path.is_file():
+            return pl.DataFrame()
+        try:
+            return pl.read_parquet(self.rejects_path)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise damaged_root(self.rejects_path, error) from None
 
 
 def info_problem(info) -> str | None:
