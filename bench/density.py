@@ -21,7 +21,6 @@ subsets must be identical. Prints seconds per class, the ratio and the peak memo
 
 import argparse
 import math
-import multiprocessing
 import resource
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "curate"))
+
+from measuring import in_child, peak_mb  # noqa: E402
 
 
 def class_features(n: int, dim: int, seed: int) -> np.ndarray:
@@ -58,7 +59,7 @@ def run_baseline(features_path: str, out_path: str, memory_gb: float, queue) -> 
         subsets, densities, _, _ = reference_curriculum(features)
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
         np.savez(out_path, subsets=subsets, densities=densities)
-        queue.put({"seconds": seconds, "cpu": cpu, "peak_gb": peak_gb()})
+        queue.put({"seconds": seconds, "cpu": cpu, "peak_gb": peak_mb() / 1024})
     except MemoryError:
         queue.put({"error": "out of memory"})
 
@@ -78,20 +79,11 @@ def run_wv(features_path: str, out_path: str, anchors: int, queue) -> None:
     result, subsets = once(features)
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     np.savez(out_path, subsets=subsets, densities=result.density)
-    queue.put({"seconds": seconds, "cpu": cpu, "peak_gb": peak_gb(), "path": result.path})
+    queue.put({"seconds": seconds, "cpu": cpu, "peak_gb": peak_mb() / 1024, "path": result.path})
 
 
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # kB -> GB
 
 
-def in_child(target, *args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=target, args=(*args, queue))
-    child.start()
-    child.join()
-    return queue.get() if not queue.empty() else {"error": f"failed ({child.exitcode})"}
 
 
 class Folders:

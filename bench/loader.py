@@ -19,7 +19,6 @@ ratios (of the best rounds, and the median of the per-round ratios).
 
 import argparse
 import io
-import resource
 import shutil
 import sys
 import time
@@ -31,6 +30,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measuring import cpu_seconds  # noqa: E402
 
 from wv.shards import sidecars  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
@@ -99,10 +100,6 @@ def decode_limit(tree: Path, images: int) -> tuple[float, float]:
     return decode, len(data) / (time.perf_counter() - start)
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the loader workers)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def count(loader, image_of) -> tuple[int, float, float]:

@@ -18,7 +18,6 @@ with the ratios wv / polars; the growth between sizes is the per-line cost witho
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measuring import peak_mb, resident_mb  # noqa: E402
 
 CLASSES, QUERIES = 5000, 10000
 ID_ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8)
@@ -79,9 +80,9 @@ def child(which: str, root: str) -> None:
     import polars  # noqa: F401  the imports are not the method's memory
     import wv.shards.build  # noqa: F401
 
-    before = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    before = resident_mb()
     result = {"wv": run_wv, "polars": run_polars}[which](root)
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    result["peak_mb"] = peak_mb() - before
     print(json.dumps(result))
 
 

@@ -21,7 +21,6 @@ precision/recall of dropping the lowest 10% per class.
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -32,6 +31,8 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measuring import cpu_seconds  # noqa: E402
 
 from wv.curate import lda  # noqa: E402
 from wv.curate.text import clean_tokens  # noqa: E402
@@ -132,10 +133,6 @@ def baseline(root: Root, args) -> tuple[dict, pl.DataFrame]:
     return {"fit": fit_seconds, "multicore": multicore, "score": score_seconds, "fit_docs": len(fit_docs), "docs": meta.height}, frame
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (wv's worker pool is shut down when score_lda returns)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def quality(frame: pl.DataFrame, truth: pl.DataFrame, drop: float = 0.1) -> dict:

@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import re
-import resource
 import subprocess
 import shutil
 import sys
@@ -28,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measuring import peak_mb  # noqa: E402
 
 from wv.curate.audit import write_report  # noqa: E402
 from wv.curate.select import select  # noqa: E402
@@ -113,13 +113,6 @@ def child(kind: str, root: str) -> None:
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "dropped": dropped}))
 
 
-def peak_mb() -> float:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: that one keeps the parent's peak across exec."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def select_at_scale(out: Path, samples: int) -> None:

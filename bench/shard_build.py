@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import polars as pl
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from measuring import cpu_seconds  # noqa: E402
 
 from wv.shards.build import BuildOptions, build  # noqa: E402
 from wv.shards.images import BadImage, prepare_image  # noqa: E402
@@ -66,10 +67,6 @@ def time_tar(source: Path, out: Path) -> float:
     return seconds
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (tar, wv's worker pool once shut down)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def time_decode(source: Path, entries, limit: int = 3000) -> tuple[float, float]:
