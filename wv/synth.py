@@ -14,7 +14,6 @@ import colorsys
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -360,7 +359,3 @@ def plant_defects(out: Path, opts: SynthOptions, samples: list) -> dict:
                "malformed meta file": f"{bad_query['source']}/{bad_query['query']}", "unparseable list line": missing["source"]}
     (out / "defects.json").write_text(json.dumps(defects, indent=2) + "\n")
     return defects
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))

@@ -110,9 +110,8 @@ def info(root, show_classes, as_json):
 @click.option("--scores", default=None, help="Comma-separated score names to embed (default: every score complete for a split).")
 @click.option("--split", type=click.Choice(["train", "val"]), default=None, help="Bake only this split (default: all).")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Accepted for uniformity: baking draws nothing at random.")
 @json_option
-def bake(root, out, scores, split, workers, executor, ray_address, seed, as_json):
+def bake(root, out, scores, split, workers, executor, ray_address, as_json):
     """Write new shards whose samples also carry KEY.scores.json ({score: {column: value}}).
 
     Streams each tar to a new one without decoding images. OUT is a dataset root of its own
