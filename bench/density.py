@@ -65,7 +65,8 @@ def run_baseline(features_path: str, out_path: str, memory_gb: float, queue) -> 
 
 def run_wv(features_path: str, out_path: str, anchors: int, queue) -> None:
     from wv.curate.curriculum import kmeans_subsets
-    from wv.curate.density import DensityOptions, class_density, distance_budget
+    from wv.curate.density import DensityOptions, distance_budget
+    from wv.curate.density_core import class_density
 
     def once(features):
         options = DensityOptions(mode="approximate", anchors=anchors) if anchors else DensityOptions()
