@@ -5,7 +5,7 @@ For each class size N: the same synthetic class features (clusters plus outliers
 as float16 like `wv embed` writes them) go through
   baseline  reference_curriculum: PCA, the full N x N float64 matrix, np.sort of all N^2 distances,
             per-row counts, deltas, k-means subsets;
-  wv        wv.curate.density.class_density + wv.curate.curriculum.kmeans_subsets (the same PCA and
+  wv        wv.curate.density_core.class_density + wv.curate.curriculum.kmeans_subsets (the same PCA and
             k-means calls; distances in tiles).
 Every run is a fresh process (so one side's memory does not weigh on the other; the baseline's can be
 capped with --baseline-memory-gb to play a smaller machine), after a warm-up on 300 samples; the sides
@@ -66,7 +66,8 @@ def run_baseline(features_path: str, out_path: str, memory_gb: float, queue) -> 
 
 def run_wv(features_path: str, out_path: str, anchors: int, queue) -> None:
     from wv.curate.curriculum import kmeans_subsets
-    from wv.curate.density import DensityOptions, class_density, distance_budget
+    from wv.curate.density import DensityOptions, distance_budget
+    from wv.curate.density_core import class_density
 
     def once(features):
         options = DensityOptions(mode="approximate", anchors=anchors) if anchors else DensityOptions()

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measuring import cpu_seconds  # noqa: E402
 
-from wv.curate import lda  # noqa: E402
+from wv.curate import lda, lda_model  # noqa: E402
 from wv.curate.text import clean_tokens  # noqa: E402
 from wv.shards import sidecars  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
@@ -127,7 +127,7 @@ def baseline(root: Root, args) -> tuple[dict, pl.DataFrame]:
     scored = ~np.isnan(theta[:, 0])
     means = np.stack([theta[scored & (labels == c)].mean(axis=0) if (scored & (labels == c)).any() else np.full(args.topics, np.nan)
                       for c in range(labels.max() + 1)])
-    similarity = lda.similarities(theta, means, args.similarity)[np.arange(labels.size), labels]
+    similarity = lda_model.similarities(theta, means, args.similarity)[np.arange(labels.size), labels]
     score_seconds = time.perf_counter() - started
     frame = meta.select("__key__", "label").with_columns(pl.Series("similarity", similarity).fill_nan(None))
     return {"fit": fit_seconds, "multicore": multicore, "score": score_seconds, "fit_docs": len(fit_docs), "docs": meta.height}, frame

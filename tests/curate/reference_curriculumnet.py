@@ -6,7 +6,7 @@ PCA of the class's float32 vectors to 256 dims, the full N x N distance matrix f
 np.sort of all N*N distances and the value at int(N*N*0.6), densities counted row by row, k-means on
 the densities, the cluster minimums as bounds, the subsets by the reference's own loop.
 
-Deliberate changes, each also made (and documented) in wv/curate/density.py and curriculum.py:
+Deliberate changes, each also made (and documented) in wv/curate/density_core.py and curriculum.py:
 - distances in float64, with an exactly zero diagonal and an exactly symmetric matrix;
 - KMeans(n_init=10): the default when the reference was written (scikit-learn >= 1.4 uses 1);
 - PCA is skipped when N <= 256, where the reference fails (distances are kept exactly anyway);

@@ -9,8 +9,10 @@ from image_data import noisy_root, trained_checkpoint, truth_by_shard_order
 from reference_curriculumnet import reference_curriculum, reference_density
 
 from wv.curate import density as density_module
+from wv.curate import density_core
 from wv.curate.curriculum import kmeans_subsets
-from wv.curate.density import DensityOptions, class_density, class_groups, score_density
+from wv.curate.density import DensityOptions, class_groups, score_density
+from wv.curate.density_core import class_density
 from wv.curate.embed import ModelSpec, embed
 from wv.shards import sidecars
 from wv.shards.root import Root
@@ -76,8 +78,8 @@ def test_subsets_match_the_reference_end_to_end():
 def test_a_missed_bracket_is_retried_and_stays_exact(monkeypatch):
     """A sample that brackets d_c badly (forced here) costs a wider bracket or the float64 path, never exactness."""
     features = CASES["clusters"]
-    real = density_module.bracket
-    monkeypatch.setattr(density_module, "bracket", lambda sample, p, sigmas: real(sample, min(p * 1.3, 0.99), sigmas / 50))
+    real = density_core.bracket
+    monkeypatch.setattr(density_core, "bracket", lambda sample, p, sigmas: real(sample, min(p * 1.3, 0.99), sigmas / 50))
     result = class_density(features, DensityOptions(), tile=128)
     assert result.path == "float64"  # every float32 bracket missed; the float64 path widened its own
     assert_like_reference(features, result)

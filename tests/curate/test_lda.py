@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from wv.curate import lda
+from wv.curate import lda, lda_model, lda_saved
 from wv.curate.text import FLAG_EMPTY, FLAG_NO_WORDS, FLAG_NON_ENGLISH, clean_tokens, text_flag
 from wv.shards import sidecars
 from wv.shards.root import Root
@@ -122,11 +122,11 @@ def test_saved_model_and_class_means(lda_root):
     folder = Root(lda_root).model_dir(lda.NAME)
     saved = lda.open_model(folder)
     assert saved.info["topics"] == 20 and saved.info["class_means"]["classes_with_text"] == 6
-    means = np.load(folder / lda.MEANS_FILE)
+    means = np.load(folder / lda_saved.MEANS_FILE)
     assert means.shape == (6, 20) and np.allclose(means.sum(axis=1), 1.0, atol=1e-3)
     from gensim.models import LdaModel  # a plain gensim model: loads without wv
 
-    assert LdaModel.load(str(folder / lda.MODEL_FILE)).num_topics == 20
+    assert LdaModel.load(str(folder / lda_saved.MODEL_FILE)).num_topics == 20
 
 
 # -- runs: resume, refuse, determinism, another split ---------------------------------------------------------
@@ -157,8 +157,46 @@ def test_same_scores_for_any_worker_count(lda_root, built_root, tmp_path, wv_cli
 def test_dot_similarity_is_the_plain_product(lda_root):
     theta = np.array([[0.5, 0.5], [1.0, 0.0]], dtype=np.float32)
     means = np.array([[0.5, 0.5], [0.0, 1.0]], dtype=np.float32)
-    assert np.allclose(lda.similarities(theta, means, "dot"), [[0.5, 0.5], [0.5, 0.0]])
-    assert np.allclose(lda.similarities(theta, means, "cosine"), [[1.0, 2 ** -0.5], [2 ** -0.5, 0.0]])
+    assert np.allclose(lda_model.similarities(theta, means, "dot"), [[0.5, 0.5], [0.5, 0.0]])
+    assert np.allclose(lda_model.similarities(theta, means, "cosine"), [[1.0, 2 ** -0.5], [2 ** -0.5, 0.0]])
+
+
+# -- the model on plain token lists, no dataset root ---------------------------------------------------
+def test_the_model_fits_and_scores_plain_token_lists():
+    """lda_model alone: two themes in a list of texts -> topics, class means, similarities, flags and weights."""
+    animals, machines = "dog cat horse cow sheep goat", "engine motor gear wheel piston valve"
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(theme.split(), 6)) for theme in (animals, machines) for _ in range(30)]
+    labels = np.repeat([0, 1], 30)
+    documents = [clean_tokens(text) for text in texts]
+    model, dictionary = lda_model.fit_topics(documents, lda.LdaOptions(topics=2, passes=20, no_below=1, seed=1))
+    theta, bags = lda_model.infer_topics(model, dictionary, documents, seed=0)
+    assert theta.shape == (60, 2) and np.allclose(theta.sum(axis=1), 1, atol=1e-5) and all(bags)
+    present, sums, counts = lda_model.class_sums(labels, theta)
+    means = lda_model.class_means(sums, counts)
+    assert present.tolist() == [0, 1] and counts.tolist() == [30, 30]
+    extra = ["", "zebra unicorn"]  # no text; words the model has never seen
+    extra_theta, _ = lda_model.infer_topics(model, dictionary, [clean_tokens(t) for t in extra], seed=0)
+    scores, weights = lda_model.score_frames([f"k{i}" for i in range(62)], np.concatenate([labels, [0, 1]]), texts + extra,
+                                             np.concatenate([theta, extra_theta]), means, dictionary, "cosine", 1, 2)
+    own = scores["similarity"].to_numpy()[:60]
+    assert (own > 0.9).mean() > 0.9  # each text sits with its own theme's mean
+    assert scores["text_flag"].to_list()[60:] == [FLAG_EMPTY, lda_model.FLAG_UNKNOWN_WORDS]
+    assert scores["similarity"][60:].null_count() == 2 and weights["label_weight"][60:].null_count() == 2
+    assert (weights["label_topk"].list.first()[:60].to_numpy() == labels).mean() > 0.9
+    assert np.allclose(weights["weight_topk"].list.sum()[:60].to_numpy(), 1.0)
+
+
+def test_the_model_on_token_lists_is_the_commands_model(lda_root):
+    """fit_topics on the train texts, in shard order, fits the very model `wv score lda` fitted (same topics, bit for bit)."""
+    import hashlib
+
+    root = Root(lda_root)
+    texts = pl.concat([pl.read_parquet(root.meta_path(s), columns=["text"]) for s in root.shard_names("train")])["text"]
+    model, dictionary = lda_model.fit_topics([clean_tokens(t) for t in texts], lda.LdaOptions(topics=20, passes=5, no_below=3))
+    saved = lda.open_model(root.model_dir(lda.NAME))
+    assert len(dictionary) == saved.info["vocabulary"]
+    assert hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16] == saved.model_id
 
 
 def test_val_split_with_the_fitted_model(lda_root, tmp_path, wv_cli, last_json):
@@ -215,7 +253,7 @@ def test_one_sample_class_and_textless_class(built_root, tmp_path, wv_cli, last_
     meta.write_parquet(root.meta_path(val_shard))
     result = wv_cli("score", "lda", root.path, "--split", "val", "--model", root.model_dir(lda.NAME), *SMALL, "--json")
     assert result.exit_code == 0
-    assert last_json(result.stdout)["flags"].get(lda.FLAG_NO_CLASS_MEAN) == int((meta["label"] == 0).sum())
+    assert last_json(result.stdout)["flags"].get(lda_model.FLAG_NO_CLASS_MEAN) == int((meta["label"] == 0).sum())
 
 
 def test_all_empty_text_is_one_clear_error(built_root, tmp_path, wv_cli):

@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from wv.curate.select import allowed_drops, read_selection, select
+from wv.curate.select import read_selection, select
+from wv.curate.select_core import allowed_drops, evaluate_rules
 from wv.shards import sidecars
 from wv.shards.root import Root
 
@@ -121,6 +122,44 @@ def test_allowed_drops():
     assert allowed_drops(8, 10, 0.5) == 0
     assert allowed_drops(10, 0, 0.3) == 3
     assert allowed_drops(10, 0, 1.0) == 10
+
+
+# -- the decisions on an in-memory frame, no dataset root ----------------------------------------------
+def test_rules_decide_on_an_in_memory_frame():
+    """Class 0: 10 samples, 8 below 0.5 but only 5 may go (min 5 per class): the 3 least bad (highest
+    s.x) are kept as protected. Class 1: 20 samples, none past the limits; s.flag matches where the
+    first rule does not, and a missing value never fires."""
+    x0 = [0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.47, 0.49, 0.8, 0.9]
+    x1 = [0.9] * 16 + [0.1, 0.2, None, 0.9]
+    flag1 = [False] * 15 + [True, True, False, False, None]
+    frame = pl.DataFrame({
+        "__key__": [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(20)],
+        "meta.label": pl.Series([0] * 10 + [1] * 20, dtype=pl.Int32), "meta.source": ["flickr", "google"] * 15,
+        "s.x": pl.Series(x0 + x1, dtype=pl.Float32), "s.flag": [None] * 10 + flag1,
+    })
+    rules = ["s.x < 0.5", "flag"]
+    decided = evaluate_rules(frame, rules, min_per_class=5, max_drop_fraction=0.5, seed=0)
+    assert decided.columns == ["__key__", "keep", "rule", "matched"] and decided["__key__"].equals(frame["__key__"])
+    keep = decided["keep"].to_list()
+    assert keep[:10] == [False] * 5 + [True] * 5  # 0.45, 0.47, 0.49 protected; 0.8, 0.9 never matched
+    assert decided["matched"].to_list()[:10] == [rules[0]] * 8 + [None] * 2
+    assert decided["rule"].to_list()[:10] == [rules[0]] * 5 + [None] * 5
+    assert keep[10:] == [True] * 15 + [False, False, False, True, True]
+    assert decided["rule"].to_list()[25:] == [rules[1], rules[0], rules[0], None, None]
+
+
+def test_in_memory_decisions_are_the_commands(scored_copy):
+    """evaluate_rules on the whole split as one frame decides what `wv select` writes, protection included."""
+    from wv.curate.select import shard_frame
+
+    rules = [RULE, "synthetic.subset == 1 and synthetic.clean < 0.45"]
+    figures = select(scored_copy, rules, min_per_class=18, max_drop_fraction=0.2, progress=False)
+    assert figures["protected"] > 0
+    root = Root(scored_copy)
+    columns = ["synthetic.clean", "synthetic.subset"]
+    frame = pl.concat([shard_frame(root, shard, columns) for shard in root.shard_names("train")])
+    decided = evaluate_rules(frame, rules, min_per_class=18, max_drop_fraction=0.2, seed=0)
+    assert decided.equals(read_selection(scored_copy).collect().drop("shard"))
 
 
 def test_dry_run_writes_nothing_and_matches_the_real_run(scored_copy, wv_cli, last_json):

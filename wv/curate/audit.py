@@ -29,7 +29,8 @@ from tqdm import tqdm
 from wv.curate import audit_assets as pages
 from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
-from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame, tiebreak
+from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame
+from wv.curate.select_core import tiebreak
 from wv.errors import WvError
 from wv.io import write_bytes, write_json
 from wv.parallel import Workers

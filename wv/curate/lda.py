@@ -15,8 +15,10 @@ Passes (each per shard in parallel, resumable; the text comes from ROOT/meta/, n
                   NaN where the text cannot be scored); on the fit split, per-class sums -> class means
   4. scores       ROOT/scores/lda/{shard}.parquet and ROOT/scores/label_weights/{shard}.parquet
 
-The model (a gensim LdaModel, its dictionary, the class means) is saved under ROOT/models/lda/; another split or
-another root is scored with it (`model=`) without refitting.
+The model (a gensim LdaModel, its dictionary, the class means) is saved under ROOT/models/lda/
+(wv.curate.lda_saved); another split or another root is scored with it (`model=`) without refitting.
+The model itself, and every computation on token lists and arrays, is wv.curate.lda_model (no root):
+this module is its driver, reading the texts, spreading the passes over the pool, writing the outputs.
 
 Sidecar columns:
   lda             similarity (null when not scored), top_topics, top_weights, tokens (dictionary
@@ -29,12 +31,7 @@ Sidecar columns:
 
 import functools
 import hashlib
-import json
-import logging
-import os
-import shutil
 import time
-import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +41,10 @@ import polars as pl
 from tqdm import tqdm
 
 import wv
-from wv.curate.text import clean_tokens, text_flag
+from wv.curate.lda_model import class_sums, finish_vocabulary, fit_model, infer_topics, score_frames
+from wv.curate.lda_saved import DICTIONARY_FILE, INFO_FILE, MODEL_FORMAT, SavedModel, load_means, load_model, open_model, save_means, save_model
+from wv.curate.text import clean_tokens
 from wv.errors import WvError
-from wv.io import atomic_path, write_json
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.runtime import check_seed
@@ -58,21 +56,8 @@ from wv.shards.runrecord import refuse_changed
 NAME = "lda"
 COMMAND = "score lda"
 LABEL_WEIGHTS = "label_weights"
-MODEL_FORMAT = "wv-lda/1"
-MODEL_FILE, DICTIONARY_FILE, INFO_FILE = "lda.model", "dictionary.dict", "lda.json"
-MEANS_FILE, COUNTS_FILE = "class_means.npy", "class_counts.npy"
 SIMILARITIES = ("cosine", "dot")
-FLAG_UNKNOWN_WORDS = "unknown_words"
-FLAG_NO_CLASS_MEAN = "no_class_mean"
 PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (as gensim's prune_at)
-LDA_SCHEMA = {
-    "__key__": pl.String, "similarity": pl.Float32, "top_topics": pl.List(pl.Int16), "top_weights": pl.List(pl.Float32),
-    "tokens": pl.Int32, "text_flag": pl.String,
-}
-WEIGHTS_SCHEMA = {
-    "__key__": pl.String, "label_topk": pl.List(pl.Int32), "weight_topk": pl.List(pl.Float32),
-    "sim_topk": pl.List(pl.Float32), "label_weight": pl.Float32,
-}
 
 
 @dataclass(frozen=True)
@@ -111,48 +96,6 @@ class LdaOptions:
     def fit_options(self) -> dict:
         keys = ("topics", "passes", "iterations", "chunksize", "no_below", "no_above", "keep_n", "fit_docs", "split", "seed")
         return {k: getattr(self, k) for k in keys}
-
-
-# -- the saved model ------------------------------------------------------------------------------
-@dataclass
-class SavedModel:
-    folder: Path
-    info: dict
-
-    @property
-    def model_id(self) -> str:
-        return self.info["model_id"]
-
-    @property
-    def means_id(self) -> str | None:
-        return (self.info.get("class_means") or {}).get("id")
-
-
-def open_model(folder) -> SavedModel:
-    folder = Path(folder)
-    info_path = folder / INFO_FILE
-    if not info_path.is_file():
-        raise WvError(f"{folder} holds no LDA model ({INFO_FILE} missing); fit one with `wv score lda ROOT`")
-    info = json.loads(info_path.read_text())
-    if info.get("format") != MODEL_FORMAT:
-        raise WvError(f"{folder} holds an LDA model of another format ({info.get('format')}); refit it with --overwrite")
-    return SavedModel(folder, info)
-
-
-@functools.lru_cache(maxsize=2)
-def load_model(folder: str, model_id: str):
-    """(LdaModel, Dictionary) once per process; the topic-word matrix is memory-mapped (shared by workers)."""
-    from gensim.corpora import Dictionary
-    from gensim.models import LdaModel
-
-    model = LdaModel.load(str(Path(folder) / MODEL_FILE), mmap="r")
-    return model, Dictionary.load(str(Path(folder) / DICTIONARY_FILE))
-
-
-@functools.lru_cache(maxsize=2)
-def load_means(folder: str, means_id: str) -> np.ndarray:
-    """Class means, (classes, topics) float32, a row of NaN for a class with no scored text."""
-    return np.load(Path(folder) / MEANS_FILE)
 
 
 # -- the entry point -------------------------------------------------------------------------------
@@ -256,23 +199,7 @@ def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progr
     if not documents:
         raise WvError(f"no {options.split} sample of {root.path} has usable text (all empty, non-English or stop words); "
                       "there is nothing to fit a topic model on")
-    dictionary.filter_extremes(no_below=options.no_below, no_above=options.no_above, keep_n=options.keep_n)
-    if len(dictionary) == 0:
-        raise WvError(f"no word is in at least --no-below {options.no_below} of the {dictionary.num_docs} documents and at most "
-                      f"--no-above {options.no_above} of them; lower --no-below (or raise --no-above) for a dataset this small")
-    return canonical(dictionary), documents
-
-
-def canonical(dictionary):
-    """Token ids in alphabetical order, so that a model never depends on the order shards finished in."""
-    from gensim.corpora import Dictionary
-
-    ordered = Dictionary(prune_at=None)
-    ordered.token2id = {token: i for i, token in enumerate(sorted(dictionary.token2id))}
-    ordered.dfs = {ordered.token2id[t]: dictionary.dfs[i] for t, i in dictionary.token2id.items()}
-    ordered.cfs = {ordered.token2id[t]: dictionary.cfs.get(i, 0) for t, i in dictionary.token2id.items()}
-    ordered.num_docs, ordered.num_pos, ordered.num_nnz = dictionary.num_docs, dictionary.num_pos, dictionary.num_nnz
-    return ordered
+    return finish_vocabulary(dictionary, options), documents
 
 
 def in_order(results, order: list):
@@ -329,7 +256,7 @@ def cached_texts(root: str, shard: str) -> list:
 
 
 def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: bool) -> SavedModel:
-    from wv.curate.lda_fit import fit_lda, scratch_folder
+    from wv.curate.lda_fit import scratch_folder
 
     started = time.perf_counter()
     plan = fit_plan(root, options)
@@ -338,17 +265,12 @@ def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: 
     started = time.perf_counter()
     corpus = FitCorpus(documents)
     bar = tqdm(total=len(corpus) * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
-    gensim_log = logging.getLogger("gensim")
-    level = gensim_log.level
-    gensim_log.setLevel(logging.ERROR)  # "too few updates" and the like: the summary says what was fitted
     try:
         with scratch_folder(folder.parent) as scratch:
             dictionary.save(str(scratch / DICTIONARY_FILE))
             reader = DocumentReader(str(root.path), str(scratch / DICTIONARY_FILE))
-            model = fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize,
-                            options.seed, pool, scratch, reader, bar.update)
+            model = fit_model(corpus, dictionary, options, pool, scratch, reader, bar.update)
     finally:
-        gensim_log.setLevel(level)
         bar.close()
     seconds["model"] = round(time.perf_counter() - started, 3)
     info = {
@@ -359,21 +281,6 @@ def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: 
     }
     save_model(folder, model, dictionary, info)
     return SavedModel(folder, info)
-
-
-def save_model(folder: Path, model, dictionary, info: dict) -> None:
-    """Model, dictionary and lda.json into a staging folder, renamed into place when all are written."""
-    staging = folder.with_name(f".{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    staging.mkdir(parents=True)
-    try:
-        model.save(str(staging / MODEL_FILE))
-        dictionary.save(str(staging / DICTIONARY_FILE))
-        write_json(staging / INFO_FILE, info)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 # -- 3: topic distributions and class means --------------------------------------------------------------
@@ -391,19 +298,6 @@ def shard_seed(seed: int, shard: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(shard.encode())) % 2**32
 
 
-def infer_topics(model, dictionary, texts, seed: int) -> tuple[np.ndarray, list]:
-    """-> (topic distributions, float32 (n, topics), NaN rows where not scored; bags of words)."""
-    bags = [dictionary.doc2bow(clean_tokens(text)) for text in texts]
-    theta = np.full((len(bags), model.num_topics), np.nan, dtype=np.float32)
-    scored = [i for i, bag in enumerate(bags) if bag]
-    if scored:
-        # A fixed random start per shard: the same result whichever worker runs it, however often.
-        model.random_state = np.random.RandomState(seed)
-        gamma, _ = model.inference([bags[i] for i in scored])
-        theta[scored] = gamma / gamma.sum(axis=1, keepdims=True)
-    return theta, bags
-
-
 def topics_task(job: TopicsJob):
     """Pool task: write features/lda/{shard}.npy (unless complete); return (shard, labels, sums, counts)."""
     root = Root(job.root)
@@ -413,20 +307,12 @@ def topics_task(job: TopicsJob):
         theta = np.asarray(sidecars.read_features(root, NAME, job.shard), dtype=np.float32)
     if theta is None:
         model, dictionary = load_model(job.model_dir, job.model_id)
-        theta, _ = infer_topics(model, dictionary, frame["text"], shard_seed(job.seed, job.shard))
+        documents = [clean_tokens(text) for text in frame["text"]]
+        theta, _ = infer_topics(model, dictionary, documents, shard_seed(job.seed, job.shard))
         sidecars.write_features(root, NAME, job.shard, theta.astype(np.float16))
     if not job.class_sums:
         return job.shard, None, None, None
     return (job.shard, *class_sums(frame["label"].to_numpy(), theta))
-
-
-def class_sums(labels: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class present among the scored rows: (labels, sums (n, topics) float64, counts)."""
-    scored = ~np.isnan(theta[:, 0])
-    present, inverse = np.unique(labels[scored], return_inverse=True)
-    sums = np.zeros((present.size, theta.shape[1]), dtype=np.float64)
-    np.add.at(sums, inverse, theta[scored].astype(np.float64))
-    return present, sums, np.bincount(inverse, minlength=present.size)
 
 
 def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool,
@@ -458,20 +344,6 @@ def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.Da
     return saved
 
 
-def save_means(saved: SavedModel, sums: np.ndarray, counts: np.ndarray) -> None:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (sums / counts[:, None]).astype(np.float32)  # NaN rows: classes with no scored text
-    with atomic_path(saved.folder / MEANS_FILE) as tmp, open(tmp, "wb") as f:
-        np.save(f, means)
-    with atomic_path(saved.folder / COUNTS_FILE) as tmp, open(tmp, "wb") as f:
-        np.save(f, counts)
-    saved.info["class_means"] = {
-        "id": hashlib.sha256(means.tobytes()).hexdigest()[:16], "classes_with_text": int((counts > 0).sum()),
-        "documents": int(counts.sum()),
-    }
-    write_json(saved.folder / INFO_FILE, saved.info)
-
-
 # -- 4: similarities, top topics, label weights ----------------------------------------------------------
 @dataclass(frozen=True)
 class ScoresJob:
@@ -485,29 +357,6 @@ class ScoresJob:
     top_classes: int
 
 
-def normalise_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return matrix / norms
-
-
-def similarities(theta: np.ndarray, means: np.ndarray, kind: str) -> np.ndarray:
-    """(samples, classes): cosine, or the reference's plain dot product; NaN where either side is missing."""
-    if kind == "cosine":
-        theta, means = normalise_rows(theta), normalise_rows(means)
-    return theta.astype(np.float64) @ means.astype(np.float64).T
-
-
-def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of each row's k largest (descending; NaN never chosen)."""
-    k = min(k, values.shape[1])
-    filled = np.where(np.isnan(values), -np.inf, values)
-    part = np.argpartition(-filled, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(-filled, part, axis=1).argsort(axis=1, kind="stable")
-    index = np.take_along_axis(part, order, axis=1)
-    return index, np.take_along_axis(values, index, axis=1)
-
-
 def scores_task(job: ScoresJob) -> str:
     """Pool task: write scores/lda/{shard} and scores/label_weights/{shard}."""
     root = Root(job.root)
@@ -515,37 +364,8 @@ def scores_task(job: ScoresJob) -> str:
     theta = np.asarray(sidecars.read_features(root, NAME, job.shard), dtype=np.float32)
     _, dictionary = load_model(job.model_dir, job.model_id)
     means = load_means(job.model_dir, job.means_id)
-    labels = frame["label"].to_numpy()
-    sims = similarities(theta, means, job.similarity)
-    own = sims[np.arange(labels.size), labels]
-    flags, tokens = [], []
-    for text, row in zip(frame["text"], theta):
-        words = clean_tokens(text)
-        bag = dictionary.doc2bow(words)
-        tokens.append(sum(count for _, count in bag))
-        flags.append(text_flag(text, words) or (FLAG_UNKNOWN_WORDS if not bag else None))
-    flags = [flag or (FLAG_NO_CLASS_MEAN if np.isnan(sim) else None) for flag, sim in zip(flags, own)]
-    scored = np.array([flag is None for flag in flags])
-    topic_ids, topic_weights = top_k(theta, job.top_topics)
-    class_ids, class_sims = top_k(sims, job.top_classes)
-    total = np.nansum(class_sims, axis=1, keepdims=True)
-    weights = class_sims / np.where(total > 0, total, 1)
-    label_weight = np.where(class_ids == labels[:, None], np.nan_to_num(weights), 0).sum(axis=1)
-    valid = ~np.isnan(class_sims)  # fewer than k classes have a mean: shorter lists
-    lda = pl.DataFrame({
-        "__key__": frame["__key__"], "similarity": np.where(scored, own, np.nan),
-        "top_topics": [ids.tolist() if ok else None for ids, ok in zip(topic_ids, ~np.isnan(theta[:, 0]))],
-        "top_weights": [w.tolist() if ok else None for w, ok in zip(topic_weights, ~np.isnan(theta[:, 0]))],
-        "tokens": tokens, "text_flag": flags,
-    }, schema=LDA_SCHEMA).with_columns(pl.col("similarity").fill_nan(None))
-    has_classes = ~np.isnan(theta[:, 0])
-    label_weights = pl.DataFrame({
-        "__key__": frame["__key__"],
-        "label_topk": [ids[v].tolist() if ok else None for ids, v, ok in zip(class_ids, valid, has_classes)],
-        "weight_topk": [w[v].tolist() if ok else None for w, v, ok in zip(weights, valid, has_classes)],
-        "sim_topk": [s[v].tolist() if ok else None for s, v, ok in zip(class_sims, valid, has_classes)],
-        "label_weight": np.where(has_classes, label_weight, np.nan),
-    }, schema=WEIGHTS_SCHEMA).with_columns(pl.col("label_weight").fill_nan(None))
+    lda, label_weights = score_frames(frame["__key__"], frame["label"].to_numpy(), frame["text"], theta, means, dictionary,
+                                      job.similarity, job.top_topics, job.top_classes)
     sidecars.write_scores(root, NAME, job.shard, lda)
     sidecars.write_scores(root, LABEL_WEIGHTS, job.shard, label_weights)
     return job.shard

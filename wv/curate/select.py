@@ -11,17 +11,18 @@ Three streaming passes over the shards, each reading only the columns the rules 
      samples of those classes and keep the least bad ones, ranked within their rule by its score;
   3. write the decisions, shard by shard (a re-run resumes).
 Memory: per-class counts, plus the matched samples of protected classes only.
+
+The decisions themselves (rules fired, counts, protection, keep) are wv.curate.select_core, on
+polars frames without a root; this module is its driver: sidecars in, the selection sidecar out.
 """
 
-import hashlib
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
 
 from wv.curate.rules import META, META_COLUMNS, compile_rules
+from wv.curate.select_core import candidates, choose_rescued, count_decisions, decisions, merge_counts, rescue_counts, with_decisions
 from wv.errors import WvError
 from wv.progress import quiet
 from wv.io import write_json
@@ -81,14 +82,6 @@ def shard_frame(root: Root, shard: str, columns, meta_columns=("label", "source"
     return frame.hstack(sidecars.read_columns(root, shard, scores, keys=frame["__key__"]).drop("__key__"))
 
 
-def with_decisions(frame: pl.DataFrame, rules, schemas) -> pl.DataFrame:
-    """Adds _r0.._rN (each rule fires) and `first` (index of the first rule that fired, or null)."""
-    fired = [rule.expression(schemas).alias(f"_r{i}") for i, rule in enumerate(rules)]
-    frame = frame.with_columns(fired)
-    first = pl.coalesce([pl.when(pl.col(f"_r{i}")).then(pl.lit(i, pl.Int16)) for i in range(len(rules))])
-    return frame.with_columns(first.alias("first"))
-
-
 @dataclass(frozen=True)
 class ShardJob:
     root: str
@@ -110,58 +103,20 @@ def load(job: ShardJob):
 def count_shard(job: ShardJob) -> pl.DataFrame:
     """Pass 1: samples per (label, source, first rule), and how many each rule matched at all."""
     _, rules, frame = load(job)
-    return frame.group_by("meta.label", "meta.source", "first").agg(
-        pl.len().alias("n"), *[pl.col(f"_r{i}").sum().alias(f"matched{i}") for i in range(len(rules))]
-    )
+    return count_decisions(frame, len(rules))
 
 
 def candidates_shard(job: ShardJob) -> pl.DataFrame:
     """Pass 2: the matched samples of protected classes, with how bad each is by its rule's score."""
     _, rules, frame = load(job)
-    frame = frame.filter(pl.col("first").is_not_null() & pl.col("meta.label").is_in(list(job.protected)))
-    badness = pl.lit(None, pl.Float64)
-    for i, rule in enumerate(rules):
-        ranking = rule.ranking(job.schemas)
-        value = pl.lit(0.0) if ranking is None else pl.col(ranking[0]).cast(pl.Float64) * ranking[1]
-        badness = pl.when(pl.col("first") == i).then(value).otherwise(badness)
-    return frame.select(
-        "__key__", pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "first",
-        badness.fill_null(float("inf")).fill_nan(float("inf")).alias("badness"),
-    )
+    return candidates(frame, rules, job.schemas, job.protected)
 
 
 def write_shard(job: ShardJob) -> str:
     """Pass 3: the shard's selection sidecar."""
     root, rules, frame = load(job)
-    names = {i: rule.text for i, rule in enumerate(rules)}
-    matched = pl.col("first").replace_strict(names, default=None, return_dtype=pl.String)
-    keep = pl.col("first").is_null() | pl.col("__key__").is_in(list(job.rescued))
-    decisions = frame.select("__key__", keep.alias("keep"), matched.alias("matched"))
-    decisions = decisions.with_columns(pl.when(pl.col("keep")).then(None).otherwise(pl.col("matched")).alias("rule"))
-    sidecars.write_scores(root, job.name, job.shard, decisions.select("__key__", "keep", "rule", "matched"))
+    sidecars.write_scores(root, job.name, job.shard, decisions(frame, rules, job.rescued))
     return job.shard
-
-
-# -- the protection of small classes -------------------------------------------------------------------
-def allowed_drops(samples: int, min_per_class: int, max_drop_fraction: float) -> int:
-    return max(0, min(samples - min_per_class, math.floor(max_drop_fraction * samples + 1e-9)))
-
-
-def tiebreak(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "big") >> 1
-
-
-def choose_rescued(candidates: pl.DataFrame, rescue: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """Per class, the `rescue` least-bad matched samples: ranked within their rule by its score
-    (as a percentile, so rules on different scales mix fairly), ties broken by a seeded hash."""
-    if candidates.height == 0:
-        return candidates.with_columns(pl.lit(0.0).alias("pct"))
-    ranked = candidates.with_columns(
-        (pl.col("badness").rank("average").over("label", "first") / pl.len().over("label", "first")).alias("pct"),
-        pl.col("__key__").map_elements(lambda k: tiebreak(seed, k), return_dtype=pl.UInt64).alias("tie"),
-    ).sort("label", "pct", "tie")
-    ranked = ranked.join(rescue, on="label").with_columns(pl.int_range(pl.len()).over("label").alias("order"))
-    return ranked.filter(pl.col("order") < pl.col("rescue")).drop("order", "rescue", "tie")
 
 
 # -- the whole run ---------------------------------------------------------------------------------------
@@ -198,7 +153,7 @@ def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dic
     """Count, protect small classes, summarise; with a `name`, write the sidecar ROOT/scores/{name}."""
     with Workers(workers, executor, ray_address) as pool:
         counts = count_all(pool, [ShardJob(shard=s, **base) for s in shards], len(compiled), progress)
-        rescue = rescue_counts(counts, options)
+        rescue = rescue_counts(counts, options.min_per_class, options.max_drop_fraction)
         rescued = pl.DataFrame(schema={"__key__": pl.String, "label": pl.Int32, "source": pl.String, "first": pl.Int16})
         if rescue.height:
             protected = frozenset(rescue["label"].to_list())
@@ -215,26 +170,14 @@ def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dic
 
 
 def count_all(pool, jobs, n_rules: int, progress: bool) -> pl.DataFrame:
-    keys = ["meta.label", "meta.source", "first"]
-    sums = [pl.col("n").sum(), *[pl.col(f"matched{i}").sum() for i in range(n_rules)]]
     parts, merged = [], None
     for part in tqdm(pool.map(count_shard, jobs), total=len(jobs), desc="select: count", **quiet(progress)):
         parts.append(part)
         if len(parts) >= REDUCE_EVERY:
-            merged = pl.concat(([merged] if merged is not None else []) + parts).group_by(keys).agg(sums)
+            merged = merge_counts(([merged] if merged is not None else []) + parts, n_rules)
             parts = []
-    merged = pl.concat(([merged] if merged is not None else []) + parts).group_by(keys).agg(sums)
+    merged = merge_counts(([merged] if merged is not None else []) + parts, n_rules)
     return merged.rename({"meta.label": "label", "meta.source": "source"})
-
-
-def rescue_counts(counts: pl.DataFrame, options: SelectOptions) -> pl.DataFrame:
-    """label -> how many of its matched samples class protection keeps (classes with none left out)."""
-    per_class = counts.group_by("label").agg(
-        pl.col("n").sum().alias("samples"), pl.col("n").filter(pl.col("first").is_not_null()).sum().alias("matched"))
-    allowed = [allowed_drops(n, options.min_per_class, options.max_drop_fraction) for n in per_class["samples"]]
-    per_class = per_class.with_columns(pl.Series("allowed", allowed, dtype=pl.Int64))
-    rescue = per_class.select("label", (pl.col("matched") - pl.col("allowed")).clip(lower_bound=0).alias("rescue"))
-    return rescue.filter(pl.col("rescue") > 0).sort("label")
 
 
 def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, options: SelectOptions, used, overwrite, name, progress) -> dict:
@@ -325,6 +268,3 @@ def summary_lines(figures: dict, show_classes: int = 20) -> list[str]:
                      f"{'; ' + rules if rules else ''}")
     return lines
 
-
-def selection_path(root, name: str = SELECTION) -> Path:
-    return sidecars.sidecar_dir(Root(root), "scores", name)
