@@ -23,6 +23,7 @@ import polars as pl
 from PIL import Image
 
 from wv.errors import WvError
+from wv.options import opt
 from wv.parallel import check_workers, map_jobs
 from wv.shards.keys import sample_key
 
@@ -45,21 +46,21 @@ MAX_SEED = 2**63 - 1
 
 @dataclass
 class SynthOptions:
-    classes: int = 10
-    per_class: int = 50
-    noise: float = 0.2
-    outlier_share: float = 0.3
-    imbalance: float = 1.0
-    val_per_class: int = 5
-    version: str = "1.0"
-    seed: int = 0
-    width: int = 96
+    classes: int = opt(10, "Number of classes (named after WebVision 1.0's).")
+    per_class: int = opt(50, "Train images in the largest class.")
+    noise: float = opt(0.2, "Fraction of train images that are noisy.")
+    outlier_share: float = opt(0.3, "Of the noisy ones, the fraction that are off-topic outliers (the rest are label flips).")
+    imbalance: float = opt(1.0, "Largest / smallest class size.")
+    val_per_class: int = opt(5, "Validation images per class.")
+    version: str = "1.0"  # the command line's --version 1 or 2
+    seed: int = opt(0, "Every random choice derives from it.")
+    width: int = 96  # the command line's --image-size WIDTHxHEIGHT
     height: int = 72
     queries_per_class: int = 2
     flickr_share: float = 0.4
     empty_text: float = 0.04
     foreign_text: float = 0.02
-    defects: bool = False
+    defects: bool = opt(False, "Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
 
     def validate(self) -> None:
         if self.version not in ("1.0", "2.0"):

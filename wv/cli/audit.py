@@ -1,20 +1,15 @@
 import click
 
-from wv.cli.common import finish, json_option, worker_options
+from wv.cli.common import finish, json_option, options_from, worker_options
+from wv.curate.audit import AuditOptions
 
 
 @click.command("audit")
 @click.argument("root", type=click.Path())
 @click.option("--out", default=None, help="Report folder (default: ROOT/reports/audit).")
-@click.option("--per-class", default=24, show_default=True, help="Dropped images shown per class.")
-@click.option("--kept-per-class", default=8, show_default=True, help="Kept (and protected) images shown per class, for contrast.")
-@click.option("--overview", default=36, show_default=True, help="Dropped images in the index page's mosaic.")
-@click.option("--thumb-size", default=160, show_default=True, help="Longest side of a thumbnail, in pixels.")
-@click.option("--bins", default=40, show_default=True, help="Bins of each score histogram.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
-@click.option("--selection", default="selection", show_default=True, help="The selection sidecar to report on (wv select --name).")
+@options_from(AuditOptions, "per_class", "kept_per_class", "overview", "thumb_size", "bins", "split", "selection")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Which samples each class page shows (a seeded random pick).")
+@options_from(AuditOptions, "seed")
 @json_option
 def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, split, selection, workers, executor, ray_address, seed, as_json):
     """Write an HTML report of what `wv select` discarded, to browse before trusting it.
@@ -32,7 +27,7 @@ def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, spli
       wv audit ROOT --per-class 24
       xdg-open ROOT/reports/audit/index.html
     """
-    from wv.curate.audit import AuditOptions, write_report
+    from wv.curate.audit import write_report
 
     options = AuditOptions(per_class=per_class, kept_per_class=kept_per_class, overview=overview, thumb_size=thumb_size,
                            bins=bins, split=split, selection=selection, seed=seed)

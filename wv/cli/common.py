@@ -1,14 +1,18 @@
 """What every command shares: one-sentence errors (exit 2 for bad input, 1 for a bug), the --json flag,
 the summary."""
 
+import dataclasses
 import functools
 import json
 import os
 import sys
+import types
+import typing
 
 import click
 
 from wv.errors import WvError
+from wv.options import option_default
 
 
 class UserError(click.ClickException):
@@ -112,3 +116,42 @@ def worker_options(fn=None, *, workers: int | None = None, tasks: str = "shard t
                       help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
     default = (os.cpu_count() or 1) if workers is None else workers
     return click.option("--workers", default=default, show_default=True, help=f"Parallel {tasks}.")(fn)
+
+
+def options_from(cls, *names: str):
+    """The click options of dataclass `cls`'s fields `names` (all its fields when none are named), in
+    that order, each with the default, help and settings declared once on the field (wv.options.opt).
+    The command receives each value under the field's name."""
+    hints = typing.get_type_hints(cls)
+    chosen = {f.name: f for f in dataclasses.fields(cls)}
+    options = [field_option(chosen[name], hints[name]) for name in (names or chosen)]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def field_option(f: dataclasses.Field, hint):
+    """One field as a click option: a bool is a flag, a None default takes the annotation's int or
+    float type, and a default is shown unless it is None, empty or a flag's."""
+    settings = dict(f.metadata.get("cli", {}))
+    flag = settings.pop("flag", "--" + f.name.replace("_", "-"))
+    if "choices" in settings:
+        settings["type"] = click.Choice(list(settings.pop("choices")))
+    default = option_default(f)
+    if default is dataclasses.MISSING:
+        settings["required"] = True
+    else:
+        settings["default"] = default
+    if hint is bool:
+        settings["is_flag"] = True
+    elif default is None and "type" not in settings:
+        scalar = [t for t in typing.get_args(hint) if t is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+        if scalar and scalar[0] in (int, float):
+            settings["type"] = scalar[0]
+    if default not in (None, (), "", dataclasses.MISSING) and hint is not bool:
+        settings.setdefault("show_default", True)
+    return click.option(flag, f.name, help=f.metadata.get("help"), **settings)

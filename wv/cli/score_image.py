@@ -2,25 +2,20 @@
 
 import click
 
-from wv.cli.common import finish, json_option, worker_options
+from wv.cli.common import finish, json_option, options_from, worker_options
 from wv.cli.embed import loop_options, model_options
+from wv.curate.density_options import DensityOptions
 
 
 @click.command()
 @click.argument("root", type=click.Path())
-@click.option("--features", default=None, help="Which ROOT/features/NAME to use (default: the only one there).")
+@options_from(DensityOptions, "features")
 @click.option("--name", default="density", show_default=True, help="Write ROOT/scores/NAME.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
-@click.option("--dim", default=256, show_default=True, help="PCA to this many dimensions when the features are wider.")
-@click.option("--quantile", default=0.6, show_default=True, help="d_c is this quantile of the class's distances.")
-@click.option("--mode", type=click.Choice(["auto", "exact", "approximate"]), default="auto", show_default=True,
-              help="exact: every pair. approximate: sampled anchors. auto: exact up to --exact-max samples per class.")
-@click.option("--exact-max", default=100_000, show_default=True, help="In auto mode, larger classes are approximated.")
-@click.option("--anchors", default=10_000, show_default=True, help="Samples standing for a class in approximate mode.")
+@options_from(DensityOptions, "split", "dim", "quantile", "mode", "exact_max", "anchors")
 @click.option("--device", default="auto", show_default=True, help="auto (GPU when there is one), cpu, cuda ...")
 @click.option("--memory-gb", default=4.0, show_default=True, help="Memory for features and distances (half each).")
 @click.option("--overwrite", is_flag=True, help="Replace a density score made with other options.")
-@click.option("--seed", default=0, show_default=True, help="PCA and sampling seed (the reference's random_state).")
+@options_from(DensityOptions, "seed")
 @worker_options(workers=1, tasks="classes, on CPU (1: one process, on the GPU when there is one)")
 @json_option
 def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, workers,
@@ -42,9 +37,9 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
       wv score density ROOT --features clip --workers 16 --device cpu
       wv curriculum split ROOT --by density --subsets 3
     """
-    from wv.curate.density import DensityOptions, score_density
+    from wv.curate.density import score_density
 
-    opts = DensityOptions(features=features or "", split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max,
+    opts = DensityOptions(features=features, split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max,
                           anchors=anchors, seed=seed)
     figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite, workers=workers,
                             executor=executor, ray_address=ray_address)

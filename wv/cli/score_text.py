@@ -2,29 +2,20 @@
 
 import click
 
-from wv.cli.common import finish, json_option, worker_options
+from wv.cli.common import finish, json_option, options_from, worker_options
+from wv.curate.keywords import KeywordOptions
+from wv.curate.lda import LdaOptions
 
 
 @click.command()
 @click.argument("root", type=click.Path())
-@click.option("--topics", default=500, show_default=True, help="LDA topics (the reference used 500; small data wants fewer).")
-@click.option("--passes", default=1, show_default=True, help="Passes over the fit documents (more for small data).")
-@click.option("--iterations", default=50, show_default=True, help="Inference iterations per document.")
-@click.option("--chunksize", default=2000, show_default=True, help="Documents per LDA update chunk.")
-@click.option("--no-below", default=5, show_default=True, help="Keep words in at least this many documents.")
-@click.option("--no-above", default=0.5, show_default=True, help="Keep words in at most this share of the documents.")
-@click.option("--keep-n", default=100_000, show_default=True, help="Keep at most this many words (the most frequent).")
-@click.option("--fit-docs", type=int, default=None, help="Fit on a seeded sample of this many documents (default: all); all are scored.")
-@click.option("--similarity", type=click.Choice(["cosine", "dot"]), default="cosine", show_default=True,
-              help="Sample vs class mean topic distribution: cosine, or the reference's plain dot product.")
-@click.option("--top-topics", default=3, show_default=True, help="Top topics kept per sample.")
-@click.option("--top-classes", default=5, show_default=True, help="k of the label weights: the k most similar classes per sample.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(LdaOptions, "topics", "passes", "iterations", "chunksize", "no_below", "no_above", "keep_n", "fit_docs", "similarity",
+              "top_topics", "top_classes", "split")
 @click.option("--model", "model", type=click.Path(file_okay=False), default=None,
               help="Score with this fitted model folder (e.g. ROOT/models/lda) instead of fitting one.")
 @click.option("--overwrite", is_flag=True, help="Refit and rescore, replacing a model and sidecars made with other options.")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Seeds the fit sample, the LDA fit and inference.")
+@options_from(LdaOptions, "seed")
 @json_option
 def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n, fit_docs, similarity, top_topics, top_classes,
         split, model, overwrite, workers, executor, ray_address, seed, as_json):
@@ -49,7 +40,7 @@ def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n,
       wv score lda ROOT --split val --model ROOT/models/lda
       wv select ROOT --drop "lda.similarity < 0.1"
     """
-    from wv.curate.lda import LdaOptions, score_lda
+    from wv.curate.lda import score_lda
 
     options = LdaOptions(topics=topics, passes=passes, iterations=iterations, chunksize=chunksize, no_below=no_below,
                          no_above=no_above, keep_n=keep_n, fit_docs=fit_docs, similarity=similarity, top_topics=top_topics,
@@ -72,10 +63,7 @@ def lda(root, topics, passes, iterations, chunksize, no_below, no_above, keep_n,
 
 @click.command()
 @click.argument("root", type=click.Path())
-@click.option("--min-docs", default=5, show_default=True, help="Drop words in fewer documents than this (the least common).")
-@click.option("--max-doc-share", default=0.1, show_default=True, help="Drop words in more than this share of documents (the most common).")
-@click.option("--max-words", type=int, default=None, help="Keep at most this many words (the most common of those left).")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(KeywordOptions, "min_docs", "max_doc_share", "max_words", "split")
 @click.option("--vocabulary", type=click.Path(file_okay=False), default=None,
               help="Use this vocabulary folder (e.g. ROOT/models/keywords) instead of building one.")
 @click.option("--overwrite", is_flag=True, help="Rebuild the vocabulary and rewrite the sidecars.")
@@ -100,7 +88,7 @@ def keywords(root, min_docs, max_doc_share, max_words, split, vocabulary, overwr
       wv score keywords ROOT --min-docs 5 --max-doc-share 0.05
       wv score keywords ROOT --split val --vocabulary ROOT/models/keywords
     """
-    from wv.curate.keywords import KeywordOptions, score_keywords
+    from wv.curate.keywords import score_keywords
 
     options = KeywordOptions(min_docs=min_docs, max_doc_share=max_doc_share, max_words=max_words, split=split)
     figures = score_keywords(root, options, vocabulary=vocabulary, workers=workers, executor=executor, ray_address=ray_address,

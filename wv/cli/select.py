@@ -1,21 +1,18 @@
 import click
 
-from wv.cli.common import finish, json_option, worker_options
+from wv.cli.common import finish, json_option, options_from, worker_options
+from wv.curate.select import SelectOptions
 
 
 @click.command("select")
 @click.argument("root", type=click.Path())
-@click.option("--drop", "rules", multiple=True, required=True, metavar="RULE",
-              help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).")
-@click.option("--min-per-class", default=10, show_default=True, help="Never leave a class with fewer samples than this.")
-@click.option("--max-drop-fraction", default=0.5, show_default=True, help="Never drop more than this fraction of a class.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(SelectOptions, "rules", "min_per_class", "max_drop_fraction", "split")
 @click.option("--dry-run", is_flag=True, help="Print what would go, per rule and per class; write nothing.")
 @click.option("--overwrite", is_flag=True, help="Replace a selection made with other rules or options.")
 @click.option("--name", default="selection", show_default=True, help="Write ROOT/scores/NAME (the stream reads `selection`).")
 @click.option("--show-classes", default=20, show_default=True, help="Classes listed in the summary (all are in --json).")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Breaks ties when class protection keeps some matched samples.")
+@options_from(SelectOptions, "seed")
 @json_option
 def select(root, rules, min_per_class, max_drop_fraction, split, dry_run, overwrite, name, show_classes, workers, executor, ray_address, seed, as_json):
     """Decide which samples are discarded, and why: drop rules over the score sidecars.

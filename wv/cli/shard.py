@@ -1,6 +1,7 @@
 import click
 
-from wv.cli.common import WvGroup, finish, json_option, worker_options
+from wv.cli.common import WvGroup, finish, json_option, options_from, worker_options
+from wv.shards.build import BuildOptions
 
 
 @click.group(cls=WvGroup)
@@ -11,20 +12,9 @@ def shard():
 @shard.command()
 @click.argument("webvision_root", type=click.Path())
 @click.argument("root", type=click.Path())  # a file as ROOT: the library refuses it in one sentence
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
-@click.option("--sources", default=None, help="Comma-separated train sources (google,flickr). Default: every source with a file list.")
-@click.option("--shard-size", default=1000, show_default=True, help="Samples planned per shard (rejects make some shards smaller).")
-@click.option("--resize", "resize", type=int, default=None, help="Downscale images whose short side is longer than this (re-encoded as JPEG).")
-@click.option("--quality", default=90, show_default=True, help="JPEG quality for resized or re-encoded images.")
-@click.option(
-    "--check", type=click.Choice(["full", "cheap"]), default="full", show_default=True,
-    help="full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
-    "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
-    "missing, empty, non-image and truncated files; not damage inside the image; much faster).",
-)
-@click.option("--images-dir", default=None, help="Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
+@options_from(BuildOptions, "split", "sources", "shard_size", "resize", "quality", "check", "images_dir")
 @worker_options
-@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle that mixes classes across shards.")
+@options_from(BuildOptions, "seed")
 @json_option
 def build(webvision_root, root, split, sources, shard_size, resize, quality, check, images_dir, workers, executor, ray_address, seed, as_json):
     """Turn a WebVision download (1.0 or 2.0 layout) into webdataset shards under ROOT.
@@ -44,7 +34,7 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
       wv shard build /data/webvision ROOT --split val
       wv shard build /data/webvision ROOT --executor ray --ray-address auto
     """
-    from wv.shards.build import BuildOptions, build as build_shards
+    from wv.shards.build import build as build_shards
 
     options = BuildOptions(
         split=split, sources=tuple(s.strip() for s in sources.split(",") if s.strip()) if sources else None,

@@ -1,6 +1,7 @@
 import click
 
-from wv.cli.common import finish, json_option
+from wv.cli.common import finish, json_option, options_from
+from wv.synth import SynthOptions
 
 
 def parse_size(ctx, param, value: str) -> tuple[int, int]:
@@ -13,17 +14,14 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--classes", default=10, show_default=True, help="Number of classes (named after WebVision 1.0's).")
-@click.option("--per-class", default=50, show_default=True, help="Train images in the largest class.")
-@click.option("--noise", default=0.2, show_default=True, help="Fraction of train images that are noisy.")
-@click.option("--outlier-share", default=0.3, show_default=True, help="Of the noisy ones, the fraction that are off-topic outliers (the rest are label flips).")
-@click.option("--imbalance", default=1.0, show_default=True, help="Largest / smallest class size.")
-@click.option("--val-per-class", default=5, show_default=True, help="Validation images per class.")
-@click.option("--version", type=click.Choice(["1", "2"]), default="1", show_default=True, help="WebVision layout: 1 (1.0) or 2 (2.0).")
-@click.option("--image-size", default="96x72", show_default=True, callback=parse_size, help="WIDTHxHEIGHT of every image.")
-@click.option("--defects", is_flag=True, help="Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
+@options_from(SynthOptions, "classes", "per_class", "noise", "outlier_share", "imbalance", "val_per_class")
+@click.option("--version", type=click.Choice(["1", "2"]), default=SynthOptions.version.removesuffix(".0"), show_default=True,
+              help="WebVision layout: 1 (1.0) or 2 (2.0).")
+@click.option("--image-size", default=f"{SynthOptions.width}x{SynthOptions.height}", show_default=True, callback=parse_size,
+              help="WIDTHxHEIGHT of every image.")
+@options_from(SynthOptions, "defects")
 @click.option("--workers", default=1, show_default=True, help="Processes rendering images.")
-@click.option("--seed", default=0, show_default=True, help="Every random choice derives from it.")
+@options_from(SynthOptions, "seed")
 @json_option
 def synth(out, classes, per_class, noise, outlier_share, imbalance, val_per_class, version, image_size, defects, workers, seed, as_json):
     """Write a synthetic dataset in the real WebVision on-disk layout, with known noise.
@@ -34,7 +32,7 @@ def synth(out, classes, per_class, noise, outlier_share, imbalance, val_per_clas
     Example:
       wv synth data/wv-synth --classes 20 --per-class 250 --noise 0.3 --version 2
     """
-    from wv.synth import SynthOptions, write_synth
+    from wv.synth import write_synth
 
     opts = SynthOptions(
         classes=classes, per_class=per_class, noise=noise, outlier_share=outlier_share, imbalance=imbalance,

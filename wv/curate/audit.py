@@ -33,6 +33,7 @@ from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame
 from wv.curate.select_core import tiebreak
 from wv.errors import WvError
 from wv.io import write_bytes, write_json
+from wv.options import opt
 from wv.parallel import Workers
 from wv.runtime import check_seed
 from wv.shards import sidecars
@@ -51,14 +52,14 @@ LIST_LIMIT = 30  # keywords or tags shown on a card
 
 @dataclass(frozen=True)
 class AuditOptions:
-    per_class: int = 24  # dropped images shown per class
-    kept_per_class: int = 8  # kept (and, separately, protected) images shown per class, for contrast
-    overview: int = 36  # dropped images in the index page's mosaic
-    thumb_size: int = 160
-    bins: int = 40
-    split: str = "train"
-    selection: str = SELECTION
-    seed: int = 0
+    per_class: int = opt(24, "Dropped images shown per class.")
+    kept_per_class: int = opt(8, "Kept (and, separately, protected) images shown per class, for contrast.")
+    overview: int = opt(36, "Dropped images in the index page's mosaic.")
+    thumb_size: int = opt(160, "Longest side of a thumbnail, in pixels.")
+    bins: int = opt(40, "Bins of each score histogram.")
+    split: str = opt("train", choices=("train", "val"))
+    selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
+    seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
     def validate(self) -> None:
         if self.per_class < 1 or self.kept_per_class < 0 or self.overview < 0:

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from wv.curate.density_core import ClassDensity, class_density
+from wv.curate.density_options import DensityOptions
 from wv.errors import WvError
 from wv.io import write_parquet
 from wv.parallel import Workers
@@ -31,28 +32,7 @@ from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
 
-MODES = ("auto", "exact", "approximate")
 COMMAND = "score density"
-
-
-@dataclass(frozen=True)
-class DensityOptions:
-    features: str = ""
-    split: str = "train"
-    dim: int = 256
-    quantile: float = 0.6
-    mode: str = "auto"
-    exact_max: int = 100_000
-    anchors: int = 10_000
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise WvError(f"--mode must be one of {', '.join(MODES)}")
-        if not 0 < self.quantile < 1:
-            raise WvError("--quantile must be a fraction between 0 and 1 (CurriculumNet: 0.6)")
-        if self.dim < 1 or self.exact_max < 1 or self.anchors < 2:
-            raise WvError("--dim and --exact-max must be at least 1, --anchors at least 2")
 
 
 # -- the dataset: classes gathered from the per-shard features ----------------------------------------

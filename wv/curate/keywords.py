@@ -32,6 +32,7 @@ from wv.curate import nltk_data
 from wv.curate.text import stop_words
 from wv.errors import WvError
 from wv.io import write_json, write_parquet
+from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.shards import sidecars
@@ -52,10 +53,10 @@ SCHEMA = {"__key__": pl.String, "keywords": pl.List(pl.String), "count": pl.Int3
 
 @dataclass(frozen=True)
 class KeywordOptions:
-    min_docs: int = 5
-    max_doc_share: float = 0.1
-    max_words: int | None = None
-    split: str = "train"
+    min_docs: int = opt(5, "Drop words in fewer documents than this (the least common).")
+    max_doc_share: float = opt(0.1, "Drop words in more than this share of documents (the most common).")
+    max_words: int | None = opt(None, "Keep at most this many words (the most common of those left).")
+    split: str = opt("train", choices=SPLITS)
 
     def validate(self) -> None:
         if self.min_docs < 1:

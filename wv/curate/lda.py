@@ -45,6 +45,7 @@ from wv.curate.lda_model import class_sums, finish_vocabulary, fit_model, infer_
 from wv.curate.lda_saved import DICTIONARY_FILE, INFO_FILE, MODEL_FORMAT, SavedModel, load_means, load_model, open_model, save_means, save_model
 from wv.curate.text import clean_tokens
 from wv.errors import WvError
+from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import quiet
 from wv.runtime import check_seed
@@ -62,19 +63,20 @@ PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (a
 
 @dataclass(frozen=True)
 class LdaOptions:
-    topics: int = 500
-    passes: int = 1
-    iterations: int = 50
-    chunksize: int = 2000
-    no_below: int = 5
-    no_above: float = 0.5
-    keep_n: int = 100_000
-    fit_docs: int | None = None
-    similarity: str = "cosine"
-    top_topics: int = 3
-    top_classes: int = 5
-    split: str = "train"
-    seed: int = 0
+    topics: int = opt(500, "LDA topics (the reference used 500; small data wants fewer).")
+    passes: int = opt(1, "Passes over the fit documents (more for small data).")
+    iterations: int = opt(50, "Inference iterations per document.")
+    chunksize: int = opt(2000, "Documents per LDA update chunk.")
+    no_below: int = opt(5, "Keep words in at least this many documents.")
+    no_above: float = opt(0.5, "Keep words in at most this share of the documents.")
+    keep_n: int = opt(100_000, "Keep at most this many words (the most frequent).")
+    fit_docs: int | None = opt(None, "Fit on a seeded sample of this many documents (default: all); all are scored.")
+    similarity: str = opt("cosine", "Sample vs class mean topic distribution: cosine, or the reference's plain dot product.",
+                          choices=SIMILARITIES)
+    top_topics: int = opt(3, "Top topics kept per sample.")
+    top_classes: int = opt(5, "k of the label weights: the k most similar classes per sample.")
+    split: str = opt("train", choices=SPLITS)
+    seed: int = opt(0, "Seeds the fit sample, the LDA fit and inference.")
 
     def validate(self) -> None:
         if self.topics < 2:

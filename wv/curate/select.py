@@ -26,6 +26,7 @@ from wv.curate.select_core import candidates, choose_rescued, count_decisions, d
 from wv.errors import WvError
 from wv.progress import quiet
 from wv.io import write_json
+from wv.options import opt
 from wv.parallel import Workers
 from wv.shards import sidecars
 from wv.shards.lock import writing
@@ -38,11 +39,12 @@ REDUCE_EVERY = 64  # partial count tables merged every this many shards
 
 @dataclass(frozen=True)
 class SelectOptions:
-    rules: tuple
-    min_per_class: int = 10
-    max_drop_fraction: float = 0.5
-    split: str = "train"
-    seed: int = 0
+    rules: tuple = opt(help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).",
+                       flag="--drop", multiple=True, metavar="RULE")
+    min_per_class: int = opt(10, "Never leave a class with fewer samples than this.")
+    max_drop_fraction: float = opt(0.5, "Never drop more than this fraction of a class.")
+    split: str = opt("train", choices=("train", "val"))
+    seed: int = opt(0, "Breaks ties when class protection keeps some matched samples.")
 
     def validate(self) -> None:
         if self.min_per_class < 0:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 import wv
 from wv.errors import WvError
 from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
+from wv.options import opt
 from wv.parallel import Workers, check_workers
 from wv.progress import quiet
 from wv.shards.images import CHECKS
@@ -33,14 +34,16 @@ MAX_SEED = 2**63 - 1
 
 @dataclass(frozen=True)
 class BuildOptions:
-    split: str = "train"
-    sources: tuple[str, ...] | None = None  # None: every source that has a file list
-    shard_size: int = 1000
-    resize: int | None = None
-    check: str = "full"
-    seed: int = 0
-    images_dir: str | None = None
-    quality: int = 90
+    split: str = opt("train", choices=SPLITS)
+    sources: tuple[str, ...] | None = opt(None, "Comma-separated train sources (google,flickr). Default: every source with a file list.")
+    shard_size: int = opt(1000, "Samples planned per shard (rejects make some shards smaller).")
+    resize: int | None = opt(None, "Downscale images whose short side is longer than this (re-encoded as JPEG).")
+    check: str = opt("full", "full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
+                             "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
+                             "missing, empty, non-image and truncated files; not damage inside the image; much faster).", choices=CHECKS)
+    seed: int = opt(0, "Seed of the shuffle that mixes classes across shards.")
+    images_dir: str | None = opt(None, "Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
+    quality: int = opt(90, "JPEG quality for resized or re-encoded images.")
 
     def validate(self) -> None:
         if self.split not in SPLITS:

@@ -7,61 +7,52 @@ resume state is checked against.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cached_property
 
 from wv.errors import WvError
+from wv.options import opt
 from wv.runtime import check_seed
 from wv.train.schedule import Curriculum, Gate, parse_column, parse_numbers
 
 REALISE = ("draw", "loss")
+SPLITS = ("train", "val")
 ROOT_WINDOW = 10000  # draws shuffled together on a dataset root
 URL_BUFFER = 1000  # samples held by each worker's shuffle buffer on plain URLs
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Selection, weighting, curriculum, gates and epoch layout of a stream.
+    """Selection, weighting, curriculum, gates and epoch layout of a stream; each field's help is its
+    `wv stream --help` line. Gates are "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (wv.train.schedule.Gate)."""
 
-    batch_size      samples per batch on each rank
-    split           train | val
-    seed            every random choice (draw, shard order, shuffle, augmentation) derives from it
-    selection       auto (ROOT/scores/selection if present) | none | NAME (ROOT/scores/NAME, column keep)
-    subsets         the score column holding each sample's curriculum subset (0 clean .. 2 very noisy)
-    curriculum      stages "EPOCH:SUBSETS;..." e.g. "0:0;3:0,1;6:0,1,2" (None: every subset, always)
-    subset_weights  weight per subset, e.g. "1,0.5,0.5" (CurriculumNet); subset_weights_as draw | loss
-    class_balance   off | draw | loss: w_i = N / N_class(i) (every class equally often, or equally heavy)
-    weight_column   SCORE.COLUMN used as a weight (missing values count 1); weight_column_as draw | loss
-    max_repeat      the most times one sample is drawn in an epoch (draw weighting)
-    gates           "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (see wv.train.schedule.Gate)
-    batch_mix       samples per subset in every batch, e.g. "128,64,64" (sums to batch_size); subsets
-                    not yet in the curriculum give their share to the active ones in proportion
-    epoch_size      draws per epoch over all ranks (None: the number of samples selected this epoch)
-    rounding        pad | trim: round the epoch up or down to a whole number of batches on every rank
-    shuffle_window  dataset roots: draws shuffled together (a window of consecutive shards of a
-                    rank; larger mixes more, smaller keeps fewer shards in use at once; default 10000).
-                    Plain URLs: the in-memory shuffle buffer of each loader worker (default 1000)
-    columns         score columns carried in every batch, e.g. ("confidence.p_label",)
-    """
-
-    batch_size: int = 256
-    split: str = "train"
-    seed: int = 0
-    selection: str = "auto"
-    subsets: str = "curriculum.subset"
-    curriculum: str | None = None
-    subset_weights: str | None = None
-    subset_weights_as: str = "loss"
-    class_balance: str = "off"
-    weight_column: str | None = None
-    weight_column_as: str = "loss"
-    max_repeat: int = 8
-    gates: tuple = field(default_factory=tuple)
-    batch_mix: str | None = None
-    epoch_size: int | None = None
-    rounding: str = "pad"
-    shuffle_window: int | None = None
-    columns: tuple = field(default_factory=tuple)
+    batch_size: int = opt(256, "Samples per batch on each rank.")
+    split: str = opt("train", choices=SPLITS)
+    seed: int = opt(0, "Seed of every random choice (draw, order, shuffle, augmentation).")
+    selection: str = opt("auto", "auto: apply ROOT/scores/selection (from `wv select`) if present; none; or another NAME under ROOT/scores.")
+    subsets: str = opt("curriculum.subset", "Column holding each sample's curriculum subset (0 clean, 1 noisy, 2 very noisy).",
+                       metavar="SCORE.COLUMN")
+    curriculum: str | None = opt(None, "Subsets trained on from each epoch on, e.g. '0:0;3:0,1;6:0,1,2'.", metavar="SPEC")
+    subset_weights: str | None = opt(None, "Weight of each subset, e.g. 1,0.5,0.5 (CurriculumNet).", metavar="W0,W1,..")
+    subset_weights_as: str = opt("loss", "draw: subsets drawn in proportion; loss: a per-sample loss weight in the batch.",
+                                 choices=REALISE)
+    class_balance: str = opt("off", "w_i = N / N_class(i): every class drawn equally often (draw) or weighing the same in the loss (loss).",
+                             choices=("off", *REALISE))
+    weight_column: str | None = opt(None, "A score used as a per-sample weight (missing values count 1).", metavar="SCORE.COLUMN")
+    weight_column_as: str = opt("loss", choices=REALISE)
+    max_repeat: int = opt(8, "Most draws of one sample in an epoch; the excess of capped samples goes to the others.")
+    gates: tuple = opt(help="Keep samples while SCORE.COLUMN >= SCHEDULE, e.g. 'confidence.p_label >= 0.5@0,0@10' "
+                            "(epochs: gated samples are not drawn) or '... >= 0.5@0,0@20000 steps' (loss weight 0). Repeatable.",
+                       factory=tuple, flag="--gate", multiple=True, metavar="GATE")
+    batch_mix: str | None = opt(None, "Samples of each subset in every batch, e.g. 128,64,64 (adds up to --batch-size); subsets "
+                                      "not yet in the curriculum give their share to the active ones in proportion.", metavar="N0,N1,..")
+    epoch_size: int | None = opt(None, "Draws per epoch over all ranks (default: the samples selected in the epoch).")
+    rounding: str = opt("pad", "Round an epoch up (pad: a few extra draws) or down (trim) to whole batches on every rank.",
+                        choices=("pad", "trim"))
+    shuffle_window: int | None = opt(None, f"Draws shuffled together (root, default {ROOT_WINDOW}; larger mixes more, smaller keeps "
+                                           f"fewer shards in use at once), or each worker's shuffle buffer (URLs, default {URL_BUFFER}).")
+    columns: tuple = opt(help="Score column carried in every batch (repeatable).", factory=tuple, flag="--column", multiple=True,
+                         metavar="SCORE.COLUMN")
 
     def __post_init__(self):
         object.__setattr__(self, "gates", tuple(self.gates))
@@ -72,7 +63,7 @@ class SamplerConfig:
         if self.batch_size < 1:
             raise WvError("--batch-size must be at least 1")
         check_seed(self.seed)
-        if self.split not in ("train", "val"):
+        if self.split not in SPLITS:
             raise WvError("--split must be train or val")
         if self.class_balance not in ("off", *REALISE):
             raise WvError("--class-balance must be off, draw or loss")

@@ -18,7 +18,7 @@ the stream replays its plan from (seed, epoch, step), and the torch random state
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from wv.train.config import SamplerConfig
 from wv.train.crops import normalise, train_transform
 from wv.train.evaluate import check_out, check_source, evaluate
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
+from wv.train.options import TrainOptions
 from wv.train.schedule import parse_column
 from wv.train.stream import Stream
 
@@ -47,77 +48,47 @@ MIN_SIZE = {"tinycnn": 16}  # others: 32 (five halvings)
 MAX_SIZE = 2048
 
 
-@dataclass(frozen=True)
-class TrainOptions:
-    """What `wv train` takes besides the sampler's options (the reference recipe as defaults:
-    SGD, lr 0.01 x 0.1 every 6 epochs, momentum 0.9, weight decay 1e-4)."""
-
-    out: str = "runs/train"
-    arch: str = "resnet50"
-    width: int | None = None  # tinycnn's width
-    image_size: int | None = None  # default: the architecture's (224; tinycnn 64)
-    num_classes: int | None = None  # plain shards only (a dataset root has its class list)
-    epochs: int = 18
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_step: int = 6
-    lr_gamma: float = 0.1
-    accum_steps: int = 1
-    workers: int = 4
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    val: str | None = None
-    val_batch_size: int = 64
-    checkpoint_every: int = 0  # optimizer steps; 0: at epoch ends only
-    log_every: int = 10
-    soft_label: str | None = None  # SCORE.COLUMN used as a soft-label weight
-    soft_threshold: float = 0.5
-    backprop_gate: str | None = None  # schedule of the top-1 confidence gate
-    topic_head: str | None = None  # ROOT/features/NAME: topic distributions to regress (lda)
-    topic_weight: float = 0.25
-    resume: bool = False
-
-    def validate(self) -> None:
-        if self.arch not in ARCHS:
-            raise WvError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        positive = {"--epochs": self.epochs, "--lr-step": self.lr_step, "--accum-steps": self.accum_steps,
-                    "--log-every": self.log_every, "--val-batch-size": self.val_batch_size}
-        for flag, value in positive.items():
-            if value < 1:
-                raise WvError(f"{flag} must be at least 1")
-        numbers = {"--lr": self.lr, "--lr-gamma": self.lr_gamma, "--momentum": self.momentum, "--weight-decay": self.weight_decay,
-                   "--soft-threshold": self.soft_threshold, "--topic-weight": self.topic_weight}
-        for flag, value in numbers.items():
-            if not math.isfinite(value):
-                raise WvError(f"{flag} must be a finite number, not {value}")
-        if self.lr <= 0 or not 0 < self.lr_gamma <= 1 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise WvError("--lr must be positive, --lr-gamma in (0, 1], --weight-decay 0 or more and --momentum in [0, 1)")
-        if self.workers < 0 or self.checkpoint_every < 0:
-            raise WvError("--workers and --checkpoint-every must be 0 or more")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise WvError("--precision must be auto, fp32 or bf16")
-        if not 0 < self.topic_weight < 1 or self.soft_threshold <= 0:
-            raise WvError("--topic-weight must be between 0 and 1 and --soft-threshold positive")
-        if self.soft_label:
-            parse_column(self.soft_label, "--soft-label")
-        if self.backprop_gate:
-            BackpropGate.parse(self.backprop_gate)
-        if self.width is not None and self.arch != "tinycnn":
-            raise WvError("--width applies to --arch tinycnn only")
-        if self.width is not None and self.width < 2:
-            raise WvError("--width must be at least 2")
-        smallest = MIN_SIZE.get(self.arch, 32)
-        if self.image_size is not None and not smallest <= self.image_size <= MAX_SIZE:
-            raise WvError(f"--image-size of {self.arch} must be between {smallest} and {MAX_SIZE} pixels")
-        if self.val:
-            check_source(self.val, "--val")
-        check_out(self.out)
+def check_options(options: TrainOptions) -> None:
+    """WvError naming the option unless a TrainOptions can start a run."""
+    if options.arch not in ARCHS:
+        raise WvError(f"unknown architecture {options.arch!r}; choose one of {', '.join(ARCHS)}")
+    positive = {"--epochs": options.epochs, "--lr-step": options.lr_step, "--accum-steps": options.accum_steps,
+                "--log-every": options.log_every, "--val-batch-size": options.val_batch_size}
+    for flag, value in positive.items():
+        if value < 1:
+            raise WvError(f"{flag} must be at least 1")
+    numbers = {"--lr": options.lr, "--lr-gamma": options.lr_gamma, "--momentum": options.momentum, "--weight-decay": options.weight_decay,
+               "--soft-threshold": options.soft_threshold, "--topic-weight": options.topic_weight}
+    for flag, value in numbers.items():
+        if not math.isfinite(value):
+            raise WvError(f"{flag} must be a finite number, not {value}")
+    if options.lr <= 0 or not 0 < options.lr_gamma <= 1 or options.weight_decay < 0 or not 0 <= options.momentum < 1:
+        raise WvError("--lr must be positive, --lr-gamma in (0, 1], --weight-decay 0 or more and --momentum in [0, 1)")
+    if options.workers < 0 or options.checkpoint_every < 0:
+        raise WvError("--workers and --checkpoint-every must be 0 or more")
+    if options.precision not in ("auto", "fp32", "bf16"):
+        raise WvError("--precision must be auto, fp32 or bf16")
+    if not 0 < options.topic_weight < 1 or options.soft_threshold <= 0:
+        raise WvError("--topic-weight must be between 0 and 1 and --soft-threshold positive")
+    if options.soft_label:
+        parse_column(options.soft_label, "--soft-label")
+    if options.backprop_gate:
+        BackpropGate.parse(options.backprop_gate)
+    if options.width is not None and options.arch != "tinycnn":
+        raise WvError("--width applies to --arch tinycnn only")
+    if options.width is not None and options.width < 2:
+        raise WvError("--width must be at least 2")
+    smallest = MIN_SIZE.get(options.arch, 32)
+    if options.image_size is not None and not smallest <= options.image_size <= MAX_SIZE:
+        raise WvError(f"--image-size of {options.arch} must be between {smallest} and {MAX_SIZE} pixels")
+    if options.val:
+        check_source(options.val, "--val")
+    check_out(options.out)
 
 
 def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print) -> dict:
     """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.finish)."""
-    options.validate()
+    check_options(options)
     world = distributed.start(options.device)
     try:
         return Trainer(source, options, sampler, world, progress, say).run()

@@ -1,0 +1,173 @@
+"""Each option is declared once: the click options of every command agree with its options dataclass
+(default and help), and the README's stated defaults agree with the command line."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from wv.cli import main
+from wv.curate.audit import AuditOptions
+from wv.curate.density_options import DensityOptions
+from wv.curate.keywords import KeywordOptions
+from wv.curate.lda import LdaOptions
+from wv.curate.select import SelectOptions
+from wv.options import option_default
+from wv.shards.build import BuildOptions
+from wv.synth import SynthOptions
+from wv.train.config import SamplerConfig
+from wv.train.options import TrainOptions
+
+# every command of the tree, with the dataclasses its options fill (none: only plain click options)
+DATACLASSES = {
+    "wv synth": (SynthOptions,),
+    "wv shard build": (BuildOptions,),
+    "wv shard verify": (),
+    "wv shard info": (),
+    "wv shard bake": (),
+    "wv score lda": (LdaOptions,),
+    "wv score keywords": (KeywordOptions,),
+    "wv score density": (DensityOptions,),
+    "wv score confidence": (),
+    "wv select": (SelectOptions,),
+    "wv audit": (AuditOptions,),
+    "wv stream": (SamplerConfig,),
+    "wv train": (TrainOptions, SamplerConfig),
+    "wv embed": (),
+    "wv curriculum split": (),
+    "wv eval": (),
+    "wv demo": (),
+}
+# fields a command line does not offer, or offers in another form
+NOT_ON_CLI = {
+    ("wv synth", "width"), ("wv synth", "height"),  # --image-size WIDTHxHEIGHT
+    ("wv synth", "queries_per_class"), ("wv synth", "flickr_share"), ("wv synth", "empty_text"), ("wv synth", "foreign_text"),
+    ("wv train", "val_batch_size"),
+}
+# options whose command line spelling of the default differs from the field's: the command's conversion
+CONVERTED = {("wv synth", "version"): lambda value: f"{value}.0"}
+
+
+def commands(command=main, path=("wv",)):
+    """(path, command) for every command that runs (the groups' leaves)."""
+    if not isinstance(command, click.Group):
+        yield " ".join(path), command
+        return
+    ctx = click.Context(command)
+    for name in command.list_commands(ctx):
+        yield from commands(command.get_command(ctx, name), (*path, name))
+
+
+COMMANDS = dict(commands())
+CHECKED = [path for path, classes in DATACLASSES.items() if classes]
+
+
+def test_every_command_is_listed_with_its_options_dataclasses():
+    assert sorted(COMMANDS) == sorted(DATACLASSES)
+
+
+def options(path: str) -> dict:
+    return {p.name: p for p in COMMANDS[path].params if isinstance(p, click.Option)}
+
+
+@pytest.mark.parametrize("path", CHECKED)
+def test_option_defaults_and_help_are_the_dataclass_fields(path):
+    on_cli = options(path)
+    for cls in DATACLASSES[path]:
+        for field in dataclasses.fields(cls):
+            if (path, field.name) in NOT_ON_CLI:
+                assert field.name not in on_cli, f"{path} --{field.name} is on the command line; take it off NOT_ON_CLI"
+                continue
+            assert field.name in on_cli, f"{path} has no option for {cls.__name__}.{field.name}"
+            option, default = on_cli[field.name], option_default(field)
+            if default is dataclasses.MISSING:
+                assert option.required, f"{path} {option.opts[0]}: {cls.__name__}.{field.name} has no default"
+                continue
+            value = CONVERTED.get((path, field.name), lambda v: v)(option.default)
+            assert value == default and type(value) is type(default), (
+                f"{path} {option.opts[0]}: default {value!r}, {cls.__name__}.{field.name} {default!r}")
+            if field.metadata.get("help"):
+                assert option.help == field.metadata["help"], f"{path} {option.opts[0]}: help declared twice"
+
+
+def test_synth_image_size_default_is_the_fields():
+    option = options("wv synth")["image_size"]
+    assert option.callback(None, option, option.default) == (SynthOptions.width, SynthOptions.height)
+
+
+def test_a_different_default_fails_the_check():
+    """The check above is not vacuous: an option whose default drifted from its field is caught."""
+
+    @click.command()
+    @click.option("--epochs", default=20)
+    def drifted(epochs):
+        pass
+
+    field = {f.name: f for f in dataclasses.fields(TrainOptions)}["epochs"]
+    assert drifted.params[0].default != option_default(field)
+
+
+# -- the README's stated defaults --------------------------------------------------------------------
+README = re.sub(r"\s+", " ", (Path(__file__).parents[1] / "README.md").read_text())
+# (command, option, the README's words with {} for the default): the README states these defaults
+CLAIMS = [
+    ("wv shard build", "check", "`--check {}` (default)"),
+    ("wv shard build", "quality", "JPEG quality `--quality`, {})"),
+    ("wv score lda", "no_below", "`--no-below` ({})"),
+    ("wv score lda", "no_above", "`--no-above` ({})"),
+    ("wv score lda", "keep_n", "`--keep-n` ({:,})"),
+    ("wv score lda", "topics", "`--topics` ({}, as the reference"),
+    ("wv score lda", "passes", "`--passes` ({})"),
+    ("wv score lda", "iterations", "`--iterations` ({})"),
+    ("wv score lda", "chunksize", "`--chunksize` ({})"),
+    ("wv score lda", "similarity", "`--similarity {}` (default)"),
+    ("wv score lda", "top_topics", "the `--top-topics` ({}) most probable topics"),
+    ("wv score lda", "top_classes", "the `--top-classes` ({}) classes"),
+    ("wv score keywords", "min_docs", "`--min-docs` documents, {})"),
+    ("wv score keywords", "max_doc_share", "`--max-doc-share` of them, {}:"),
+    ("wv score density", "dim", "PCA to {} dimensions"),
+    ("wv score density", "quantile", "index int({} N^2)"),
+    ("wv score density", "exact_max", "`--exact-max` samples ({:,})"),
+    ("wv score density", "anchors", "`--anchors` ({:,})"),
+    ("wv score density", "memory_gb", "`--memory-gb` ({})"),
+    ("wv select", "min_per_class", "`--min-per-class` samples ({})"),
+    ("wv select", "max_drop_fraction", "`--max-drop-fraction` of them ({})"),
+    ("wv audit", "thumb_size", "(`--thumb-size`, {} px)"),
+    ("wv audit", "per_class", "`--per-class` dropped ({})"),
+    ("wv audit", "kept_per_class", "`--kept-per-class` kept and protected ({})"),
+    ("wv stream", "batch_size", "| `--batch-size` | samples per batch on each rank ({}) |"),
+    ("wv stream", "subsets", "default `{}`, written by `wv curriculum split`"),
+    ("wv stream", "subset_weights_as", "`--subset-weights-as {}\\|"),
+    ("wv stream", "max_repeat", "`--max-repeat {}`"),
+    ("wv train", "momentum", "`--momentum` {}"),
+    ("wv train", "weight_decay", "`--weight-decay` {}"),
+    ("wv train", "lr", "`--lr` {} times"),
+    ("wv train", "lr_gamma", "`--lr-gamma` {} every"),
+    ("wv train", "lr_step", "`--lr-step` {} epochs"),
+    ("wv train", "epochs", "`--epochs` {} (it trained 20)"),
+    ("wv train", "batch_size", "`--batch-size` {} per rank (it used 320"),
+    ("wv train", "topic_weight", "`--topic-weight` ({})"),
+]
+
+
+@pytest.mark.parametrize("path, name, words", CLAIMS, ids=[f"{c[0]} {c[1]}" for c in CLAIMS])
+def test_readme_states_the_command_line_default(path, name, words):
+    default = options(path)[name].default
+    stated = words.format(format(default, "g") if isinstance(default, float) else default)
+    assert stated in README, f"README.md should say {stated!r} (the default of {path} --{name.replace('_', '-')})"
+
+
+def test_readme_image_size_is_the_models():
+    """--image-size defaults to None: the architecture's own size, which wv.models holds."""
+    from wv.models import default_input
+
+    assert f"`--image-size` is the crop ({default_input('resnet50')['size']}; tinycnn {default_input('tinycnn')['size']})" in README
+
+
+def test_every_parenthesised_readme_default_is_checked():
+    """A README sentence "`--option` (NUMBER)" states a default: it must be one of the claims above."""
+    checked = {f"--{name.replace('_', '-')}" for _, name, _ in CLAIMS} | {"--image-size"}
+    stated = set(re.findall(r"`(--[a-z0-9-]+)`[a-z ,]{0,24}\(\d", README))
+    assert stated <= checked, f"README defaults not checked against the command line: {sorted(stated - checked)}"
