@@ -6,6 +6,7 @@
         for batch in stream:                       # accum_steps batches per optimizer step
             loss = class loss (stream weight x soft label x backprop gate) [+ topic loss]
             backward (no_sync until the last batch of a step); step; checkpoint every N steps
+            loss summed on the device (Meter), read back every --log-every steps: no sync per batch
         validate; checkpoint
 
 A run lives in one folder (--out): checkpoint.pt (the latest, written atomically: model, optimizer,
