@@ -265,3 +265,12 @@ def test_bad_input_gives_one_sentence(train_root, tmp_path, wv_cli):
     assert wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "32", "--out", out).exit_code == 0
     other = wv_cli("train", "--shards", train_root, "--arch", "resnet18", "--epochs", "2", "--out", out, "--resume")
     assert other.exit_code == 2 and "trained with another --arch" in other.stderr
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_the_run_before_its_checkpoint(train_root, tmp_path, wv_cli):
+    """The loss is read back at --log-every (not every batch): there it is checked, and nothing is saved."""
+    out = tmp_path / "run"
+    result = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--lr", "1e30",
+                    "--checkpoint-every", "3", "--out", out)
+    assert result.exit_code == 2 and "the loss became nan in epoch 0 by batch 2; lower --lr" in result.stderr
+    assert not (out / "checkpoint.pt").exists()

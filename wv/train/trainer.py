@@ -6,6 +6,7 @@
         for batch in stream:                       # accum_steps batches per optimizer step
             loss = class loss (stream weight x soft label x backprop gate) [+ topic loss]
             backward (no_sync until the last batch of a step); step; checkpoint every N steps
+            loss summed on the device (Meter), read back every --log-every steps: no sync per batch
         validate; checkpoint
 
 A run lives in one folder (--out): checkpoint.pt (the latest, written atomically: model, optimizer,
@@ -37,6 +38,7 @@ from wv.train.config import SamplerConfig
 from wv.train.crops import normalise, train_transform
 from wv.train.evaluate import check_out, check_source, evaluate
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
+from wv.train.meter import Meter, Reading
 from wv.train.options import TrainOptions
 from wv.train.schedule import parse_column
 from wv.train.stream import Stream
@@ -129,12 +131,18 @@ class Trainer:
         self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=train_transform(self.size),
                              workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main)
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
+        # loss and kept share summed on the device: since the last log record, and over the epoch (this rank's;
+        # rank 0 carries all ranks' from a checkpoint)
+        self.window, self.epoch_sums = Meter(world.device), Meter(world.device)
         if resumed:
             self.optimizer.load_state_dict(resumed["optimizer"])
             self.stream.load_state_dict(resumed["stream"])
             self.optimizer_steps, self.history = resumed["optimizer_steps"], resumed.get("history", [])
-            self.epoch_totals = torch.tensor(resumed["epoch_totals"] if world.main else [0.0, 0.0], dtype=torch.float64)
-            self.window = resumed["log_window"]
+            if self.stream.step:  # mid-epoch: the meters carry on
+                self.window.load(Reading(**resumed["log_window"]))
+                if world.main:
+                    loss, batches = resumed["epoch_totals"]
+                    self.epoch_sums.load(Reading(loss, 0.0, int(batches), 0))
         if world.main:  # the log of a killed run is cut back to its checkpoint (to nothing: a run killed before one)
             curves.truncate_log(self.out / LOG, self.optimizer_steps if resumed else -1)
         self.ddp = DistributedDataParallel(self.model, device_ids=[world.device] if world.device.type == "cuda" else None) \
@@ -205,29 +213,33 @@ class Trainer:
         return self.finish(time.perf_counter() - started, steps_at_start)
 
     def run_epoch(self) -> None:
+        """One epoch, top to bottom. Each batch: forward, loss, backward (DDP all-reduces the gradients only on
+        the last batch of an optimizer step: no_sync before it); every --accum-steps batches an optimizer step;
+        every --log-every steps a log record, every --checkpoint-every a checkpoint. The loss stays on the
+        device (in the meters) and is read back only for a record or a checkpoint: no sync per batch."""
+        o, world = self.options, self.world
         epoch, steps = self.stream.epoch, len(self.stream)
-        lr = self.options.lr * self.options.lr_gamma ** (epoch // self.options.lr_step)
+        lr = o.lr * o.lr_gamma ** (epoch // o.lr_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        if self.stream.step == 0:
-            self.epoch_totals = torch.zeros(2, dtype=torch.float64)  # loss sum, batches (this rank's, or all ranks' at a resume)
-            self.window = {"loss": 0.0, "batches": 0, "images": 0, "kept": 0.0}  # since the last log record (rank 0's)
-        window = self.window
-        window["since"] = epoch_started = time.perf_counter()
+        window_started = epoch_started = time.perf_counter()
         bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
-                   **quiet(self.progress and self.world.main))
+                   **quiet(self.progress and world.main))
         for batch in self.stream:
             index = batch["step"]
-            last = (index + 1) % self.options.accum_steps == 0 or index + 1 == steps
-            if index % self.options.accum_steps == 0:
-                torch.manual_seed(derive_seed(self.sampler.seed, self.world.rank, self.optimizer_steps))
-            loss, kept = self.forward_backward(batch, epoch + index / steps, sync=last)
-            self.epoch_totals += torch.tensor([loss, 1.0], dtype=torch.float64)
-            window["loss"] += loss
-            window["batches"] += 1
-            window["images"] += len(batch["label"]) * self.world.size
-            window["kept"] += kept
+            last = (index + 1) % o.accum_steps == 0 or index + 1 == steps  # of an optimizer step
+            if index % o.accum_steps == 0:
+                torch.manual_seed(derive_seed(self.sampler.seed, world.rank, self.optimizer_steps))
+            images, labels, weights = self.to_device(batch)
+            with self.ddp.no_sync() if world.distributed and not last else contextlib.nullcontext():
+                with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    output = self.ddp(images)
+                loss, weights = self.loss(output, batch, labels, weights, epoch + index / steps)
+                (loss / o.accum_steps).backward()
+            kept, seen = (weights > 0).float().mean(), len(labels) * world.size
+            self.window.add(loss, kept, seen)
+            self.epoch_sums.add(loss, kept, seen)
             self.batches_run += 1
             bar.update(1)
             if not last:
@@ -235,55 +247,61 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.optimizer_steps += 1
-            if self.optimizer_steps % self.options.log_every == 0:
-                bar.set_postfix(loss=f"{window['loss'] / window['batches']:.3f}")
-                self.log_window(window, epoch, index, lr)
-            if self.options.checkpoint_every and self.optimizer_steps % self.options.checkpoint_every == 0 and index + 1 < steps:
-                self.save_checkpoint(distributed.all_sum(self.world, self.epoch_totals))
+            if self.optimizer_steps % o.log_every == 0:
+                window = self.window.read()
+                self.check_finite(window.loss, epoch, index)
+                bar.set_postfix(loss=f"{window.loss / window.batches:.3f}")
+                self.record({"kind": "train", "epoch": epoch, "batch": index + 1, "step": self.optimizer_steps, "lr": lr,
+                             "loss": window.loss / window.batches, "gradient_share": window.kept / window.batches,
+                             "images_per_s": window.images / max(time.perf_counter() - window_started, 1e-9)})
+                window_started = time.perf_counter()
+            if o.checkpoint_every and self.optimizer_steps % o.checkpoint_every == 0 and index + 1 < steps:
+                self.save_checkpoint(self.epoch_totals(epoch, index))
         bar.close()
-        self.end_epoch(epoch, distributed.all_sum(self.world, self.epoch_totals), lr, time.perf_counter() - epoch_started)
+        self.end_epoch(epoch, lr, time.perf_counter() - epoch_started)
 
-    def forward_backward(self, batch: dict, epoch_time: float, sync: bool) -> tuple[float, float]:
-        """One batch: weighted loss, backward (gradients all-reduced only on the step's last batch).
-        Returns (loss, share of the batch that carries a gradient)."""
+    def to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's normalised images, labels and stream weights on this rank's device (copies queued, not awaited)."""
         device = self.world.device
+        check_batch_labels(batch, len(self.classes))
         images = normalise(batch["image"].to(device, non_blocking=True), self.input["mean"], self.input["std"])
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        check_batch_labels(batch, len(self.classes))
-        labels = batch["label"].to(device, non_blocking=True)
-        weights = batch["weight"].to(device, non_blocking=True)
-        if self.options.soft_label:
-            weights = weights * soft_label_weight(batch[self.options.soft_label].to(device), self.options.soft_threshold)
-        context = self.ddp.no_sync() if self.world.distributed and not sync else contextlib.nullcontext()
-        with context:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                output = self.ddp(images)
-            logits, topic_logits = output if self.topics else (output, None)
-            if self.gate:
-                weights = weights * confidence_gate(logits, self.gate.threshold(epoch_time, self.optimizer_steps))
-            loss = class_loss(logits, labels, weights)
-            if self.topics:
-                targets = self.topics(batch["row"]).to(device)
-                loss = (1 - self.options.topic_weight) * loss + self.options.topic_weight * topic_loss(topic_logits, targets)
-            (loss / self.options.accum_steps).backward()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise WvError(f"the loss became {value} at epoch {self.stream.epoch}, batch {batch['step']}; lower --lr")
-        return value, float((weights > 0).float().mean())
+        return images, batch["label"].to(device, non_blocking=True), batch["weight"].to(device, non_blocking=True)
+
+    def loss(self, output, batch: dict, labels: torch.Tensor, weights: torch.Tensor, epoch_time: float):
+        """The class loss weighted by the stream weight x soft label x backprop gate [mixed with the topic loss];
+        returns (loss, the weights used: a weight of 0 gives a sample no gradient)."""
+        o, device = self.options, self.world.device
+        logits, topic_logits = output if self.topics else (output, None)
+        if o.soft_label:
+            weights = weights * soft_label_weight(batch[o.soft_label].to(device), o.soft_threshold)
+        if self.gate:
+            weights = weights * confidence_gate(logits, self.gate.threshold(epoch_time, self.optimizer_steps))
+        loss = class_loss(logits, labels, weights)
+        if self.topics:
+            targets = self.topics(batch["row"]).to(device)
+            loss = (1 - o.topic_weight) * loss + o.topic_weight * topic_loss(topic_logits, targets)
+        return loss, weights
+
+    def check_finite(self, loss_sum: float, epoch: int, index: int) -> None:
+        if not math.isfinite(loss_sum):
+            raise WvError(f"the loss became {loss_sum} in epoch {epoch} by batch {index + 1}; lower --lr")
+
+    def epoch_totals(self, epoch: int, index: int) -> list[float]:
+        """The epoch's loss sum and batches so far over every rank (an all-reduce: every rank calls it)."""
+        mine = self.epoch_sums.read(reset=False)
+        totals = distributed.all_sum(self.world, torch.tensor([mine.loss, mine.batches], dtype=torch.float64)).tolist()
+        self.check_finite(totals[0], epoch, index)
+        return totals
 
     # -- records -----------------------------------------------------------------------------
-    def log_window(self, window: dict, epoch: int, index: int, lr: float) -> None:
-        elapsed = time.perf_counter() - window["since"]
-        record = {"kind": "train", "epoch": epoch, "batch": index + 1, "step": self.optimizer_steps, "lr": lr,
-                  "loss": window["loss"] / window["batches"], "gradient_share": window["kept"] / window["batches"],
-                  "images_per_s": window["images"] / max(elapsed, 1e-9)}
-        self.record(record)
-        window.update(loss=0.0, batches=0, images=0, kept=0.0, since=time.perf_counter())
-
-    def end_epoch(self, epoch: int, totals: torch.Tensor, lr: float, seconds: float) -> None:
+    def end_epoch(self, epoch: int, lr: float, seconds: float) -> None:
+        loss, batches = self.epoch_totals(epoch, len(self.stream) - 1)
+        self.epoch_sums.reset()
+        self.window.reset()  # a window cut short by the epoch's end is not logged
         record = {"kind": "epoch", "epoch": epoch, "step": self.optimizer_steps, "lr": lr,
-                  "loss": float(totals[0] / totals[1]) if totals[1] else None, "seconds": round(seconds, 3)}
+                  "loss": loss / batches if batches else None, "seconds": round(seconds, 3)}
         distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
         if self.options.val:
             metrics = evaluate(getattr(self.ddp, "module", self.ddp), self.options.val, self.input, self.classes, self.world,
@@ -294,20 +312,20 @@ class Trainer:
         self.record(record)
         val = f", val top-1 {record['val_top1']:.3f} top-5 {record['val_top5']:.3f}" if "val_top1" in record else ""
         self.say(f"epoch {epoch}: loss {record['loss']:.4f}{val}")
-        self.save_checkpoint(torch.zeros(2, dtype=torch.float64))
+        self.save_checkpoint([0.0, 0.0])
 
     def record(self, record: dict) -> None:
         if self.world.main:
             curves.append_log(self.out / LOG, record)
 
-    def save_checkpoint(self, epoch_totals: torch.Tensor) -> None:
+    def save_checkpoint(self, epoch_totals: list[float]) -> None:
         """Rank 0 writes OUT/checkpoint.pt; `epoch_totals` is the epoch's loss sum and batches so far, over all ranks."""
         if not self.world.main:
             return
         extra = {"input": self.input, "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
                  "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
-                 "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals.tolist(),
-                 "log_window": {k: v for k, v in self.window.items() if k != "since"}, "arch_options": self.arch_options}
+                 "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals,
+                 "log_window": asdict(self.window.read(reset=False)), "arch_options": self.arch_options}
         if self.topics:
             extra["topic_head"] = self.model.topic_head.state_dict()
         save_checkpoint(self.out / CHECKPOINT, self.classifier, self.options.arch, len(self.classes), self.classes, extra)
