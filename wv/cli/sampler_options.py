@@ -58,6 +58,6 @@ def sampler_options(fn):
 
 def sampler_config(options: dict):
     """Pop the sampler's options out of a command's keyword arguments; return the SamplerConfig."""
-    from wv.train.config import SamplerConfig
+    from wv.stream.config import SamplerConfig
 
     return SamplerConfig(**{name: options.pop(name) for name in FIELDS})

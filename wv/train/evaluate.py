@@ -15,14 +15,14 @@ import webdataset as wds
 from tqdm import tqdm
 
 from wv.errors import WvError
-from wv.runtime import one_thread, unwrap_errors
-from wv.progress import quiet
 from wv.io import atomic_path, write_json
+from wv.progress import quiet
+from wv.runtime import one_thread, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
+from wv.stream.range_reader import decode_image, image_bytes, label_of
 from wv.train import distributed
 from wv.train.crops import CROPS, EvalCrops, normalise
-from wv.train.reader import decode_image, image_bytes, label_of
 
 
 class EvalSamples(torch.utils.data.IterableDataset):

@@ -26,8 +26,8 @@ import webdataset as wds
 from wv.errors import WvError
 from wv.progress import quiet
 from wv.runtime import rng
-from wv.train.config import URL_BUFFER, SamplerConfig
-from wv.train.reader import label_of
+from wv.stream.config import URL_BUFFER, SamplerConfig
+from wv.stream.range_reader import label_of
 
 SHARDS, SHUFFLE = 2, 4  # rng streams
 

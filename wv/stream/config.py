@@ -12,7 +12,7 @@ from functools import cached_property
 
 from wv.errors import WvError
 from wv.runtime import check_seed
-from wv.train.schedule import Curriculum, Gate, parse_column, parse_numbers
+from wv.stream.schedule import Curriculum, Gate, parse_column, parse_numbers
 
 REALISE = ("draw", "loss")
 ROOT_WINDOW = 10000  # draws shuffled together on a dataset root
@@ -33,7 +33,7 @@ class SamplerConfig:
     class_balance   off | draw | loss: w_i = N / N_class(i) (every class equally often, or equally heavy)
     weight_column   SCORE.COLUMN used as a weight (missing values count 1); weight_column_as draw | loss
     max_repeat      the most times one sample is drawn in an epoch (draw weighting)
-    gates           "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (see wv.train.schedule.Gate)
+    gates           "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (see wv.stream.schedule.Gate)
     batch_mix       samples per subset in every batch, e.g. "128,64,64" (sums to batch_size); subsets
                     not yet in the curriculum give their share to the active ones in proportion
     epoch_size      draws per epoch over all ranks (None: the number of samples selected this epoch)
