@@ -11,7 +11,8 @@ from reference_curriculumnet import reference_curriculum, reference_density
 from wv.curate import density as density_module
 from wv.curate.curriculum import kmeans_subsets
 from wv.curate.density import DensityOptions, class_density, class_groups, score_density
-from wv.curate.embed import ModelSpec, embed
+from wv.curate.embed import embed
+from wv.models import ModelSpec
 from wv.shards import sidecars
 from wv.shards.root import Root
 

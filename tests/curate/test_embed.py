@@ -14,7 +14,7 @@ import torch
 from image_data import noisy_root, tiny_clip, trained_checkpoint
 from PIL import Image
 
-from wv.curate.embed import tar_samples
+from wv.curate.shard_images import tar_samples
 from wv.models import eval_transform, load_checkpoint, penultimate
 from wv.shards import sidecars
 from wv.shards.read import iter_samples
