@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from wv.atomic import atomic_path
 from wv.errors import WvError
-from wv.io import atomic_path
 
 FORMAT = "wv-checkpoint/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

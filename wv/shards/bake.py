@@ -23,15 +23,15 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm import tqdm
 
+from wv.atomic import atomic_path, temp_name, write_json, write_parquet
 from wv.errors import WvError
-from wv.io import atomic_path, temp_name, write_json, write_parquet
 from wv.parallel import Workers
 from wv.shards import sidecars
+from wv.shards.build_task import MEMBER_MTIME
 from wv.shards.lock import writing
 from wv.shards.root import Root
 from wv.shards.runrecord import refuse_changed
 from wv.shards.tarwriter import TarShardWriter
-from wv.shards.write import MEMBER_MTIME
 
 COMMAND = "shard bake"
 SCORES_PART = "scores.json"

@@ -3,7 +3,7 @@
 import numpy as np
 from tqdm import tqdm
 
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.stream.sampling import EpochPlan, Planner
 from wv.stream.urls import UrlPlanner
 
@@ -14,7 +14,7 @@ def summarise_plan(planner: Planner, epoch: int, progress: bool = False) -> dict
     """Steps per rank, draws per class and subset against the target, repetition, shards read."""
     table, config = planner.table, planner.config
     plan = planner.plan(epoch)
-    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", **quiet(progress))]
+    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", **bar_options(progress))]
     drawn_rows = np.concatenate([rows.ravel() for rows in ranks])
     counts = np.bincount(drawn_rows, minlength=table.size)
     target = np.zeros(table.size)

@@ -24,7 +24,7 @@ import numpy as np
 import webdataset as wds
 
 from wv.errors import WvError
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import rng
 from wv.stream.config import URL_BUFFER, SamplerConfig
 from wv.stream.range_reader import label_of
@@ -42,7 +42,7 @@ def scan(urls: list, progress: bool = False) -> tuple[list, list]:
     from tqdm import tqdm
 
     counts, labels = [], []
-    for url in tqdm(urls, desc="stream: count samples", **quiet(progress)):
+    for url in tqdm(urls, desc="stream: count samples", **bar_options(progress)):
         try:
             found = [label_of(sample) for sample in shard_samples(url)]
         except Exception as error:  # a missing or damaged shard: one sentence, not a traceback

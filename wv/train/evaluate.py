@@ -15,8 +15,8 @@ import webdataset as wds
 from tqdm import tqdm
 
 from wv.errors import WvError
-from wv.io import atomic_path, write_json
-from wv.progress import quiet
+from wv.atomic import atomic_path, write_json
+from wv.progress import bar_options
 from wv.runtime import one_thread, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
@@ -90,7 +90,7 @@ def evaluate(model, source, input_spec: dict, classes: list, world, crops: int =
     was_training = model.training
     model.eval()
     started = time.perf_counter()
-    with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **quiet(progress and world.main)) as bar:
+    with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **bar_options(progress and world.main)) as bar:
         for images, labels in unwrap_errors(loader):
             probs = crop_probabilities(model, images.to(world.device, non_blocking=True), input_spec, autocast)
             known = (labels >= 0) & (labels < n_labels)

@@ -26,9 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wv.errors import WvError
-from wv.io import write_json
+from wv.atomic import write_json
 from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import derive_seed
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
@@ -245,7 +245,7 @@ class Trainer:
         window = self.window
         window["since"] = epoch_started = time.perf_counter()
         bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
-                   **quiet(self.progress and self.world.main))
+                   **bar_options(self.progress and self.world.main))
         for batch in self.stream:
             index = batch["step"]
             last = (index + 1) % self.options.accum_steps == 0 or index + 1 == steps
