@@ -9,7 +9,6 @@ from the environment; no process group is needed) and a re-run skips the shards 
 
 import contextlib
 import io
-import tarfile
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from wv.models import ImageModel
 from wv.runtime import one_thread, rank_and_world, unwrap_errors
 from wv.shards import sidecars
 from wv.shards.lock import writing
+from wv.shards.read import shard_samples
 from wv.shards.root import Root
 
 
@@ -44,7 +44,7 @@ class ShardImages(torch.utils.data.IterableDataset):
         images, labels, start = [], [], 0
         if total == 0:
             yield {"shard": shard, "start": 0, "total": 0, "images": None, "labels": None}
-        for index, sample in enumerate(tar_samples(root.shard_path(shard))):
+        for index, sample in enumerate(shard_samples(root.shard_path(shard))):
             if index >= total or sample["__key__"] != keys[index]:
                 raise WvError(f"{shard} does not match its meta sidecar at sample {index}; run `wv shard verify`")
             images.append(self.decode(shard, sample))
@@ -61,24 +61,6 @@ class ShardImages(torch.utils.data.IterableDataset):
                 return self.preprocess(image)
         except Exception as error:  # PIL raises many types for damaged bytes
             raise WvError(f"{shard}: image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
-
-
-def tar_samples(path):
-    """The samples of one tar, in order, as {ext: bytes, "__key__": key}: read straight, so that neither
-    DataLoader workers nor torchrun ranks split it (webdataset's readers would)."""
-    sample = {}
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.partition(".")
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample.setdefault("__key__", key)
-            sample[ext] = tar.extractfile(member).read()
-    if sample:
-        yield sample
 
 
 def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, split: str, command: str) -> tuple[list, int, int]:

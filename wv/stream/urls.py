@@ -26,15 +26,11 @@ import webdataset as wds
 from wv.errors import WvError
 from wv.progress import bar_options
 from wv.runtime import rng
+from wv.shards.read import shard_samples
 from wv.stream.config import URL_BUFFER, SamplerConfig
 from wv.stream.range_reader import label_of
 
 SHARDS, SHUFFLE = 2, 4  # rng streams
-
-
-def shard_samples(url: str):
-    """The samples of one shard as raw dicts (webdataset's tar reader: any URL gopen can open)."""
-    return wds.tariterators.tarfile_samples([{"url": url}])
 
 
 def scan(urls: list, progress: bool = False) -> tuple[list, list]:
