@@ -108,7 +108,8 @@ def quality(classes: int, per_class: int, noise: float, epochs: int) -> None:
     from wv.curate.confidence import score_confidence
     from wv.curate.curriculum import curriculum_split
     from wv.curate.density import DensityOptions, score_density
-    from wv.curate.embed import ModelSpec, embed
+    from wv.curate.embed import embed
+    from wv.models import ModelSpec
     from wv.shards import sidecars
     from wv.shards.root import Root
 

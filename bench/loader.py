@@ -113,7 +113,7 @@ def count(loader, image_of) -> tuple[int, float, float]:
 
 
 def run_wv(root: Path, args) -> tuple[int, float]:
-    from wv.train import SamplerConfig, Stream
+    from wv.stream import SamplerConfig, Stream
 
     config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2",
                            subset_weights="1,0.5,0.5", rounding="trim", seed=0)
@@ -142,12 +142,12 @@ def run_imagefolder(tree: Path, args) -> tuple[int, float]:
 
 def first_stage_bytes(root: Path, args) -> dict:
     """A curriculum's first stage (clean subset only): planned and measured bytes vs whole shards."""
-    from wv.train import SamplerConfig, Stream
-    from wv.train.report import describe
+    from wv.stream import SamplerConfig, Stream
+    from wv.stream.plan_summary import summarise_plan
 
     config = SamplerConfig(batch_size=args.batch_size, curriculum="0:0;1:0,1;2:0,1,2", rounding="trim", seed=0)
     stream = Stream(root, config, workers=args.workers)
-    plan = describe(stream.planner, 0)
+    plan = summarise_plan(stream.planner, 0)
     start = time.perf_counter()
     read = samples = 0
     for batch in stream:
@@ -162,9 +162,9 @@ def plan_at_scale(samples: int, world_size: int) -> None:
     """Planning alone at WebVision 2.0 scale: a synthetic table (5,000 classes, 1,000 samples a shard)."""
     import tracemalloc
 
-    from wv.train.config import SamplerConfig
-    from wv.train.sampling import Planner
-    from wv.train.table import SampleTable
+    from wv.stream.config import SamplerConfig
+    from wv.stream.sampling import Planner
+    from wv.stream.table import SampleTable
 
     rng = np.random.default_rng(0)
     shards, per_shard = samples // 1000, 1000

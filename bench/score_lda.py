@@ -38,7 +38,7 @@ from wv.curate import lda, lda_model  # noqa: E402
 from wv.curate.text import clean_tokens  # noqa: E402
 from wv.shards import sidecars  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
-from wv.io import write_json  # noqa: E402
+from wv.atomic import write_json  # noqa: E402
 from wv.shards.keys import sample_key  # noqa: E402
 from wv.shards.root import FORMAT, Root  # noqa: E402
 from wv.synth import SynthOptions, class_styles, plan_samples, render_text, write_synth  # noqa: E402

@@ -27,10 +27,10 @@ from wv.models import build_model, default_input  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
 from wv.shards.read import iter_samples, shard_urls  # noqa: E402
 from wv.shards.root import Root  # noqa: E402
+from wv.stream.config import SamplerConfig  # noqa: E402
+from wv.stream.range_reader import decode_image  # noqa: E402
 from wv.synth import SynthOptions, write_synth  # noqa: E402
-from wv.train.config import SamplerConfig  # noqa: E402
 from wv.train.crops import normalise  # noqa: E402
-from wv.train.reader import decode_image  # noqa: E402
 from wv.train.trainer import TrainOptions, train  # noqa: E402
 
 

@@ -15,6 +15,7 @@ from wv.shards.build import BuildOptions, build
 from wv.synth import SynthOptions, write_synth
 
 REAL_DATA = Path(__file__).parent / "data"
+pytest_plugins = ["stream_roots"]  # the sampler's roots: tests/stream and tests/train both use them
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from wv.curate.curriculum import curriculum_split
 from wv.curate.lda import LdaOptions, score_lda
 from wv.curate.select import select
 from wv.shards.root import Root
-from wv.train.config import SamplerConfig
+from wv.stream.config import SamplerConfig
 from wv.train.trainer import TrainOptions, train
 
 TINY = ("--arch", "tinycnn", "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--workers", "0")

@@ -16,8 +16,8 @@ from wv.errors import WvError
 from wv.shards import sidecars
 from wv.shards.root import Root, check_name
 from wv.shards.verify import verify
-from wv.train.config import SamplerConfig
-from wv.train.table import load_table
+from wv.stream.config import SamplerConfig
+from wv.stream.table import load_table
 
 BAD_NAMES = ["", ".", "..", "../models", "../../../x", "/tmp/elsewhere", "a/b", ".hidden"]
 

@@ -13,17 +13,18 @@ from wv.curate.audit import write_report
 from wv.curate.confidence import score_confidence
 from wv.curate.curriculum import curriculum_split
 from wv.curate.density import DensityOptions, score_density
-from wv.curate.embed import ModelSpec, embed
+from wv.curate.embed import embed
 from wv.curate.keywords import KeywordOptions, score_keywords
 from wv.curate.lda import LdaOptions, score_lda
 from wv.curate.select import select
-from wv.shards.build import BuildOptions, build
+from wv.models import ModelSpec
 from wv.shards import sidecars
+from wv.shards.build import BuildOptions, build
 from wv.shards.info import describe
 from wv.shards.root import Root
 from wv.shards.verify import verify
+from wv.stream.config import SamplerConfig
 from wv.synth import SynthOptions, write_synth
-from wv.train.config import SamplerConfig
 from wv.train.evaluate import eval_checkpoint
 from wv.train.trainer import CHECKPOINT, TrainOptions, train
 

@@ -1,5 +1,6 @@
-"""Image classifiers by name, and the `wv train` checkpoint format that `wv embed`, `wv score confidence`
-and `wv eval` read.
+"""Image models, in one place for curate and train: classifiers by name, the `wv train` checkpoint format
+that `wv embed`, `wv score confidence` and `wv eval` read, and an image model loaded by spec (a wv
+checkpoint, or an open_clip model) with its evaluation preprocessing.
 
 A checkpoint is one `torch.save`d dict (loaded with weights_only=True, so it holds only tensors and
 plain Python values):
@@ -14,13 +15,17 @@ plain Python values):
     ...          whatever else the trainer keeps ("optimizer", "sampler", "step" ...)
 """
 
+import hashlib
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 
+from wv.atomic import atomic_path
 from wv.errors import WvError
-from wv.io import atomic_path
 
 FORMAT = "wv-checkpoint/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -138,3 +143,99 @@ def eval_transform(input_spec: dict):
 
 def to_rgb(image):
     return image.convert("RGB")
+
+
+# -- an image model by spec: a wv checkpoint or an open_clip model ---------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model: a wv checkpoint path, or an open_clip name (+ weights file, pretrained tag, config JSON)."""
+
+    model: str | None = None
+    weights: str | None = None
+    pretrained: str | None = None
+    config: str | None = None
+
+    def is_checkpoint(self) -> bool:
+        return self.model is not None and self.config is None and Path(self.model).is_file()
+
+    def fingerprint(self) -> dict:
+        """The options recorded with the features: names, and the sha256 of every file used."""
+        files = {k: v for k, v in asdict(self).items() if v and k != "pretrained" and Path(v).is_file()}
+        return {**asdict(self), "sha256": {k: file_sha256(v) for k, v in sorted(files.items())}}
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ImageModel:
+    """A loaded model: `preprocess` (PIL image -> tensor), `features(images)`, `logits(images)`."""
+
+    def __init__(self, kind: str, net, preprocess, device, checkpoint: dict | None = None, name: str = ""):
+        self.kind, self.net, self.preprocess, self.device = kind, net, preprocess, device
+        self.checkpoint, self.name = checkpoint, name
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        if self.kind == "clip":
+            return self.net.encode_image(images, normalize=True)
+        return penultimate(self.net, images)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Checkpoints only (CLIP needs a zero-shot head, see wv.curate.confidence)."""
+        return self.net(images)
+
+    def feature_dim(self) -> int:
+        probe = torch.zeros(1, *self.input_shape(), device=self.device)
+        return int(self.features(probe).shape[1])
+
+    def input_shape(self) -> tuple:
+        image = Image.new("RGB", (64, 64))
+        return tuple(self.preprocess(image).shape)
+
+
+def load_image_model(spec: ModelSpec, device: torch.device) -> ImageModel:
+    if spec.is_checkpoint():
+        try:
+            net, checkpoint = load_checkpoint(spec.model, map_location=device)
+        except WvError as error:
+            hint = "; for open_clip weights give --model NAME --weights FILE" if "is not a wv checkpoint" in str(error) else ""
+            raise WvError(f"{error}{hint}") from None
+        preprocess = eval_transform(checkpoint.get("input") or default_input(checkpoint["arch"]))
+        return ImageModel("checkpoint", net, preprocess, device, checkpoint, checkpoint["arch"])
+    return load_clip(spec, device)
+
+
+def load_clip(spec: ModelSpec, device: torch.device) -> ImageModel:
+    import open_clip
+
+    name = spec.model
+    schema = bool(name) and name.startswith(("local-dir:", "hf-hub:"))  # open_clip reads config and weights from there
+    if name and not spec.config and not schema and (os.sep in name or name.endswith((".pt", ".pth", ".ckpt", ".bin"))):
+        raise WvError(f"model file {name} does not exist")
+    if spec.config:
+        if not Path(spec.config).is_file():
+            raise WvError(f"model config {spec.config} does not exist")
+        open_clip.add_model_config(spec.config)
+        name = name or Path(spec.config).stem
+    if not name:
+        raise WvError("give --model: an open_clip model name or a wv checkpoint file")
+    if not schema and name not in open_clip.list_models():
+        hint = "" if spec.config else "; a file path must be a wv checkpoint, a custom architecture needs --model-config"
+        raise WvError(f"{name!r} is neither a wv checkpoint file nor an open_clip model name{hint}")
+    if spec.weights and spec.pretrained:
+        raise WvError("give --weights FILE or --pretrained TAG, not both")
+    if spec.weights and not Path(spec.weights).is_file():
+        raise WvError(f"weights file {spec.weights} does not exist")
+    if not (spec.weights or spec.pretrained or schema):
+        raise WvError(f"open_clip model {name} needs --weights FILE or --pretrained TAG (random weights give meaningless features)")
+    try:
+        net, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=spec.weights or spec.pretrained, device=device)
+    except (RuntimeError, ValueError, KeyError, OSError) as error:
+        raise WvError(f"cannot load open_clip {name} with {spec.weights or spec.pretrained}: {str(error).splitlines()[0][:160]}") from None
+    return ImageModel("clip", net.eval(), preprocess, device, name=name)

@@ -13,7 +13,7 @@ CORES = {
     "wv.curate.select_core": "wv.curate.select",
     "wv.curate.rules": "wv.curate.select",
 }
-DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.io", "wv.progress", "wv.runtime")
+DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.atomic", "wv.progress", "wv.runtime")
 
 
 @pytest.mark.parametrize("core", CORES)

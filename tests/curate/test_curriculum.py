@@ -12,7 +12,8 @@ from reference_curriculumnet import reference_subsets
 from wv.curate.confidence import score_confidence
 from wv.curate.curriculum import kmeans_subsets, quantile_subsets
 from wv.curate.density import DensityOptions, score_density
-from wv.curate.embed import ModelSpec, embed
+from wv.curate.embed import embed
+from wv.models import ModelSpec
 from wv.shards import sidecars
 from wv.shards.root import Root
 

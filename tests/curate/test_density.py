@@ -13,7 +13,8 @@ from wv.curate import density_core
 from wv.curate.curriculum import kmeans_subsets
 from wv.curate.density import DensityOptions, class_groups, score_density
 from wv.curate.density_core import class_density
-from wv.curate.embed import ModelSpec, embed
+from wv.curate.embed import embed
+from wv.models import ModelSpec
 from wv.shards import sidecars
 from wv.shards.root import Root
 

@@ -14,7 +14,6 @@ import torch
 from image_data import noisy_root, tiny_clip, trained_checkpoint
 from PIL import Image
 
-from wv.curate.embed import tar_samples
 from wv.models import eval_transform, load_checkpoint, penultimate
 from wv.shards import sidecars
 from wv.shards.read import iter_samples
@@ -86,14 +85,6 @@ def test_torchrun_ranks_take_disjoint_shards(root, tmp_path_factory):
     assert sum(r["samples"] for r in reports) == 480
     for shard in Root(root).shard_names("train"):
         assert sidecars.complete(Root(root), "features", "model", shard, 60)
-
-
-def test_tar_samples_reads_every_member_in_order(root):
-    path = Root(root).shard_path("train-000000")
-    mine = list(tar_samples(path))
-    theirs = list(iter_samples([str(path)]))
-    assert [s["__key__"] for s in mine] == [s["__key__"] for s in theirs]
-    assert all(a["jpg"] == b["jpg"] and a["cls"] == b["cls"] for a, b in zip(mine, theirs))
 
 
 def test_bad_input_is_one_sentence_and_exit_2(root, tmp_path, tmp_path_factory, wv_cli):

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from wv.shards.build import BuildOptions, build
+from wv.shards.build_task import image_file
 from wv.shards.images import MAX_IMAGE_BYTES, BadImage, read_image_file
 from wv.shards.layout import open_webvision
 from wv.shards.root import Root
-from wv.shards.write import image_file
 
 
 def jpeg(seed: int = 0) -> bytes:

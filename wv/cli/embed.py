@@ -42,8 +42,8 @@ def embed(root, model, weights, pretrained, model_config, name, split, batch_siz
       wv embed ROOT --model runs/tiny/checkpoint.pt --name tiny
       torchrun --nproc_per_node 8 -m wv embed ROOT --model ViT-L-14 --pretrained openai
     """
-    from wv.curate.embed import ModelSpec
     from wv.curate.embed import embed as run_embed
+    from wv.models import ModelSpec
 
     spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
     figures = run_embed(root, spec, name=name, split=split, batch_size=batch_size, loader_workers=loader_workers, device=device,

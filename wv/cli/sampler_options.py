@@ -9,7 +9,7 @@
 from dataclasses import fields
 
 from wv.cli.common import options_from
-from wv.train.config import SamplerConfig
+from wv.stream.config import SamplerConfig
 
 FIELDS = tuple(f.name for f in fields(SamplerConfig))
 # --seed last in --help, after the options that say what is drawn

@@ -81,7 +81,7 @@ def confidence(root, model, weights, pretrained, model_config, templates, names,
       wv select ROOT --drop "confidence.p_label < 0.05"
     """
     from wv.curate.confidence import score_confidence
-    from wv.curate.embed import ModelSpec
+    from wv.models import ModelSpec
 
     spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
     figures = score_confidence(root, spec, name=name, split=split, templates=templates, names=names, batch_size=batch_size,

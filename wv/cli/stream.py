@@ -29,23 +29,23 @@ def stream(source, epoch, world_size, workers, show_classes, as_json, **options)
       wv stream ROOT --batch-mix 128,64,64 --gate 'confidence.p_label >= 0.5@0,0@10' --json
       wv stream 'shards/train-{000000..000099}.tar' --world-size 2 --workers 4
     """
-    from wv.shards.root import Root
-    from wv.train.report import describe, describe_urls
-    from wv.train.sampling import Planner
-    from wv.train.table import load_table
-    from wv.train.urls import UrlPlanner
-    from wv.shards.read import shard_urls
     from wv.errors import WvError
+    from wv.shards.read import shard_urls
+    from wv.shards.root import Root
+    from wv.stream.plan_summary import summarise_plan, summarise_url_plan
+    from wv.stream.sampling import Planner
+    from wv.stream.table import load_table
+    from wv.stream.urls import UrlPlanner
 
     config = sampler_config(options)
     if epoch < 0 or workers < 1:
         raise WvError("--epoch must be 0 or more and --workers at least 1")
     if Root(source).exists():
-        figures = describe(Planner(load_table(source, config), config, world_size), epoch, progress=True)
+        figures = summarise_plan(Planner(load_table(source, config), config, world_size), epoch, progress=True)
         lines = root_lines(figures, show_classes)
     else:
         planner = UrlPlanner(shard_urls(source, config.split), config, world_size, progress=True)
-        figures = describe_urls(planner, epoch, workers)
+        figures = summarise_url_plan(planner, epoch, workers)
         lines = url_lines(figures, show_classes)
     figures["config"] = config.to_dict()
     finish(f"wv stream: {source}, epoch {epoch}, world size {world_size}, batch size {config.batch_size}", figures, as_json, lines)

@@ -29,12 +29,13 @@ from tqdm import tqdm
 from wv.curate import audit_assets as pages
 from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
-from wv.curate.select import SELECTION, quiet, score_schemas, shard_frame
+from wv.atomic import write_bytes, write_json
+from wv.curate.select import SELECTION, score_schemas, shard_frame
 from wv.curate.select_core import tiebreak
 from wv.errors import WvError
-from wv.io import write_bytes, write_json
 from wv.options import opt
 from wv.parallel import Workers
+from wv.progress import bar_options
 from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.read import read_range
@@ -225,7 +226,7 @@ def keep_smallest(picks: pl.DataFrame, limits: tuple) -> pl.DataFrame:
 
 def tally_all(pool, jobs: list[TallyJob], progress: bool):
     counts, hists, picks, pending = None, None, None, []
-    for result in tqdm(pool.map(tally_shard, jobs), total=len(jobs), desc="audit: tally", **quiet(progress)):
+    for result in tqdm(pool.map(tally_shard, jobs), total=len(jobs), desc="audit: tally", **bar_options(progress)):
         hists = result["hists"] if hists is None else [a + b for a, b in zip(hists, result["hists"])]
         pending.append(result)
         if len(pending) >= REDUCE_EVERY:
@@ -306,7 +307,7 @@ def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool)
     jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
                     **{k: v for k, v in base.items() if k != "split"})
             for shard, group in located.group_by("shard", maintain_order=True)]
-    parts = list(tqdm(pool.map(cards_shard, jobs), total=len(jobs), desc="audit: thumbnails", **quiet(progress)))
+    parts = list(tqdm(pool.map(cards_shard, jobs), total=len(jobs), desc="audit: thumbnails", **bar_options(progress)))
     cards = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
     return cards.join(picks.select("__key__", "tie"), on="__key__") if cards.height else cards
 

@@ -22,8 +22,8 @@ import jinja2
 import polars as pl
 from markupsafe import Markup
 
+from wv.atomic import atomic_path
 from wv.curate.rules import compile_rules
-from wv.io import atomic_path
 
 PALETTE = ("#d1495b", "#7b4fa8", "#e39b1b", "#00798c", "#8f5b2d", "#3d6fd8", "#2e8b57", "#c2185b")
 KEPT, OTHER = "#b7c3d3", "#f1c9a5"

@@ -5,7 +5,7 @@ top1 (the most probable class, as a label of this root; null when a checkpoint's
 of the root's classes) and p_top1 (its probability).
 
 Two kinds of model:
-  CLIP zero-shot  an open_clip model (wv.curate.embed.ModelSpec); a classifier over the root's classes
+  CLIP zero-shot  an open_clip model (wv.models.ModelSpec); a classifier over the root's classes
                   from their names (wv.json: the first WordNet name of each synset, or with
                   `class_names="imagenet"` open_clip's curated ImageNet names for the 1,000 WebVision
                   1.0 classes) and prompt templates ("a photo of a {}." ...); probabilities are the
@@ -24,8 +24,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from wv.curate.embed import ImageModel, ModelSpec, check_loader, load_image_model, map_images, my_shards, rank_lock
+from wv.curate.shard_images import check_loader, map_images, my_shards, rank_lock
 from wv.errors import WvError
+from wv.models import ImageModel, ModelSpec, load_image_model
 from wv.runtime import check_seed, pick_device
 from wv.shards import sidecars
 from wv.shards.root import Root, check_name

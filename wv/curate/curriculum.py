@@ -25,7 +25,7 @@ import polars as pl
 from tqdm import tqdm
 
 from wv.errors import WvError
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
@@ -128,7 +128,7 @@ def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_clea
     bounds = np.append(starts, labels.size)
     del labels
     for label, start, end in tqdm(list(zip(present.tolist(), bounds[:-1], bounds[1:])), desc=f"curriculum {score}:{column}",
-                                  unit="class", **quiet(progress)):
+                                  unit="class", **bar_options(progress)):
         members = order[start:end]
         values = all_values[members]
         if method == "kmeans":

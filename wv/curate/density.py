@@ -21,12 +21,12 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from wv.atomic import write_parquet
 from wv.curate.density_core import ClassDensity, class_density
 from wv.curate.density_options import DensityOptions
 from wv.errors import WvError
-from wv.io import write_parquet
 from wv.parallel import Workers
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import pick_device, set_threads
 from wv.shards import sidecars
 from wv.shards.lock import writing
@@ -192,7 +192,7 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     budget = distance_budget(memory_gb) // pool.workers  # each of the workers holds its own distances
     threads = None if pool.inline else 1 if pool.ray is not None else max(1, (os.cpu_count() or 1) // pool.workers)
     with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
-              **quiet(progress)) as bar:
+              **bar_options(progress)) as bar:
         for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
             gathered = gather(root, opts.features, shard_names, label, starts, group, dim)
             for cls, (features, _) in gathered.items():

@@ -28,13 +28,13 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from wv.atomic import write_json, write_parquet
 from wv.curate import nltk_data
 from wv.curate.text import stop_words
 from wv.errors import WvError
-from wv.io import write_json, write_parquet
 from wv.options import opt
 from wv.parallel import Workers
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import SPLITS, Root
@@ -128,7 +128,7 @@ def count_task(job) -> tuple[str, Counter, int]:
 def build_vocabulary(root: Root, options: KeywordOptions, lexicon: str, names: list[str], pool: Workers, progress: bool) -> pl.DataFrame:
     counts, documents = Counter(), 0
     jobs = [(str(root.path), name, lexicon) for name in names]
-    for _, shard_counts, docs in tqdm(pool.map(count_task, jobs), total=len(jobs), desc="keywords count", unit="shard", **quiet(progress)):
+    for _, shard_counts, docs in tqdm(pool.map(count_task, jobs), total=len(jobs), desc="keywords count", unit="shard", **bar_options(progress)):
         counts.update(shard_counts)
         documents += docs
         if len(counts) > PRUNE_AT:
@@ -179,7 +179,7 @@ def score_keywords(root, options: KeywordOptions = KeywordOptions(), vocabulary=
         run = {"vocabulary": info["vocabulary_id"], "lexicon": info["lexicon"]}
         todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split, command=COMMAND))
         jobs = [(str(root.path), name, info["lexicon"], str(folder), info["vocabulary_id"]) for name in names if name in todo]
-        for _ in tqdm(pool.map(keywords_task, jobs), total=len(jobs), desc=f"keywords {options.split}", unit="shard", **quiet(progress)):
+        for _ in tqdm(pool.map(keywords_task, jobs), total=len(jobs), desc=f"keywords {options.split}", unit="shard", **bar_options(progress)):
             pass
     stats = sidecars.read_scores(root, NAME, names, columns=["count"]).select(
         pl.len().alias("samples"), pl.col("count").mean().alias("mean"), (pl.col("count") == 0).sum().alias("none")).collect().row(0, named=True)

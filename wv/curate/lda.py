@@ -47,7 +47,7 @@ from wv.curate.text import clean_tokens
 from wv.errors import WvError
 from wv.options import opt
 from wv.parallel import Workers
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
@@ -192,7 +192,7 @@ def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progr
     jobs = ((str(root.path), shard, rows) for shard, rows in plan)
     results = pool.map(vocabulary_task, jobs)
     for shard, shard_dictionary, rows in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary",
-                                              unit="shard", **quiet(progress)):
+                                              unit="shard", **bar_options(progress)):
         dictionary.merge_with(shard_dictionary)
         if rows.size:
             documents.append((shard, rows))
@@ -266,7 +266,7 @@ def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: 
     seconds = {"vocabulary": round(time.perf_counter() - started, 3)}
     started = time.perf_counter()
     corpus = FitCorpus(documents)
-    bar = tqdm(total=len(corpus) * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **quiet(progress))
+    bar = tqdm(total=len(corpus) * options.passes, desc=f"lda fit ({options.topics} topics)", unit="doc", **bar_options(progress))
     try:
         with scratch_folder(folder.parent) as scratch:
             dictionary.save(str(scratch / DICTIONARY_FILE))
@@ -332,7 +332,7 @@ def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.Da
     sums, counts = np.zeros((classes, saved.info["topics"]), dtype=np.float64), np.zeros(classes, dtype=np.int64)
     results = in_order(pool.map(topics_task, jobs), [j.shard for j in jobs])
     total = int(shards.filter(pl.col("name").is_in([j.shard for j in jobs]))["samples"].sum())
-    bar = tqdm(total=total, desc=f"lda topics {options.split}", unit="doc", **quiet(progress))
+    bar = tqdm(total=total, desc=f"lda topics {options.split}", unit="doc", **bar_options(progress))
     for shard, labels, shard_sums, shard_counts in results:
         if labels is not None:
             if labels.size and labels.max() >= classes:
@@ -381,7 +381,7 @@ def run_scores(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.Da
     todo |= set(sidecars.begin_run(root, "scores", LABEL_WEIGHTS, run, overwrite, options.split, command=COMMAND))
     jobs = [ScoresJob(str(root.path), name, str(saved.folder), saved.model_id, saved.means_id, options.similarity,
                       options.top_topics, options.top_classes) for name in shards["name"] if name in todo]
-    for _ in tqdm(pool.map(scores_task, jobs), total=len(jobs), desc=f"lda scores {options.split}", unit="shard", **quiet(progress)):
+    for _ in tqdm(pool.map(scores_task, jobs), total=len(jobs), desc=f"lda scores {options.split}", unit="shard", **bar_options(progress)):
         pass
     return len(jobs)
 

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from wv.curate.rules import META, META_COLUMNS, compile_rules
 from wv.curate.select_core import candidates, choose_rescued, count_decisions, decisions, merge_counts, rescue_counts, with_decisions
 from wv.errors import WvError
-from wv.progress import quiet
-from wv.io import write_json
+from wv.atomic import write_json
 from wv.options import opt
+from wv.progress import bar_options
 from wv.parallel import Workers
 from wv.shards import sidecars
 from wv.shards.lock import writing
@@ -160,7 +160,7 @@ def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dic
         if rescue.height:
             protected = frozenset(rescue["label"].to_list())
             jobs = [ShardJob(shard=s, protected=protected, **base) for s in shards]
-            parts = list(tqdm(pool.map(candidates_shard, jobs), total=len(jobs), desc="select: protect", **quiet(progress)))
+            parts = list(tqdm(pool.map(candidates_shard, jobs), total=len(jobs), desc="select: protect", **bar_options(progress)))
             rescued = choose_rescued(pl.concat(parts), rescue, options.seed).select("__key__", "label", "source", "first")
         figures = summarize(root, compiled, counts, rescued, options)
         if name is None:
@@ -173,7 +173,7 @@ def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dic
 
 def count_all(pool, jobs, n_rules: int, progress: bool) -> pl.DataFrame:
     parts, merged = [], None
-    for part in tqdm(pool.map(count_shard, jobs), total=len(jobs), desc="select: count", **quiet(progress)):
+    for part in tqdm(pool.map(count_shard, jobs), total=len(jobs), desc="select: count", **bar_options(progress)):
         parts.append(part)
         if len(parts) >= REDUCE_EVERY:
             merged = merge_counts(([merged] if merged is not None else []) + parts, n_rules)
@@ -194,7 +194,7 @@ def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, optio
         for shard, keys in located.group_by("shard"):
             by_shard[shard[0]] = frozenset(keys["__key__"].to_list())
     jobs = [ShardJob(shard=s, rescued=by_shard.get(s, frozenset()), name=name, **base) for s in todo]
-    for _ in tqdm(pool.map(write_shard, jobs), total=len(jobs), desc="select: write", **quiet(progress)):
+    for _ in tqdm(pool.map(write_shard, jobs), total=len(jobs), desc="select: write", **bar_options(progress)):
         pass
     folder = sidecars.sidecar_dir(root, "scores", name)
     return {"shards_written": len(todo), "shards_skipped": len(shards) - len(todo),

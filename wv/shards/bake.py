@@ -16,22 +16,22 @@ import json
 import math
 import os
 import shutil
-import tarfile
 import time
 from dataclasses import dataclass
 
 import polars as pl
 from tqdm import tqdm
 
+from wv.atomic import atomic_path, temp_name, write_json, write_parquet
 from wv.errors import WvError
-from wv.io import atomic_path, temp_name, write_json, write_parquet
 from wv.parallel import Workers
 from wv.shards import sidecars
+from wv.shards.build_task import MEMBER_MTIME
 from wv.shards.lock import writing
+from wv.shards.read import members, shard_samples
 from wv.shards.root import Root
 from wv.shards.runrecord import refuse_changed
 from wv.shards.tarwriter import TarShardWriter
-from wv.shards.write import MEMBER_MTIME
 
 COMMAND = "shard bake"
 SCORES_PART = "scores.json"
@@ -177,11 +177,12 @@ def bake_shard(job: BakeJob) -> dict:
     try:
         with open(tmp, "wb") as file:
             writer = TarShardWriter(file, mtime=MEMBER_MTIME)
-            for index, (key, members) in enumerate(read_samples(source.shard_path(job.shard))):
+            for index, sample in enumerate(shard_samples(source.shard_path(job.shard))):
+                key, parts = sample["__key__"], members(sample)
                 if index >= manifest.height or key != manifest["__key__"][index]:
                     raise WvError(f"{job.shard}: sample {index} of the tar is {key!r}, the manifest disagrees; run `wv shard verify`")
-                members[SCORES_PART] = documents[index]
-                offsets.append(writer.write_sample(key, dict(sorted(members.items()))))
+                parts[SCORES_PART] = documents[index]
+                offsets.append(writer.write_sample(key, dict(sorted(parts.items()))))
             writer.close()
         if len(offsets) != manifest.height:
             raise WvError(f"{job.shard}: the tar holds {len(offsets)} samples, the manifest {manifest.height}; run `wv shard verify`")
@@ -190,24 +191,6 @@ def bake_shard(job: BakeJob) -> dict:
         tmp.unlink(missing_ok=True)
     copy_sidecars(source, target, job.shard, job.scores)
     return record_shard(target, job.shard, manifest, offsets, writer)
-
-
-def read_samples(path):
-    """(key, {ext: bytes}) per sample of a tar, streamed: members of one key are consecutive."""
-    key, members = None, {}
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            name = os.path.basename(member.name)
-            member_key, _, ext = name.partition(".")
-            if member_key != key and members:
-                yield key, members
-                members = {}
-            key = member_key
-            members[ext] = tar.extractfile(member).read()
-    if members:
-        yield key, members
 
 
 def score_documents(source: Root, shard: str, names, keys: pl.Series) -> list[bytes]:

@@ -1,7 +1,7 @@
 """`wv shard build`: WebVision (1.0 or 2.0 layout) -> webdataset shards in a dataset root.
 
 Plan (file lists as polars tables, deterministic shuffle, shard assignment) -> meta index (each
-query's JSON once, into SQLite) -> shard tasks in parallel (see write.py) -> finalize (manifest,
+query's JSON once, into SQLite) -> shard tasks in parallel (see build_task.py) -> finalize (manifest,
 shards and rejects tables, wv.json). A killed build re-run with the same options skips every shard
 whose ledger entry is complete and valid; options that differ from the first run are refused.
 """
@@ -18,16 +18,16 @@ from tqdm import tqdm
 
 import wv
 from wv.errors import WvError
-from wv.io import remove_stale_temps, write_json, write_parquet, atomic_path
+from wv.atomic import atomic_path, remove_stale_temps, write_json, write_parquet
 from wv.options import opt
 from wv.parallel import Workers, check_workers
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.meta import MetaIndex, index_query
 from wv.shards.lock import writing
 from wv.shards.root import FORMAT, SPLITS, Root
-from wv.shards.write import REJECT_SCHEMA, ShardJob, write_shard
+from wv.shards.build_task import REJECT_SCHEMA, ShardJob, write_shard
 
 MAX_SEED = 2**63 - 1
 
@@ -220,7 +220,7 @@ def index_meta(root: Root, source, plan: Plan, pool: Workers, progress: bool) ->
         done = index.done_queries()
         queries = plan.queries()
         todo = [(s, q, str(source.meta_path(s, q))) for s, q in queries if (s, q) not in done]
-        bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", **quiet(progress))
+        bar = tqdm(total=len(queries), initial=len(queries) - len(todo), desc="meta index", unit="query", **bar_options(progress))
         results = pool.map(index_query, todo, window=16 * pool.workers)
         while batch := list(islice(results, 64)):
             index.add_queries(batch)  # one transaction per 64 query files
@@ -242,7 +242,7 @@ def run_shards(root: Root, source, options: BuildOptions, plan: Plan, meta_index
         record = completed_shard(root, split, shard_name(split, number))
         if record:
             done[number] = record
-    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", **quiet(progress),
+    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", **bar_options(progress),
                initial=sum(r["samples"] + r["rejected"] for r in done.values()))
     jobs = (
         ShardJob(

@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from wv.atomic import write_json
 from wv.errors import WvError
-from wv.io import write_json
 
 RUN_FILE = "_run.json"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from wv.atomic import atomic_path, write_parquet
 from wv.errors import WvError
-from wv.io import atomic_path, write_parquet
 from wv.shards.root import NAME, Root, check_name
 from wv.shards.runrecord import RunRecord
 

@@ -9,7 +9,7 @@ import polars as pl
 from tqdm import tqdm
 
 from wv.parallel import map_jobs
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.shards.images import BadImage, prepare_image
 from wv.shards.read import read_sample_bytes
 from wv.shards import sidecars
@@ -26,7 +26,7 @@ def verify(root, workers: int = 1, decode: bool = True, progress: bool = True, e
     parts = tuple(info.get("sample_parts", SAMPLE_PARTS))  # a baked root's samples also carry scores.json
     jobs = [(str(root.path), row, decode, parts) for row in shards.iter_rows(named=True)]
     samples = 0
-    for result in tqdm(map_jobs(verify_shard, jobs, workers, executor, ray_address=ray_address), total=len(jobs), desc="verify", unit="shard", **quiet(progress)):
+    for result in tqdm(map_jobs(verify_shard, jobs, workers, executor, ray_address=ray_address), total=len(jobs), desc="verify", unit="shard", **bar_options(progress)):
         problems += result["problems"]
         samples += result["samples"]
     problems += count_problems(root, info, shards)

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from wv.io import atomic_path, write_bytes
+from wv.atomic import atomic_path, write_bytes
 
 PLOT = "curves.png"
 _writers: dict = {}

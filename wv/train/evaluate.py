@@ -11,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from tqdm import tqdm
 
 from wv.errors import WvError
+from wv.atomic import atomic_path, write_json
+from wv.progress import bar_options
 from wv.runtime import one_thread, unwrap_errors
-from wv.progress import quiet
-from wv.io import atomic_path, write_json
-from wv.shards.read import shard_urls
+from wv.shards.read import iter_samples, shard_urls
 from wv.shards.root import Root
+from wv.stream.range_reader import decode_image, image_bytes, label_of
 from wv.train import distributed
 from wv.train.crops import CROPS, EvalCrops, normalise
-from wv.train.reader import decode_image, image_bytes, label_of
 
 
 class EvalSamples(torch.utils.data.IterableDataset):
@@ -32,8 +31,9 @@ class EvalSamples(torch.utils.data.IterableDataset):
         self.urls, self.transform = urls, EvalCrops(size, crops)
 
     def __iter__(self):
-        dataset = wds.WebDataset(self.urls, shardshuffle=False, nodesplitter=lambda urls: urls, empty_check=False)
-        for sample in dataset:
+        worker = torch.utils.data.get_worker_info()
+        mine = self.urls[worker.id::worker.num_workers] if worker else self.urls
+        for sample in iter_samples(mine):
             image = decode_image(image_bytes(sample), sample["__key__"], sample.get("__url__"))
             yield self.transform(image), label_of(sample)
 
@@ -90,7 +90,7 @@ def evaluate(model, source, input_spec: dict, classes: list, world, crops: int =
     was_training = model.training
     model.eval()
     started = time.perf_counter()
-    with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **quiet(progress and world.main)) as bar:
+    with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **bar_options(progress and world.main)) as bar:
         for images, labels in unwrap_errors(loader):
             probs = crop_probabilities(model, images.to(world.device, non_blocking=True), input_spec, autocast)
             known = (labels >= 0) & (labels < n_labels)

@@ -20,7 +20,7 @@ from torch import nn
 from wv.errors import WvError
 from wv.models import classifier_layer
 from wv.shards.root import Root
-from wv.train.schedule import UNITS, Schedule
+from wv.stream.schedule import UNITS, Schedule
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What `wv train` takes besides the sampler's options (wv.train.config.SamplerConfig): each field's
+"""What `wv train` takes besides the sampler's options (wv.stream.config.SamplerConfig): each field's
 default and --help line, declared once. Free of torch, so that the command line is built without it;
 wv.train.trainer.check_options checks a TrainOptions before a run.
 

@@ -27,21 +27,21 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wv.errors import WvError
-from wv.progress import quiet
-from wv.runtime import derive_seed
-from wv.io import write_json
+from wv.atomic import write_json
 from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
+from wv.progress import bar_options
+from wv.runtime import derive_seed
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
+from wv.stream.config import SamplerConfig
+from wv.stream.loader import Stream
+from wv.stream.schedule import parse_column
 from wv.train import curves, distributed
-from wv.train.config import SamplerConfig
 from wv.train.crops import normalise, train_transform
 from wv.train.evaluate import check_out, check_source, evaluate
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
 from wv.train.meter import Meter, Reading
 from wv.train.options import TrainOptions
-from wv.train.schedule import parse_column
-from wv.train.stream import Stream
 
 CHECKPOINT, LOG, SUMMARY = "checkpoint.pt", "log.jsonl", "train.json"
 # Options that shape the model or the meaning of a step: a resumed run must keep them.
@@ -225,7 +225,7 @@ class Trainer:
         self.model.train()
         window_started = epoch_started = time.perf_counter()
         bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
-                   **quiet(self.progress and world.main))
+                   **bar_options(self.progress and world.main))
         for batch in self.stream:
             index = batch["step"]
             last = (index + 1) % o.accum_steps == 0 or index + 1 == steps  # of an optimizer step

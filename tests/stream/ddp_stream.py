@@ -9,7 +9,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from wv.train import SamplerConfig, Stream
+from wv.stream import SamplerConfig, Stream
 
 
 def main(root: str, out: str) -> None:

@@ -32,11 +32,11 @@ from wv.errors import WvError
 from wv.runtime import derive_seed, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
-from wv.train.config import SamplerConfig
-from wv.train.reader import RangeReader, decode_image, image_bytes, label_of
-from wv.train.sampling import Planner, RankPlan
-from wv.train.table import load_table
-from wv.train.urls import UrlPlanner
+from wv.stream.config import SamplerConfig
+from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of
+from wv.stream.sampling import Planner, RankPlan
+from wv.stream.table import load_table
+from wv.stream.urls import UrlPlanner
 
 STATE_FORMAT = "wv-stream/1"
 

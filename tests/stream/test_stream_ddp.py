@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 
 from wv.shards.root import Root
-from wv.train import SamplerConfig
-from wv.train.sampling import Planner
-from wv.train.table import load_table
+from wv.stream import SamplerConfig
+from wv.stream.sampling import Planner
+from wv.stream.table import load_table
 
 SCRIPT = Path(__file__).with_name("ddp_stream.py")
 

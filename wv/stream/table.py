@@ -15,7 +15,7 @@ import polars as pl
 from wv.errors import WvError
 from wv.shards import sidecars
 from wv.shards.root import Root
-from wv.train.config import SamplerConfig
+from wv.stream.config import SamplerConfig
 
 
 @dataclass

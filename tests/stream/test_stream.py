@@ -13,7 +13,7 @@ from torchvision import transforms
 from wv.errors import WvError
 from wv.shards.read import read_sample
 from wv.shards.root import Root
-from wv.train import SamplerConfig, Stream
+from wv.stream import SamplerConfig, Stream
 
 THIRD_PARTY = Path(__file__).parents[1] / "data" / "webdataset_sample.tgz"
 AUGMENT = transforms.Compose([transforms.RandomResizedCrop(16, antialias=True), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
@@ -199,7 +199,7 @@ def test_member_parser_reads_pax_gnu_and_ustar_long_names():
     import io
     import tarfile
 
-    from wv.train.reader import split_members
+    from wv.stream.range_reader import split_members
 
     for fmt, name in [(tarfile.PAX_FORMAT, "k" * 120), (tarfile.GNU_FORMAT, "d/" + "k" * 120), (tarfile.USTAR_FORMAT, "d" * 90 + "/" + "k" * 90)]:
         buffer = io.BytesIO()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from wv.io import temp_name, write_json, write_parquet
+from wv.atomic import temp_name, write_json, write_parquet
 from wv.shards.images import BadImage, prepare_image, read_image_file
 from wv.shards.layout import sample_rows
 from wv.shards.meta import META_NONE, MetaIndex, normalise

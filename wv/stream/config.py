@@ -13,7 +13,7 @@ from functools import cached_property
 from wv.errors import WvError
 from wv.options import opt
 from wv.runtime import check_seed
-from wv.train.schedule import Curriculum, Gate, parse_column, parse_numbers
+from wv.stream.schedule import Curriculum, Gate, parse_column, parse_numbers
 
 REALISE = ("draw", "loss")
 SPLITS = ("train", "val")
@@ -24,7 +24,7 @@ URL_BUFFER = 1000  # samples held by each worker's shuffle buffer on plain URLs
 @dataclass(frozen=True)
 class SamplerConfig:
     """Selection, weighting, curriculum, gates and epoch layout of a stream; each field's help is its
-    `wv stream --help` line. Gates are "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (wv.train.schedule.Gate)."""
+    `wv stream --help` line. Gates are "SCORE.COLUMN >= SCHEDULE [epochs|steps]" (wv.stream.schedule.Gate)."""
 
     batch_size: int = opt(256, "Samples per batch on each rank.")
     split: str = opt("train", choices=SPLITS)

@@ -3,18 +3,18 @@
 import numpy as np
 from tqdm import tqdm
 
-from wv.progress import quiet
-from wv.train.sampling import EpochPlan, Planner
-from wv.train.urls import UrlPlanner
+from wv.progress import bar_options
+from wv.stream.sampling import EpochPlan, Planner
+from wv.stream.urls import UrlPlanner
 
 NAMES_LISTED = 20
 
 
-def describe(planner: Planner, epoch: int, progress: bool = False) -> dict:
+def summarise_plan(planner: Planner, epoch: int, progress: bool = False) -> dict:
     """Steps per rank, draws per class and subset against the target, repetition, shards read."""
     table, config = planner.table, planner.config
     plan = planner.plan(epoch)
-    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", **quiet(progress))]
+    ranks = [planner.rank_rows(plan, r) for r in tqdm(range(plan.world_size), desc="stream: plan ranks", **bar_options(progress))]
     drawn_rows = np.concatenate([rows.ravel() for rows in ranks])
     counts = np.bincount(drawn_rows, minlength=table.size)
     target = np.zeros(table.size)
@@ -128,7 +128,7 @@ def shard_figures(table, ranks: list) -> tuple[dict, list]:
     return shards, per_rank
 
 
-def describe_urls(planner: UrlPlanner, epoch: int, workers: int) -> dict:
+def summarise_url_plan(planner: UrlPlanner, epoch: int, workers: int) -> dict:
     """The same figures for plain URL shards, by running each slot's stream over the scanned labels."""
     steps = planner.steps(epoch)
     batch = planner.config.batch_size

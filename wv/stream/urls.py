@@ -24,17 +24,13 @@ import numpy as np
 import webdataset as wds
 
 from wv.errors import WvError
-from wv.progress import quiet
+from wv.progress import bar_options
 from wv.runtime import rng
-from wv.train.config import URL_BUFFER, SamplerConfig
-from wv.train.reader import label_of
+from wv.shards.read import shard_samples
+from wv.stream.config import URL_BUFFER, SamplerConfig
+from wv.stream.range_reader import label_of
 
 SHARDS, SHUFFLE = 2, 4  # rng streams
-
-
-def shard_samples(url: str):
-    """The samples of one shard as raw dicts (webdataset's tar reader: any URL gopen can open)."""
-    return wds.tariterators.tarfile_samples([{"url": url}])
 
 
 def scan(urls: list, progress: bool = False) -> tuple[list, list]:
@@ -42,7 +38,7 @@ def scan(urls: list, progress: bool = False) -> tuple[list, list]:
     from tqdm import tqdm
 
     counts, labels = [], []
-    for url in tqdm(urls, desc="stream: count samples", **quiet(progress)):
+    for url in tqdm(urls, desc="stream: count samples", **bar_options(progress)):
         try:
             found = [label_of(sample) for sample in shard_samples(url)]
         except Exception as error:  # a missing or damaged shard: one sentence, not a traceback

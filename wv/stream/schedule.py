@@ -72,10 +72,6 @@ class Curriculum:
     def stage(self, epoch: int) -> int:
         return sum(start <= epoch for start, _ in self.stages) - 1
 
-    @property
-    def all_subsets(self) -> tuple:
-        return tuple(sorted({s for _, subsets in self.stages for s in subsets}))
-
 
 @dataclass(frozen=True)
 class Schedule:

@@ -27,9 +27,9 @@ import numpy as np
 
 from wv import runtime
 from wv.errors import WvError
-from wv.train.config import ROOT_WINDOW, SamplerConfig
-from wv.train.schedule import split_shares
-from wv.train.table import SampleTable
+from wv.stream.config import ROOT_WINDOW, SamplerConfig
+from wv.stream.schedule import split_shares
+from wv.stream.table import SampleTable
 
 DRAW, SHARDS, DEAL = 1, 2, 3  # rng streams
 

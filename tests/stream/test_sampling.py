@@ -6,10 +6,10 @@ import pytest
 from scipy import stats
 
 from wv.errors import WvError
-from wv.train.config import SamplerConfig
-from wv.train.sampling import Planner, capped, systematic_counts
-from wv.train.schedule import Curriculum, Gate, Schedule, split_shares
-from wv.train.table import load_table
+from wv.stream.config import SamplerConfig
+from wv.stream.sampling import Planner, capped, systematic_counts
+from wv.stream.schedule import Curriculum, Gate, Schedule, split_shares
+from wv.stream.table import load_table
 
 
 def planner(root, world_size=1, **options):
