@@ -24,6 +24,7 @@ system-test: setup
 	@bash tools/system_packages.sh $(BIN)/python wordnet browser
 
 test: system-test
+	$(BIN)/ruff check wv tests bench tools
 	$(BIN)/python -m pytest -q
 
 demo: system-demo

@@ -78,6 +78,7 @@ def run_polars(root: str) -> dict:
 
 def child(which: str, root: str) -> None:
     import polars  # noqa: F401  the imports are not the method's memory
+
     import wv.shards.build  # noqa: F401
 
     before = resident_mb()

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measuring import cpu_seconds  # noqa: E402
 
+from wv.atomic import write_json  # noqa: E402
 from wv.curate import lda, lda_model  # noqa: E402
 from wv.curate.text import clean_tokens  # noqa: E402
 from wv.shards import sidecars  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
-from wv.atomic import write_json  # noqa: E402
 from wv.shards.keys import sample_key  # noqa: E402
 from wv.shards.root import FORMAT, Root  # noqa: E402
 from wv.synth import SynthOptions, class_styles, plan_samples, render_text, write_synth  # noqa: E402

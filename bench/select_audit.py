@@ -19,8 +19,8 @@ import argparse
 import io
 import json
 import re
-import subprocess
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path

@@ -61,6 +61,8 @@ CASES = [
     ("eval-batch-size-negative", None, (*EVAL, "--batch-size", "-1")),
     ("eval-workers-negative", None, (*EVAL, "--workers", "-1")),
     ("audit-bins-zero", None, (*AUDIT, "--bins", "0")),
+    ("audit-per-class-huge", None, (*AUDIT, "--per-class", str(2 ** 64))),
+    ("stream-shuffle-window-huge", None, ("stream", "{root}", "--shuffle-window", str(2 ** 64))),
     ("audit-bins-negative", None, (*AUDIT, "--bins", "-1")),
     ("audit-selection-not-a-selection", None, (*AUDIT, "--selection", "lda")),
     ("audit-a-file", None, ("audit", "{root}/wv.json")),

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from wv.errors import WvError
-from wv.models import (ARCHS, FORMAT, build_model, default_input, eval_transform, load_checkpoint, penultimate, read_checkpoint,
-                       save_checkpoint)
+from wv.models import ARCHS, FORMAT, build_model, default_input, eval_transform, load_checkpoint, penultimate, read_checkpoint, save_checkpoint
 
 PENULTIMATE_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "tinycnn": 64}
 

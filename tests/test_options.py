@@ -16,8 +16,8 @@ from wv.curate.lda import LdaOptions
 from wv.curate.select import SelectOptions
 from wv.options import option_default
 from wv.shards.build import BuildOptions
-from wv.synth import SynthOptions
 from wv.stream.config import SamplerConfig
+from wv.synth import SynthOptions
 from wv.train.options import TrainOptions
 
 # every command of the tree, with the dataclasses its options fill (none: only plain click options)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from wv.shards.layout import query_id, read_query_map, read_file_list, split_rel_paths
+from wv.shards.layout import query_id, read_file_list, read_query_map, split_rel_paths
 from wv.synth import SynthOptions, write_synth
 
 

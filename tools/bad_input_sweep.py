@@ -101,8 +101,8 @@ def make_root(base: Path) -> dict:
     from wv.curate.lda import LdaOptions, score_lda
     from wv.curate.select import select
     from wv.shards.build import BuildOptions, build
-    from wv.synth import SynthOptions, write_synth
     from wv.stream.config import SamplerConfig
+    from wv.synth import SynthOptions, write_synth
     from wv.train.trainer import TrainOptions, train
 
     src, root = base / "src", base / "root"

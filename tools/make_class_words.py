@@ -47,7 +47,7 @@ def open_wordnet(folder: str) -> WordNetCorpusReader:
 def class_words(wn, synset) -> list[str]:
     related = [synset] + synset.hypernyms() + [h2 for h in synset.hypernyms() for h2 in h.hypernyms()]
     related += synset.hyponyms()[:8] + synset.part_meronyms()[:8]
-    text = [synset.definition()] + synset.examples() + [l.replace("_", " ") for s in related for l in s.lemma_names()]
+    text = [synset.definition()] + synset.examples() + [lemma.replace("_", " ") for s in related for lemma in s.lemma_names()]
     words = []
     for word in re.findall(r"[a-z]+", " ".join(text).lower()):
         if len(word) < 3 or word in STOP or word in words:

@@ -11,11 +11,18 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from wv.shards.build import BuildOptions, build
 from wv.shards import layout
+from wv.shards.build import BuildOptions, build
 from wv.shards.layout import (
-    entry_rows, list_entries, open_webvision, query_id, read_file_list, read_query_map,
-    read_synsets, resolve_image_dirs, split_rel_paths,
+    entry_rows,
+    list_entries,
+    open_webvision,
+    query_id,
+    read_file_list,
+    read_query_map,
+    read_synsets,
+    resolve_image_dirs,
+    split_rel_paths,
 )
 from wv.shards.root import Root
 
@@ -72,7 +79,7 @@ def make_real_v1_root(root: Path) -> pl.DataFrame:
     entries = split_rel_paths(read_file_list(DATA / "train_filelist_cls0-9_excerpt.txt")[0], "train")
     for source in ("google", "flickr"):
         rows = entries.filter(pl.col("source") == source)
-        (info / f"train_filelist_{source}.txt").write_text("".join(f"{p} {l}\n" for p, l in rows.select("rel_path", "label").iter_rows()))
+        (info / f"train_filelist_{source}.txt").write_text("".join(f"{p} {label}\n" for p, label in rows.select("rel_path", "label").iter_rows()))
         for n, (rel, image_id, query) in enumerate(rows.select("rel_path", "image_id", "query").iter_rows()):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(tiny_jpeg(n))

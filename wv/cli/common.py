@@ -11,7 +11,7 @@ import typing
 
 import click
 
-from wv.errors import WvError
+from wv.errors import WvError, first_line
 from wv.options import option_default
 
 
@@ -43,6 +43,8 @@ class WvGroup(click.Group):
         except click.UsageError as error:  # click's own is four lines (usage, hint, blank, error): one here
             where = error.ctx.command_path if error.ctx is not None else "wv"
             raise UserError(f"{error.format_message().rstrip('.')} (see `{where} --help`)") from None
+        except OverflowError as error:  # a number given on the command line beyond what numpy, polars or C take
+            raise UserError(f"a number given to {command_name(ctx)} is too large ({first_line(error)}); use a smaller value") from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:

@@ -26,10 +26,10 @@ import polars as pl
 from PIL import Image
 from tqdm import tqdm
 
+from wv.atomic import write_bytes, write_json
 from wv.curate import audit_assets as pages
 from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
-from wv.atomic import write_bytes, write_json
 from wv.curate.select import SELECTION, score_schemas, shard_frame
 from wv.curate.select_core import tiebreak
 from wv.errors import WvError
@@ -38,8 +38,8 @@ from wv.parallel import Workers
 from wv.progress import bar_options
 from wv.runtime import check_seed
 from wv.shards import sidecars
-from wv.shards.read import read_range
 from wv.shards.lock import writing
+from wv.shards.read import read_range
 from wv.shards.root import Root
 from wv.shards.runrecord import changed
 
@@ -47,6 +47,7 @@ FORMAT = "wv-audit/1"
 COMMAND = "audit"
 STATES = ("dropped", "protected", "kept")  # protected: a rule matched, class protection kept it
 REDUCE_EVERY = 64
+MAX_CARDS, MAX_BINS = 1_000_000, 10_000  # a report is read by a person
 TEXT_LIMIT = 600  # characters of a description shown on a card
 LIST_LIMIT = 30  # keywords or tags shown on a card
 
@@ -63,12 +64,12 @@ class AuditOptions:
     seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
     def validate(self) -> None:
-        if self.per_class < 1 or self.kept_per_class < 0 or self.overview < 0:
-            raise WvError("--per-class must be at least 1, --kept-per-class and --overview at least 0")
+        if not (1 <= self.per_class <= MAX_CARDS and 0 <= self.kept_per_class <= MAX_CARDS and 0 <= self.overview <= MAX_CARDS):
+            raise WvError(f"--per-class must be 1 to {MAX_CARDS:,}, --kept-per-class and --overview 0 to {MAX_CARDS:,}")
         if not 32 <= self.thumb_size <= 512:
             raise WvError("--thumb-size must be between 32 and 512 pixels")
-        if self.bins < 1:
-            raise WvError("--bins must be at least 1")
+        if not 1 <= self.bins <= MAX_BINS:
+            raise WvError(f"--bins must be 1 to {MAX_BINS:,}")
         check_seed(self.seed)
 
     def limit(self, state: str) -> int:

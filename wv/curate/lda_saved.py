@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from wv.atomic import atomic_path, write_json
 from wv.curate.lda_model import class_means
 from wv.errors import WvError
-from wv.atomic import atomic_path, write_json
 
 MODEL_FORMAT = "wv-lda/1"
 MODEL_FILE, DICTIONARY_FILE, INFO_FILE = "lda.model", "dictionary.dict", "lda.json"

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm import tqdm
 
+from wv.atomic import write_json
 from wv.curate.rules import META, META_COLUMNS, compile_rules
 from wv.curate.select_core import candidates, choose_rescued, count_decisions, decisions, merge_counts, rescue_counts, with_decisions
 from wv.errors import WvError
-from wv.atomic import write_json
 from wv.options import opt
-from wv.progress import bar_options
 from wv.parallel import Workers
+from wv.progress import bar_options
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name

@@ -17,17 +17,17 @@ import polars as pl
 from tqdm import tqdm
 
 import wv
-from wv.errors import WvError
 from wv.atomic import atomic_path, remove_stale_temps, write_json, write_parquet
+from wv.errors import WvError
 from wv.options import opt
 from wv.parallel import Workers, check_workers
 from wv.progress import bar_options
+from wv.shards.build_task import REJECT_SCHEMA, ShardJob, write_shard
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
-from wv.shards.meta import MetaIndex, index_query
 from wv.shards.lock import writing
+from wv.shards.meta import MetaIndex, index_query
 from wv.shards.root import FORMAT, SPLITS, Root
-from wv.shards.build_task import REJECT_SCHEMA, ShardJob, write_shard
 
 MAX_SEED = 2**63 - 1
 

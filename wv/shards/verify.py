@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 from wv.parallel import map_jobs
 from wv.progress import bar_options
+from wv.shards import sidecars
 from wv.shards.images import BadImage, prepare_image
 from wv.shards.read import read_sample_bytes
-from wv.shards import sidecars
 from wv.shards.root import Root
 
 SAMPLE_PARTS = ("cls", "jpg", "json", "txt")

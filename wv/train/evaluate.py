@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wv.errors import WvError
 from wv.atomic import atomic_path, write_json
+from wv.errors import WvError
 from wv.progress import bar_options
 from wv.runtime import one_thread, unwrap_errors
 from wv.shards.read import iter_samples, shard_urls

@@ -26,8 +26,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wv.errors import WvError
 from wv.atomic import write_json
+from wv.errors import WvError
 from wv.models import ARCHS, build_model, default_input, read_checkpoint, save_checkpoint
 from wv.progress import bar_options
 from wv.runtime import derive_seed
