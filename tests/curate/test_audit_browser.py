@@ -5,7 +5,7 @@ console errors, that every thumbnail decodes (naturalWidth > 0), that nothing in
 tables is clipped, that the class filter, the rule filter and the score sort change what is shown;
 saves screenshots under test-artifacts/.
 
-Chromium missing fails the test (CI installs it, see .ci/run); WV_SKIP_BROWSER_TEST=1 skips it locally.
+Chromium missing fails the test (`make test` installs it, see tools/system_packages.sh); WV_SKIP_BROWSER_TEST=1 skips it locally.
 """
 
 import os
@@ -40,7 +40,7 @@ def browser():
         pytest.skip("WV_SKIP_BROWSER_TEST=1")
     chromium, driver_path = find("chromium", "/usr/bin/chromium"), find("chromedriver", "/usr/bin/chromedriver")
     if not chromium or not driver_path:
-        pytest.fail("the audit browser test needs Debian's chromium and chromium-driver (`.ci/run` installs them); "
+        pytest.fail("the audit browser test needs Debian's chromium and chromium-driver (`make test` installs them); "
                     "set WV_SKIP_BROWSER_TEST=1 to skip it on a machine without them")
     try:
         from selenium import webdriver
