@@ -3,11 +3,13 @@
 Session-scoped roots are shared: treat them as read-only, or take `root_copy` to modify one.
 """
 
+import functools
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import tqdm
 from click.testing import CliRunner
 
 from wv.cli import main
@@ -56,3 +58,16 @@ def wv_cli():
 def last_json():
     """Parse the --json object a command prints on its last stdout line."""
     return lambda stdout: json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def quiet_bars(monkeypatch):
+    """No progress bars on the captured stderr (TQDM_DISABLE is read when tqdm is imported)."""
+    original = tqdm.std.tqdm.__init__
+
+    @functools.wraps(original)
+    def quiet_init(self, *args, **kwargs):
+        kwargs.setdefault("disable", True)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", quiet_init)

@@ -8,7 +8,6 @@ damage that only the report's second pass can find). For each case the tree of t
 working folder (paths, sizes, sha256) is the same before and after.
 """
 
-import functools
 import hashlib
 import os
 import shutil
@@ -19,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import tqdm
 from click.testing import CliRunner
 
 from wv.cli import main
@@ -206,19 +204,6 @@ def tree_hash(folder: Path) -> dict:
         rel = path.relative_to(folder).as_posix()
         found[rel] = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else (-1, "")
     return found
-
-
-@pytest.fixture
-def quiet_bars(monkeypatch):
-    """No progress bars on the captured stderr (TQDM_DISABLE is read when tqdm is imported)."""
-    original = tqdm.std.tqdm.__init__
-
-    @functools.wraps(original)
-    def quiet_init(self, *args, **kwargs):
-        kwargs.setdefault("disable", True)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(tqdm.std.tqdm, "__init__", quiet_init)
 
 
 @pytest.mark.parametrize("case, damage, words", CASES, ids=[c[0] for c in CASES])

@@ -21,6 +21,8 @@ from wv.stream.table import load_table
 
 BAD_NAMES = ["", ".", "..", "../models", "../../../x", "/tmp/elsewhere", "a/b", ".hidden"]
 
+pytestmark = pytest.mark.usefixtures("quiet_bars")  # stderr holds only the one sentence
+
 
 def tree_hash(folder: Path) -> str:
     digest = hashlib.sha256()
