@@ -32,7 +32,7 @@ from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
 from wv.curate.select import SELECTION, score_schemas, shard_frame
 from wv.curate.select_core import tiebreak
-from wv.errors import WvError
+from wv.errors import WvError, damaged_root, first_line
 from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
@@ -189,11 +189,6 @@ def selected_frame(root: Root, shard: str, selection: str, columns: list, **kw) 
         raise WvError(f"the sidecars of {shard} cannot be read ({first_line(error)}); re-run the command that wrote them") from None
 
 
-def first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
-
-
 def tally_shard(job: TallyJob) -> dict:
     root = Root(job.root)
     frame = selected_frame(root, job.shard, job.selection, list(job.columns))
@@ -304,7 +299,7 @@ def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool)
     try:
         located = wanted.collect(engine="streaming").join(picks, on="__key__").sort("shard", "index")
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise WvError(f"{root.manifest_path} cannot be read ({first_line(error)}); the root is damaged, rebuild it") from None
+        raise damaged_root(root.manifest_path, error) from None
     jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
                     **{k: v for k, v in base.items() if k != "split"})
             for shard, group in located.group_by("shard", maintain_order=True)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from wv.errors import WvError
+from wv.errors import WvError, damaged_root, first_line
 from wv.shards import sidecars
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
@@ -71,8 +71,7 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
             .collect()
         )
     except (pl.exceptions.PolarsError, OSError) as error:
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise WvError(f"{root.manifest_path} cannot be read ({reason}); the root is damaged, rebuild it") from None
+        raise damaged_root(root.manifest_path, error) from None
     counts = np.bincount(manifest["shard_id"].to_numpy(), minlength=len(names))
     if not np.array_equal(counts, shards["samples"].to_numpy()):
         raise WvError(f"{root.manifest_path} does not agree with {root.shards_table_path}; run `wv shard verify {root.path}`")
@@ -113,8 +112,7 @@ def read_column(root: Root, table: SampleTable, qualified: str, key_hashes: np.n
     try:
         return score_column(root, table, qualified, key_hashes)
     except (pl.exceptions.PolarsError, OSError) as error:
-        lines = str(error).strip().splitlines()
-        raise WvError(f"the sidecars of score {qualified.partition('.')[0]!r} cannot be read ({lines[0][:160] if lines else type(error).__name__}); "
+        raise WvError(f"the sidecars of score {qualified.partition('.')[0]!r} cannot be read ({first_line(error, 160)}); "
                       "re-run its scorer with --overwrite") from None
 
 
