@@ -21,7 +21,7 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 def check_seed(seed, flag: str = "--seed") -> int:
     """`seed` as an int, or a one-sentence WvError when it is not a whole number in 0 .. 2**63 - 1."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
-        raise WvError(f"{flag} must be a whole number from 0 to 2**63 - 1, not {seed!r}")
+        raise WvError(f"{flag} must be between 0 and 2**63 - 1 (a whole number), not {seed!r}")
     return int(seed)
 
 

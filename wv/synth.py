@@ -25,6 +25,7 @@ from PIL import Image
 from wv.errors import WvError
 from wv.options import opt
 from wv.parallel import check_workers, map_jobs
+from wv.runtime import check_seed
 from wv.shards.keys import sample_key
 
 SHARED_WORDS = (
@@ -41,7 +42,6 @@ SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri s
 PATTERNS = ("stripes", "checker", "rings", "dots")
 VOCABULARY = 24  # words per class: WordNet words of the synset, padded with made-up ones
 MAX_IMAGE_SIDE = 2048  # a 2048x2048 image takes about 380 MB while it is drawn
-MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -76,8 +76,7 @@ class SynthOptions:
         if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):
             raise WvError(f"--image-size must be between 16x16 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} "
                           "(drawing an image takes about 90 bytes per pixel)")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise WvError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1)")
+        check_seed(self.seed)
 
 
 @dataclass

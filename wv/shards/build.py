@@ -22,14 +22,13 @@ from wv.errors import WvError
 from wv.options import opt
 from wv.parallel import Workers, check_workers
 from wv.progress import bar_options
+from wv.runtime import check_seed
 from wv.shards.build_task import REJECT_SCHEMA, ShardJob, write_shard
 from wv.shards.images import CHECKS
 from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
 from wv.shards.lock import writing
 from wv.shards.meta import MetaIndex, index_query
 from wv.shards.root import FORMAT, SPLITS, Root
-
-MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ class BuildOptions:
             raise WvError("--resize must be at least 8 pixels")
         if not 1 <= self.quality <= 100:
             raise WvError("--quality must be between 1 and 100")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise WvError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1)")
+        check_seed(self.seed)
         unknown = set(self.sources or ()) - set(SOURCES)
         if unknown:
             raise WvError(f"unknown source {sorted(unknown)[0]!r}; WebVision sources are google and flickr")
