@@ -107,7 +107,16 @@ def list_archs(pattern: str | None = None) -> list[str]:
     import timm
 
     own = [a for a in ARCHS if not pattern or fnmatch.fnmatch(a, pattern)]
-    return own + [n for n in timm.list_models(pattern or "") if n not in own]
+    return own + [f"{TIMM_PREFIX}{n}" if n in ARCHS else n for n in timm.list_models(pattern or "")]
+
+
+def model_table(pattern: str | None = None) -> list[dict]:
+    """`wv models`: every architecture name (matching `pattern`) with where it comes from and its default input size."""
+    rows = []
+    for name in list_archs(pattern):
+        source = "wv" if name == "tinycnn" else "torchvision" if name in TORCHVISION_ARCHS else "timm"
+        rows.append({"name": name, "source": source, "size": default_input(name)["size"]})
+    return rows
 
 
 def default_input(arch: str) -> dict:
