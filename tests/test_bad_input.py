@@ -82,6 +82,16 @@ CASES = [
     ("train-lr-zero", None, (*TRAIN, "--lr", "0")),
     ("train-lr-negative", None, (*TRAIN, "--lr", "-0.1")),
     ("train-weight-decay-nan", None, (*TRAIN, "--weight-decay", "nan")),
+    ("train-head-lr-mult-negative", None, (*TRAIN, "--head-lr-mult", "-1")),
+    ("train-warmup-steps-negative", None, (*TRAIN, "--warmup-steps", "-5")),
+    ("train-freeze-body-negative", None, (*TRAIN, "--freeze-body-epochs", "-1")),
+    ("train-lr-schedule-unknown", None, (*TRAIN, "--lr-schedule", "linear")),
+    ("train-arch-unknown", None, (*TRAIN, "--arch", "seresnet5O")),
+    # --init: a missing file, a file that is not weights, weights of another architecture, with --resume
+    ("train-init-missing", None, (*TRAIN, "--init", "{out}/nothing.pt")),
+    ("train-init-not-weights", None, (*TRAIN, "--init", "{file}")),
+    ("train-init-other-arch", None, (*TRAIN, "--arch", "resnet18", "--init", "{ckpt}")),
+    ("train-init-with-resume", None, (*TRAIN, "--init", "{ckpt}", "--resume")),
     # click's own refusals (a choice, a type, a missing argument, a command), in one line too
     ("build-split-unknown", None, ("shard", "build", "{src}", "{out}", "--split", "test")),
     ("train-epochs-not-a-number", None, (*TRAIN, "--epochs", "many")),
@@ -114,7 +124,8 @@ CASES = [
 
 # Cases whose refusal must be the option check itself (not a later failure of the run it would start).
 NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zero": "--lr must", "train-lr-negative": "--lr must",
-         "train-weight-decay-nan": "--weight-decay must", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
+         "train-weight-decay-nan": "--weight-decay must", "train-head-lr-mult-negative": "--head-lr-mult must",
+         "train-init-other-arch": "no tensor of it fits", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
          "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest"}
 
 

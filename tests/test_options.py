@@ -150,6 +150,8 @@ CLAIMS = [
     ("wv train", "epochs", "`--epochs` {} (it trained 20)"),
     ("wv train", "batch_size", "`--batch-size` {} per rank (it used 320"),
     ("wv train", "topic_weight", "`--topic-weight` ({})"),
+    ("wv train", "lr_schedule", "`--lr-schedule {}` (the default)"),
+    ("wv train", "head_lr_mult", "`--head-lr-mult` (default {})"),
 ]
 
 
