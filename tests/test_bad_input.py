@@ -87,6 +87,7 @@ CASES = [
     ("train-freeze-body-negative", None, (*TRAIN, "--freeze-body-epochs", "-1")),
     ("train-lr-schedule-unknown", None, (*TRAIN, "--lr-schedule", "linear")),
     ("train-arch-unknown", None, (*TRAIN, "--arch", "seresnet5O")),
+    ("train-arch-image-too-small", None, (*TRAIN, "--arch", "inception_v3")),
     # --init: a missing file, a file that is not weights, weights of another architecture, with --resume
     ("train-init-missing", None, (*TRAIN, "--init", "{out}/nothing.pt")),
     ("train-init-not-weights", None, (*TRAIN, "--init", "{file}")),
@@ -125,7 +126,8 @@ CASES = [
 # Cases whose refusal must be the option check itself (not a later failure of the run it would start).
 NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zero": "--lr must", "train-lr-negative": "--lr must",
          "train-weight-decay-nan": "--weight-decay must", "train-head-lr-mult-negative": "--head-lr-mult must",
-         "train-init-other-arch": "no tensor of it fits", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
+         "train-init-other-arch": "no tensor of it fits",
+         "train-arch-image-too-small": "cannot take 32-pixel images", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
          "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest"}
 
 

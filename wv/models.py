@@ -80,6 +80,22 @@ def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
                       f"{str(error).splitlines()[0][:160] if str(error) else type(error).__name__}") from None
 
 
+def check_input_size(model: nn.Module, arch: str, size: int) -> None:
+    """A timm model that cannot take `size`-pixel images (Inception's stem needs 75 and more): one sentence
+    now, not a failure at the first batch. One image through the model in eval mode, without gradient."""
+    if not timm_name(arch):
+        return
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    except (RuntimeError, ValueError, AssertionError) as error:
+        raise WvError(f"{arch} cannot take {size}-pixel images ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__}); "
+                      "give a larger --image-size") from None
+    finally:
+        model.train(training)
+
+
 def timm_name(arch: str) -> str | None:
     """The timm model name `arch` stands for (None for wv's own names and unknown names)."""
     if arch in ARCHS:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from wv.atomic import write_json
 from wv.errors import WvError
-from wv.models import build_model, check_arch, default_input, read_checkpoint, save_checkpoint, size_options
+from wv.models import build_model, check_arch, check_input_size, default_input, read_checkpoint, save_checkpoint, size_options
 from wv.progress import bar_options
 from wv.runtime import derive_seed
 from wv.shards.read import shard_urls
@@ -211,6 +211,7 @@ class Trainer:
     def make_model(self, resumed: dict | None):
         torch.manual_seed(self.sampler.seed)  # the same initial weights on every rank
         model = build_model(self.options.arch, len(self.classes), **self.arch_options)
+        check_input_size(model, self.options.arch, self.size)
         if self.topics:
             model = TwoHead(model, self.topics.topics)
         if resumed:
