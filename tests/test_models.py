@@ -7,10 +7,11 @@ from torch import nn
 from wv.errors import WvError
 from wv.models import ARCHS, FORMAT, build_model, default_input, eval_transform, load_checkpoint, penultimate, read_checkpoint, save_checkpoint
 
-PENULTIMATE_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "tinycnn": 64}
+PENULTIMATE_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "tinycnn": 64,
+                     "test_resnet": 96, "test_efficientnet": 256}  # two small timm models
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", [*ARCHS, "test_resnet", "test_efficientnet"])
 def test_every_architecture_builds_classifies_and_gives_penultimate_features(arch):
     torch.manual_seed(0)
     model = build_model(arch, 5).eval()
@@ -18,7 +19,7 @@ def test_every_architecture_builds_classifies_and_gives_penultimate_features(arc
     with torch.no_grad():
         logits = model(images)
         features = penultimate(model, images)
-        classifier = model.fc if hasattr(model, "fc") else model.classifier
+        classifier = model.get_classifier() if hasattr(model, "get_classifier") else model.fc if hasattr(model, "fc") else model.classifier
         assert logits.shape == (1, 5) and features.shape == (1, PENULTIMATE_WIDTH[arch])
         assert torch.allclose(classifier(features), logits, atol=1e-5)  # the features are what the classifier sees
 
