@@ -9,7 +9,7 @@ from wv.train.options import TrainOptions
 @click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root, or webdataset shards (a .tar, a glob, a {000..009} pattern).")
 @options_from(TrainOptions, "val", "out", "arch", "width", "image_size", "num_classes", "epochs", "lr", "lr_step", "lr_gamma",
               "momentum", "weight_decay", "accum_steps", "workers", "device", "precision", "checkpoint_every", "log_every",
-              "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "resume")
+              "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "topic_loss", "resume")
 @sampler_options
 @json_option
 def train(shards, as_json, **options):
