@@ -24,7 +24,7 @@ from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
 from wv.train import distributed
-from wv.train.crops import normalise
+from wv.train.crops import normalise, train_transform
 from wv.train.evaluate import check_source, evaluate
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
 from wv.train.options import PretrainOptions, TrainOptions
@@ -49,6 +49,9 @@ class Task:
 
     def draw_weight(self, sampler: SamplerConfig) -> np.ndarray | None:
         return None
+
+    def transform(self, size: int):
+        return train_transform(size)
 
     def checkpoint_input(self, spec: dict) -> dict:
         return spec
@@ -346,6 +349,12 @@ class PermutationTask(Task):
 
     def checkpoint_input(self, spec):
         return {**spec, "size": int(spec["size"]) // self.pretrain.grid}  # the backbone sees tiles
+
+    def transform(self, size: int):
+        """A random crop, not mirrored: a mirror image swaps the places of the tiles to be found."""
+        from torchvision import transforms as T
+
+        return T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.PILToTensor()])
 
     def outputs(self):
         return [f"tile_feature_{i}" for i in range(self.pretrain.tile_features)]

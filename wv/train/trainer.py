@@ -39,7 +39,7 @@ from wv.stream.config import SamplerConfig
 from wv.stream.loader import Stream
 from wv.stream.schedule import parse_column
 from wv.train import curves, distributed
-from wv.train.crops import normalise, train_transform
+from wv.train.crops import normalise
 from wv.train.evaluate import check_out, check_source
 from wv.train.losses import BackpropGate
 from wv.train.meter import Meter, Reading
@@ -124,7 +124,7 @@ class Trainer:
         self.model = self.make_model(resumed)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
-        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=train_transform(self.size),
+        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=self.task.transform(self.size),
                              workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main,
                              draw_weight=self.task.draw_weight(sampler) if self.is_root else None)
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
