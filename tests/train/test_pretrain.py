@@ -2,14 +2,14 @@
 above chance, keyword draws balanced), torchrun with two processes, and checkpoints in the wv format."""
 
 import io
-import os
 import json
 import math
+import os
 import shutil
 import subprocess
-from collections import Counter
 import sys
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np

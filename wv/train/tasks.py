@@ -91,16 +91,16 @@ class ClassTask(Task):
         super().__init__(*args)
         o = self.options
         self.gate = BackpropGate.parse(o.backprop_gate) if o.backprop_gate else None
-        self.classes = self.class_list()
-        self.topics = None
+        self.classes, self.topics = [], None
 
-    def class_list(self) -> list[str]:
+    def class_list(self, split: str) -> list[str]:
         o = self.options
         if self.is_root:
             if o.num_classes is not None:
                 raise WvError("--num-classes is for plain shards; a dataset root has its own class list")
             return [c["synset"] for c in sorted(Root(self.source).classes(), key=lambda c: c["label"])]
         check_source(self.source, "--shards")
+        shard_urls(self.source, split)  # one sentence when there are no shards there
         if o.topic_head:
             raise WvError("--topic-head needs a dataset root (its topic distributions are per-sample sidecars)")
         if not o.num_classes or o.num_classes < 1:
@@ -109,8 +109,7 @@ class ClassTask(Task):
 
     def sampler_config(self, sampler):
         o = self.options
-        if self.is_root is False:
-            shard_urls(self.source, sampler.split)  # one sentence when there are no shards there
+        self.classes = self.class_list(sampler.split)
         if o.topic_head:
             self.topics = TopicTargets(self.source, o.topic_head, sampler.split)
         if o.soft_label and o.soft_label not in sampler.columns:
