@@ -32,8 +32,8 @@ def test_tinycnn_penultimate_is_the_pooled_conv_features():
 
 
 def test_unknown_architecture_and_no_classes_are_refused():
-    with pytest.raises(WvError, match="unknown architecture 'vgg11'; choose one of resnet18"):
-        build_model("vgg11", 10)
+    with pytest.raises(WvError, match=r"unknown architecture 'vgg99'; did you mean vgg19, .*`wv models` lists them"):
+        build_model("vgg99", 10)
     with pytest.raises(WvError, match="at least one class"):
         build_model("tinycnn", 0)
 
@@ -81,9 +81,9 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     torch.save(build_model("tinycnn", 2).state_dict(), tmp_path / "bare.pt")
     with pytest.raises(WvError, match="no format 'wv-checkpoint/1'"):
         read_checkpoint(tmp_path / "bare.pt")
-    good = {"format": FORMAT, "arch": "vgg11", "num_classes": 2, "classes": ["a", "b"], "model": {}}
+    good = {"format": FORMAT, "arch": "vgg99", "num_classes": 2, "classes": ["a", "b"], "model": {}}
     torch.save(good, tmp_path / "vgg.pt")
-    with pytest.raises(WvError, match="unknown architecture 'vgg11'"):
+    with pytest.raises(WvError, match="unknown architecture 'vgg99'"):
         load_checkpoint(tmp_path / "vgg.pt")
     torch.save({**good, "arch": "tinycnn", "num_classes": 3, "classes": ["a", "b", "c"],
                 "model": build_model("tinycnn", 2).state_dict()}, tmp_path / "mismatch.pt")

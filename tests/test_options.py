@@ -39,6 +39,7 @@ DATACLASSES = {
     "wv embed": (),
     "wv curriculum split": (),
     "wv eval": (),
+    "wv models": (),
     "wv demo": (),
 }
 # fields a command line does not offer, or offers in another form

@@ -2,11 +2,17 @@
 that `wv embed`, `wv score confidence` and `wv eval` read, and an image model loaded by spec (a wv
 checkpoint, or an open_clip model) with its evaluation preprocessing.
 
+Architectures: wv's own names (`ARCHS`: torchvision's resnet18/34/50 and densenet121, and tinycnn) and
+any timm model name (`timm.list_models()`, or `timm:NAME` for timm's model of a name wv keeps for
+torchvision). Nothing is ever downloaded: every model starts from random weights, and pretrained
+weights come only from a file (`wv train --init`). A timm model's default input (size, mean, std)
+is its pretrained configuration's.
+
 A checkpoint is one `torch.save`d dict (loaded with weights_only=True, so it holds only tensors and
 plain Python values):
 
     format       "wv-checkpoint/1"
-    arch         an architecture name build_model knows ("resnet50", "tinycnn" ...)
+    arch         an architecture name build_model knows ("resnet50", "tinycnn", "seresnet50" ...)
     num_classes  outputs of the classifier
     classes      the synset of each output, in order (["n01440764", ...])
     model        the model's state_dict (of the bare model, not a DDP wrapper)
@@ -15,6 +21,8 @@ plain Python values):
     ...          whatever else the trainer keeps ("optimizer", "sampler", "step" ...)
 """
 
+import difflib
+import fnmatch
 import hashlib
 import os
 from dataclasses import asdict, dataclass
@@ -32,7 +40,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "densenet121")
 ARCHS = (*TORCHVISION_ARCHS, "tinycnn")
-DEFAULT_SIZE = {"tinycnn": 64}  # others: 224
+DEFAULT_SIZE = {"tinycnn": 64}  # torchvision's: 224; timm's: their pretrained configuration's
+TIMM_PREFIX = "timm:"
 
 
 class TinyCNN(nn.Module):
@@ -61,11 +70,75 @@ def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
         import torchvision
 
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes, **kw)
-    raise WvError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    name = check_arch(arch)
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise WvError(f"timm cannot build {name} with {num_classes} classes{f' and {kw}' if kw else ''}: "
+                      f"{str(error).splitlines()[0][:160] if str(error) else type(error).__name__}") from None
+
+
+def timm_name(arch: str) -> str | None:
+    """The timm model name `arch` stands for (None for wv's own names and unknown names)."""
+    if arch in ARCHS:
+        return None
+    import timm
+
+    name = arch.removeprefix(TIMM_PREFIX)
+    return name if timm.is_model(name) else None
+
+
+def check_arch(arch: str) -> str:
+    """`arch` itself, or its timm name; one sentence naming close names for an unknown one."""
+    if arch in ARCHS:
+        return arch
+    name = timm_name(arch)
+    if name:
+        return name
+    close = difflib.get_close_matches(arch.removeprefix(TIMM_PREFIX), list_archs(), n=4, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise WvError(f"unknown architecture {arch!r}; {hint}`wv models` lists them ({', '.join(ARCHS)} or a timm name)")
+
+
+def list_archs(pattern: str | None = None) -> list[str]:
+    """wv's own names, then timm's (wildcards as in `timm.list_models`: '*resnest*')."""
+    import timm
+
+    own = [a for a in ARCHS if not pattern or fnmatch.fnmatch(a, pattern)]
+    return own + [f"{TIMM_PREFIX}{n}" if n in ARCHS else n for n in timm.list_models(pattern or "")]
+
+
+def model_table(pattern: str | None = None) -> list[dict]:
+    """`wv models`: every architecture name (matching `pattern`) with where it comes from and its default input size."""
+    rows = []
+    for name in list_archs(pattern):
+        source = "wv" if name == "tinycnn" else "torchvision" if name in TORCHVISION_ARCHS else "timm"
+        rows.append({"name": name, "source": source, "size": default_input(name)["size"]})
+    return rows
 
 
 def default_input(arch: str) -> dict:
+    name = timm_name(arch)
+    if name:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+        if cfg is not None:
+            return {"size": int(cfg.input_size[-1]), "mean": [float(x) for x in cfg.mean], "std": [float(x) for x in cfg.std]}
     return {"size": DEFAULT_SIZE.get(arch, 224), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+def size_options(arch: str, size: int) -> dict:
+    """Constructor arguments a model needs for `size`: a timm model of a fixed input size (a ViT) is built for it."""
+    name = timm_name(arch)
+    if not name:
+        return {}
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    return {"img_size": size} if cfg is not None and cfg.fixed_input_size and size != cfg.input_size[-1] else {}
 
 
 def save_checkpoint(path, model: nn.Module, arch: str, num_classes: int, classes: list, extra: dict | None = None) -> Path:
@@ -112,11 +185,22 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
 
 
 def classifier_layer(model: nn.Module) -> nn.Linear:
-    """The last nn.Linear registered in the model: the classifier for every model build_model makes."""
-    linears = [m for m in getattr(model, "module", model).modules() if isinstance(m, nn.Linear)]
-    if not linears:
+    """The model's class head: a timm model's get_classifier(), else the last nn.Linear registered (the
+    classifier of torchvision's models and tinycnn)."""
+    model = getattr(model, "module", model)
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        return head
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if head is not None or not linears:
         raise WvError(f"{type(model).__name__} has no linear classifier to take penultimate features from")
     return linears[-1]
+
+
+def head_name(model: nn.Module) -> str:
+    """The qualified name of the class head's module ("fc", "classifier", "head.fc" ...)."""
+    head = classifier_layer(model)
+    return next(name for name, module in getattr(model, "module", model).named_modules() if module is head)
 
 
 def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -121,7 +121,10 @@ def test_crop_views():
 
 
 def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_path):
-    args = ("train", "--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "16", "--checkpoint-every", "3", "--json")
+    """Under a cosine schedule with warm-up, a head at 3x the body's lr and a body frozen for the first epoch:
+    every learning rate is a function of (epoch, batch, step), so the resumed run sets the very same ones."""
+    schedule = ("--lr-schedule", "cosine", "--warmup-steps", "5", "--head-lr-mult", "3", "--freeze-body-epochs", "1")
+    args = ("train", "--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "16", "--checkpoint-every", "3", *schedule, "--json")
     done = run_wv(*args, "--out", tmp_path / "whole")
     assert done.returncode == 0, done.stderr[-3000:]
     total = summary_of(done.stdout)["optimizer_steps"]
@@ -140,6 +143,7 @@ def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_pat
     whole_log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     assert [(r["kind"], r["step"]) for r in log] == [(r["kind"], r["step"]) for r in whole_log]  # cut back to the checkpoint
     assert [r["loss"] for r in log] == [r["loss"] for r in whole_log]
+    assert [(r["lr"], r["lr_head"]) for r in log] == [(r["lr"], r["lr_head"]) for r in whole_log]
     assert all(r["seconds"] > 0 for r in log if r["kind"] == "epoch")
 
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "wv.cli.train:train",
     "pretrain": "wv.cli.pretrain:pretrain",
     "eval": "wv.cli.eval:eval_",
+    "models": "wv.cli.models:models",
 }
 
 

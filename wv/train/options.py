@@ -14,16 +14,23 @@ from wv.options import opt
 @dataclass(frozen=True)
 class TrainOptions:
     out: str = opt("runs/train", "Run folder: checkpoint.pt, log.jsonl, curves.png, train.json.")
-    arch: str = opt("resnet50", "resnet18/34/50, densenet121, or tinycnn (CPU-sized).")
+    arch: str = opt("resnet50", "resnet18/34/50, densenet121 (torchvision), tinycnn (CPU-sized), or any timm model name "
+                                "(`wv models` lists them; timm:NAME for timm's model of a name above).")
     width: int | None = opt(None, "tinycnn's channel width (32).")
-    image_size: int | None = opt(None, "Training crop size (default: 224; tinycnn 64).")
+    image_size: int | None = opt(None, "Training crop size (default: 224; tinycnn 64; a timm model its own).")
     num_classes: int | None = opt(None, "Outputs, for plain shards (a dataset root has its class list).")
     epochs: int = opt(18, "Epochs to train (the reference trained 20).")
     lr: float = opt(0.01, "SGD learning rate (per rank's batch; scale it with the world size yourself).")
     momentum: float = opt(0.9, "SGD momentum.")
     weight_decay: float = opt(1e-4, "SGD weight decay (L2).")
-    lr_step: int = opt(6, "Epochs between learning-rate decays.")
+    lr_schedule: str = opt("step", "step: times --lr-gamma every --lr-step; cosine: down to 0 over --epochs, set at every step.",
+                           choices=("step", "cosine"))
+    lr_step: int = opt(6, "Epochs (or optimizer steps, see --lr-step-unit) between learning-rate decays.")
+    lr_step_unit: str = opt("epoch", "What --lr-step counts: epochs, or optimizer steps.", choices=("epoch", "step"))
     lr_gamma: float = opt(0.1, "Learning-rate factor at each decay.")
+    warmup_steps: int = opt(0, "Linear learning-rate warm-up over the first N optimizer steps (either schedule).")
+    head_lr_mult: float = opt(1.0, "The class head's learning rate as a multiple of the body's (--lr).")
+    freeze_body_epochs: int = opt(0, "Train only the head for the first N epochs (the body's weights get no update).")
     accum_steps: int = opt(1, "Batches per optimizer step (gradient accumulation; DDP syncs once per step).")
     workers: int = opt(4, "Loader worker processes per rank.")
     device: str = opt("auto", "auto (this rank's GPU when there is one), cpu, cuda.")
@@ -44,6 +51,8 @@ class TrainOptions:
                                      "a binary cross-entropy on its own sigmoid output; softmax: one softmax over the topics, "
                                      "cross-entropy against the whole distribution (KL up to a constant).",
                           choices=("sigmoid", "softmax"))
+    init: str | None = opt(None, "Start from these weights: a wv checkpoint or a state-dict file; tensors of matching name "
+                                 "and shape load, the class head starts afresh (unless the class list is the same).", metavar="PATH")
     resume: bool = opt(False, "Continue the run in --out from its checkpoint.pt.")
 
 
