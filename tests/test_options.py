@@ -153,6 +153,12 @@ CLAIMS = [
     ("wv train", "epochs", "`--epochs` {} (it trained 20)"),
     ("wv train", "batch_size", "`--batch-size` {} per rank (it used 320"),
     ("wv train", "topic_weight", "`--topic-weight` ({})"),
+    ("wv pretrain", "holdout", "`--holdout` ({})"),
+    ("wv pretrain", "grid", "`--grid` tiles ({}: 9 tiles"),
+    ("wv pretrain", "permutations", "`--permutations` ({})"),
+    ("wv pretrain", "tile_features", "`--tile-features` ({})"),
+    ("wv pretrain", "sinkhorn_iters", "`--sinkhorn-iters` ({})"),
+    ("wv pretrain", "temperature", "`--temperature` ({})"),
 ]
 
 

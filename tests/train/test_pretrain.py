@@ -107,6 +107,15 @@ def test_keywords_task_learns_and_balances_its_draws(text_root, tmp_path, wv_cli
     assert 0 < summary["val_map"] <= 1 and summary["max_repeat"] == 8
     model, checkpoint = load_checkpoint(out / "checkpoint.pt")  # a wv checkpoint: the backbone + the keyword layer
     assert checkpoint["classes"] == targets.words and checkpoint["task"]["name"] == "keywords"
+    assert_init_continues(text_root, out / "checkpoint.pt", tmp_path / "ft", wv_cli, last_json)
+
+
+def assert_init_continues(root, checkpoint, out, wv_cli, last_json):
+    """`wv train --init` from a pre-training: the whole body loads, the class head starts afresh."""
+    result = wv_cli("train", "--shards", root, *TINY, "--image-size", "32", "--epochs", "1", "--init", checkpoint, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    init = last_json(result.stdout)["init"]
+    assert init["body_loaded"] == init["body_tensors"] > 0 and init["head"] == "reinitialised"
 
 
 def test_label_weights_task_learns(text_root, tmp_path, wv_cli, last_json):
@@ -151,7 +160,7 @@ def ramp_shards(tmp_path_factory):
     return folder
 
 
-def test_permutation_task_recovers_the_permutation(ramp_shards, tmp_path, wv_cli, last_json):
+def test_permutation_task_recovers_the_permutation(ramp_shards, text_root, tmp_path, wv_cli, last_json):
     shards = str(ramp_shards / "ramp-{000000..000001}.tar")
     out = tmp_path / "vpl"
     result = wv_cli("pretrain", "--task", "permutation", "--shards", shards, "--val", shards, *TINY, "--image-size", "32",
@@ -163,6 +172,7 @@ def test_permutation_task_recovers_the_permutation(ramp_shards, tmp_path, wv_cli
     assert summary["val_permutation_accuracy"] > 3 / 24
     model, checkpoint = load_checkpoint(out / "checkpoint.pt")
     assert checkpoint["input"]["size"] == 16 and checkpoint["task_head"]["weight"].shape == (16, 4 * 256)
+    assert_init_continues(text_root, out / "checkpoint.pt", tmp_path / "ft", wv_cli, last_json)
 
 
 def test_permutation_under_torchrun(ramp_shards, tmp_path):
