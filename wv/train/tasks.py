@@ -204,7 +204,8 @@ class KeywordTask(Task):
         drawn = weights > 0
         if not drawn.any():
             raise WvError("no sample has a keyword to train on; check `wv score keywords` (its vocabulary and --min-docs)")
-        expected = drawn.sum() * weights / weights.sum()  # draws of an epoch as large as the samples it may draw
+        draws = sampler.epoch_size or weights.size  # an epoch: --epoch-size, or as many draws as the split has samples (no selection)
+        expected = draws * weights / weights.sum()
         self.figures = {"vocabulary": len(self.targets.words), "samples_with_keywords": int((weights > 0).sum() + self.holdout.size),
                         "skipped_without_keyword": int(weights.size - drawn.sum() - self.holdout.size),
                         "held_out": int(self.holdout.size), "keyword_balance": p.keyword_balance, "max_repeat": sampler.max_repeat,

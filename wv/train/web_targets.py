@@ -29,7 +29,7 @@ CACHED_SHARDS = 32
 class ShardRows:
     """Row (split order) -> (shard number, row in the shard), with every shard's sidecar checked to exist."""
 
-    def __init__(self, root: Root, split: str, score: str, scorer: str):
+    def __init__(self, root: Root, split: str, score: str, scorer: str, columns: set):
         shards = root.shards(split)
         self.root, self.names = root, shards["name"].to_list()
         self.starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())]).astype(np.int64)
@@ -37,6 +37,14 @@ class ShardRows:
         if missing:
             raise WvError(f"score {score!r} is missing for {len(missing)} {split} shard(s), e.g. {missing[0]}; "
                           f"run `{scorer} {root.path}` first")
+        for name in self.names:  # the footers only: a damaged file is named before the run writes anything
+            path = root.score_path(score, name)
+            try:
+                schema = pl.read_parquet_schema(path)
+            except (pl.exceptions.PolarsError, OSError):
+                raise WvError(f"{path} is not a readable parquet file; re-run `{scorer} --overwrite`") from None
+            if columns - set(schema):
+                raise WvError(f"{path} has no column {sorted(columns - set(schema))[0]!r}; re-run `{scorer} --overwrite`")
 
     @property
     def size(self) -> int:
@@ -64,7 +72,7 @@ class KeywordTargets:
         self.words = vocabulary["word"].to_list()
         self.docs = vocabulary["docs"].to_numpy().astype(np.float64)
         self.index = pl.DataFrame({"word": self.words, "k": np.arange(len(self.words), dtype=np.int32)})
-        self.rows = ShardRows(root, split, KEYWORDS, "wv score keywords")
+        self.rows = ShardRows(root, split, KEYWORDS, "wv score keywords", {"keywords"})
         self.shard = functools.lru_cache(maxsize=CACHED_SHARDS)(self.read_shard)
 
     def read_shard(self, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +126,7 @@ class LabelWeightTargets:
     score keeps its web label with weight 1 (a sample with neither weighs 0)."""
 
     def __init__(self, root, split: str, classes: int):
-        self.rows = ShardRows(Root(root), split, LABEL_WEIGHTS, "wv score lda")
+        self.rows = ShardRows(Root(root), split, LABEL_WEIGHTS, "wv score lda", {"label_topk", "weight_topk"})
         self.classes = classes
         self.shard = functools.lru_cache(maxsize=CACHED_SHARDS)(self.read_shard)
 
