@@ -18,16 +18,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from wv.errors import WvError
-from wv.models import build_model
+from wv.models import build_model, classifier_layer
 from wv.runtime import rng
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
 from wv.train import distributed
 from wv.train.crops import normalise, train_transform
-from wv.train.evaluate import check_source, evaluate
+from wv.train.evaluate import EvalSamples, check_source, eval_urls, evaluate
+from wv.train.holdout import holdout_batches
 from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
 from wv.train.options import PretrainOptions, TrainOptions
+from wv.train.permutation import PermutationNet, argmax_hits, assignment_hits, cut_tiles, permutation_loss, permutation_set, shuffle_tiles
+from wv.train.web_targets import KeywordTargets, LabelWeightTargets
 
 HOLDOUT_STREAM = 23  # rng stream of the keyword task's held-out slice
 
@@ -178,18 +181,15 @@ class KeywordTask(Task):
     def __init__(self, *args):
         super().__init__(*args)
         self.need_root()
-        from wv.train.web_targets import KeywordTargets
-
-        self.split = None
-        self.targets_class = KeywordTargets
         self.figures: dict = {}
+        self.holdout = np.zeros(0, dtype=np.int64)
 
     def record(self):
         p = self.pretrain
         return {"name": self.name, "keyword_balance": p.keyword_balance, "holdout": p.holdout}
 
     def sampler_config(self, sampler):
-        self.targets = self.targets_class(self.source, sampler.split)
+        self.targets = KeywordTargets(self.source, sampler.split)
         return sampler
 
     def outputs(self):
@@ -214,7 +214,7 @@ class KeywordTask(Task):
 
     def build(self, arch, arch_options):
         model = build_model(arch, len(self.targets.words), **arch_options)
-        layer = classifier(model)
+        layer = classifier_layer(model)
         with torch.no_grad():  # start at the keywords' prior, so that the thousands of absent ones add little loss
             prior = float(np.clip(self.targets.docs.sum() / max(self.targets.rows.size, 1) / len(self.targets.words), 1e-6, 0.5))
             layer.bias.fill_(float(np.log(prior / (1 - prior))))
@@ -233,8 +233,6 @@ class KeywordTask(Task):
         """Mean average precision over the held-out samples: each image's keywords ranked among the vocabulary."""
         if not self.holdout.size:
             return {}
-        from wv.train.holdout import holdout_batches
-
         was = model.training
         model.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=self.world.device)
@@ -263,12 +261,6 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return (precision * hits).sum(dim=1) / hits.sum(dim=1).clamp(min=1)
 
 
-def classifier(model: nn.Module) -> nn.Linear:
-    from wv.models import classifier_layer
-
-    return classifier_layer(model)
-
-
 class LabelWeightTask(Task):
     """LW-set: soft targets over the classes from the label_weights sidecar."""
 
@@ -280,8 +272,6 @@ class LabelWeightTask(Task):
         self.classes = [c["synset"] for c in sorted(Root(self.source).classes(), key=lambda c: c["label"])]
 
     def sampler_config(self, sampler):
-        from wv.train.web_targets import LabelWeightTargets
-
         self.targets = LabelWeightTargets(self.source, sampler.split, len(self.classes))
         return sampler
 
@@ -326,11 +316,7 @@ class PermutationTask(Task):
         if not self.is_root:
             check_source(self.source, "--shards")
         self.tiles = p.grid * p.grid
-        self.hits = None
-        from wv.train.permutation import permutation_set
-
-        self.set = None
-        self.permutation_set = permutation_set
+        self.hits = None  # tiles put back right and tiles seen this epoch, on the device
 
     def record(self):
         p = self.pretrain
@@ -339,7 +325,7 @@ class PermutationTask(Task):
     def sampler_config(self, sampler):
         if not self.is_root:
             shard_urls(self.source, sampler.split)
-        self.set = torch.from_numpy(self.permutation_set(self.tiles, self.pretrain.permutations, sampler.seed))
+        self.set = torch.from_numpy(permutation_set(self.tiles, self.pretrain.permutations, sampler.seed))
         return sampler
 
     def check_size(self, size: int, smallest: int) -> None:
@@ -360,8 +346,6 @@ class PermutationTask(Task):
         return [f"tile_feature_{i}" for i in range(self.pretrain.tile_features)]
 
     def build(self, arch, arch_options):
-        from wv.train.permutation import PermutationNet
-
         p = self.pretrain
         backbone = build_model(arch, p.tile_features, **arch_options)
         return PermutationNet(backbone, self.tiles, p.tile_features, p.sinkhorn_iters, p.temperature)
@@ -378,15 +362,11 @@ class PermutationTask(Task):
 
     def inputs(self, images, labels, batch):
         """Tiles shuffled by permutations drawn from the set (torch's random state: reseeded every step by the trainer)."""
-        from wv.train.permutation import cut_tiles, shuffle_tiles
-
         chosen = self.set[torch.randint(len(self.set), (images.shape[0],))].to(images.device)
         shuffled, target = shuffle_tiles(cut_tiles(images, self.pretrain.grid), chosen)
         return shuffled, target
 
     def loss(self, output, target, batch, weights, epoch_time, step):
-        from wv.train.permutation import argmax_hits, permutation_loss
-
         hits = torch.stack([argmax_hits(output.detach(), target).double(), torch.tensor(float(target.shape[0] * self.tiles),
                                                                                          dtype=torch.float64, device=target.device)])
         self.hits = hits if self.hits is None else self.hits + hits
@@ -405,9 +385,6 @@ class PermutationTask(Task):
         return record
 
     def validate_on(self, model, trainer) -> dict:
-        from wv.train.evaluate import EvalSamples, eval_urls
-        from wv.train.permutation import assignment_hits, cut_tiles, shuffle_tiles
-
         urls, _ = eval_urls(self.options.val, "val", self.world)
         loader = torch.utils.data.DataLoader(EvalSamples(urls, trainer.size, 1), batch_size=self.options.val_batch_size,
                                              num_workers=min(self.options.workers, 2, len(urls))) if urls else []
