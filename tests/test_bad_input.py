@@ -32,6 +32,7 @@ TINY = ("--arch", "tinycnn", "--image-size", "32", "--epochs", "1", "--batch-siz
 TRAIN = ("train", "--shards", "{root}", *TINY, "--out", "{out}")
 EVAL = ("eval", "--shards", "{root}", "--checkpoint", "{ckpt}", "--out", "{out}")
 AUDIT = ("audit", "{root}", "--out", "{out}")
+PRETRAIN = ("pretrain", "--shards", "{root}", *TINY, "--out", "{out}")
 LDA = ("score", "lda", "{root}", "--topics", "4", "--passes", "2", "--no-below", "1", "--overwrite")  # the root's lda options
 HUGE = str(2 ** 63)
 
@@ -121,6 +122,14 @@ CASES = [
     ("train-label-out-of-range", "label-9999", TRAIN),
     ("train-topic-features-garbage", "features-garbage", (*TRAIN, "--topic-head", "lda")),
     ("train-topic-features-shape", "features-shape", (*TRAIN, "--topic-head", "lda")),
+    # wv pretrain: a task without its scores, bad task options, a damaged label_weights sidecar
+    ("pretrain-keywords-unscored", None, (*PRETRAIN, "--task", "keywords")),
+    ("pretrain-keywords-source", None, ("pretrain", "--task", "keywords", "--shards", "{src}", *TINY, "--out", "{out}")),
+    ("pretrain-holdout", None, (*PRETRAIN, "--task", "keywords", "--holdout", "1")),
+    ("pretrain-permutations", None, (*PRETRAIN, "--task", "permutation", "--grid", "2", "--permutations", "25")),
+    ("pretrain-grid", None, (*PRETRAIN, "--task", "permutation", "--grid", "1")),
+    ("pretrain-tiles-too-small", None, (*PRETRAIN, "--task", "permutation", "--grid", "3")),
+    ("pretrain-label-weights-garbage", "label-weights-garbage", (*PRETRAIN, "--task", "label-weights")),
 ]
 
 # Cases whose refusal must be the option check itself (not a later failure of the run it would start).
@@ -128,7 +137,9 @@ NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zer
          "train-weight-decay-nan": "--weight-decay must", "train-head-lr-mult-negative": "--head-lr-mult must",
          "train-init-other-arch": "no tensor of it fits",
          "train-arch-image-too-small": "cannot take 32-pixel images", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
-         "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest"}
+         "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest",
+         "pretrain-keywords-unscored": "wv score keywords", "pretrain-holdout": "--holdout must", "pretrain-permutations": "24 orders",
+         "pretrain-grid": "--grid must", "pretrain-tiles-too-small": "tiles of 10 pixels", "pretrain-label-weights-garbage": "re-run"}
 
 
 # -- the roots -------------------------------------------------------------------------------------------------
@@ -164,6 +175,8 @@ def damage_root(root: Path, kind: str) -> None:
         r.manifest_path.write_bytes(garbage)
     elif kind == "shards-table-garbage":
         r.shards_table_path.write_bytes(garbage)
+    elif kind == "label-weights-garbage":
+        r.score_path("label_weights", shard).write_bytes(garbage)
     elif kind == "score-garbage":
         r.score_path("lda", shard).write_bytes(garbage)
     elif kind == "meta-deleted":

@@ -18,7 +18,7 @@ from wv.options import option_default
 from wv.shards.build import BuildOptions
 from wv.stream.config import SamplerConfig
 from wv.synth import SynthOptions
-from wv.train.options import TrainOptions
+from wv.train.options import PretrainOptions, TrainOptions
 
 # every command of the tree, with the dataclasses its options fill (none: only plain click options)
 DATACLASSES = {
@@ -35,6 +35,7 @@ DATACLASSES = {
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),
     "wv train": (TrainOptions, SamplerConfig),
+    "wv pretrain": (PretrainOptions, TrainOptions, SamplerConfig),
     "wv embed": (),
     "wv curriculum split": (),
     "wv eval": (),
@@ -46,6 +47,8 @@ NOT_ON_CLI = {
     ("wv synth", "width"), ("wv synth", "height"),  # --image-size WIDTHxHEIGHT
     ("wv synth", "queries_per_class"), ("wv synth", "flickr_share"), ("wv synth", "empty_text"), ("wv synth", "foreign_text"),
     ("wv train", "val_batch_size"),
+    *(("wv pretrain", name) for name in ("val_batch_size", "num_classes", "soft_label", "soft_threshold", "backprop_gate", "topic_head",
+                                         "topic_weight", "topic_loss")),
 }
 # options whose command line spelling of the default differs from the field's: the command's conversion
 CONVERTED = {("wv synth", "version"): lambda value: f"{value}.0"}
@@ -152,6 +155,12 @@ CLAIMS = [
     ("wv train", "topic_weight", "`--topic-weight` ({})"),
     ("wv train", "lr_schedule", "`--lr-schedule {}` (the default)"),
     ("wv train", "head_lr_mult", "`--head-lr-mult` (default {})"),
+    ("wv pretrain", "holdout", "`--holdout` ({})"),
+    ("wv pretrain", "grid", "`--grid` tiles ({}: 9 tiles"),
+    ("wv pretrain", "permutations", "`--permutations` ({})"),
+    ("wv pretrain", "tile_features", "`--tile-features` ({})"),
+    ("wv pretrain", "sinkhorn_iters", "`--sinkhorn-iters` ({})"),
+    ("wv pretrain", "temperature", "`--temperature` ({})"),
 ]
 
 

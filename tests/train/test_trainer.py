@@ -220,7 +220,8 @@ def test_losses():
     expected = torch.nn.functional.cross_entropy(logits[:1], labels[:1]) / 2
     assert torch.isclose(class_loss(logits, labels, torch.ones(2)), expected)
     targets = torch.tensor([[0.5, 0.5], [float("nan"), float("nan")]])
-    assert torch.isclose(topic_loss(torch.zeros(2, 2), targets), torch.tensor(np.log(2) / 2, dtype=torch.float32))
+    assert torch.isclose(topic_loss(torch.zeros(2, 2), targets, "softmax"), torch.tensor(np.log(2) / 2, dtype=torch.float32))
+    assert torch.isclose(topic_loss(torch.zeros(2, 2), targets), torch.tensor(2 * np.log(2) / 2, dtype=torch.float32))  # sigmoid
     gate = BackpropGate.parse("0.6@0,0@100 steps")
     assert gate.unit == "step" and gate.threshold(0.0, 50) == pytest.approx(0.3)
     assert BackpropGate.parse("0.5@0,0@10").threshold(5.0, 0) == pytest.approx(0.25)

@@ -21,6 +21,7 @@ COMMANDS = {
     "embed": "wv.cli.embed:embed",
     "curriculum": "wv.cli.curriculum:curriculum",
     "train": "wv.cli.train:train",
+    "pretrain": "wv.cli.pretrain:pretrain",
     "eval": "wv.cli.eval:eval_",
     "models": "wv.cli.models:models",
 }

@@ -10,7 +10,7 @@ from wv.train.options import TrainOptions
 @options_from(TrainOptions, "val", "out", "arch", "width", "image_size", "num_classes", "epochs", "lr", "lr_schedule", "lr_step",
               "lr_step_unit", "lr_gamma", "warmup_steps", "head_lr_mult", "freeze_body_epochs", "momentum", "weight_decay",
               "accum_steps", "workers", "device", "precision", "checkpoint_every", "log_every",
-              "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "init", "resume")
+              "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "topic_loss", "init", "resume")
 @sampler_options
 @json_option
 def train(shards, as_json, **options):

@@ -165,6 +165,15 @@ class EpochDataset(IterableDataset):
             yield batch
 
 
+def checked_draw_weight(weights, samples: int) -> np.ndarray:
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (samples,):
+        raise ValueError(f"draw_weight must hold one value per sample ({samples}), not shape {weights.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("draw_weight must be finite and 0 or more")
+    return weights
+
+
 class Stream:
     """One rank's batches of a dataset root or of plain shard URLs (see the module docstring).
 
@@ -174,10 +183,12 @@ class Stream:
     transform   applied to each decoded PIL RGB image (e.g. torchvision RandomResizedCrop + ToTensor);
                 None gives uint8 CHW tensors (a list when sizes differ)
     workers, pin_memory, prefetch_factor   DataLoader settings (workers=0: in this process)
+    draw_weight a factor of every sample's draw weight (dataset roots: one value, 0 or more, per sample of the
+                split in shard order), e.g. a pre-training task's balance over keywords; part of the data fingerprint
     """
 
     def __init__(self, source, config: SamplerConfig | None = None, *, rank=None, world_size=None, transform=None,
-                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, progress: bool = False):
+                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, progress: bool = False, draw_weight=None):
         self.config = config or SamplerConfig()
         self.rank, self.world_size = rank_and_world(rank, world_size)
         self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
@@ -185,8 +196,13 @@ class Stream:
             raise WvError("--workers must be 0 or more")
         if isinstance(source, (str, Path)) and Root(source).exists():
             self.kind = "root"
-            self.planner = Planner(load_table(source, self.config), self.config, self.world_size)
+            table = load_table(source, self.config)
+            if draw_weight is not None:
+                table.draw_weight = checked_draw_weight(draw_weight, table.size)
+            self.planner = Planner(table, self.config, self.world_size)
         else:
+            if draw_weight is not None:
+                raise WvError("a per-sample draw weight needs a dataset root; plain shard URLs are streamed whole")
             self.kind = "urls"
             urls = [str(u) for u in source] if isinstance(source, (list, tuple)) else shard_urls(source, self.config.split)
             self.planner = UrlPlanner(urls, self.config, self.world_size, progress=progress)

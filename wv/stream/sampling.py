@@ -105,7 +105,7 @@ class Planner:
             table = self.table
             digest = hashlib.blake2b(digest_size=8)
             digest.update("\n".join(table.shard_names).encode())
-            for array in (table.shard_start, table.label, table.keep, table.subset, *table.scores.values()):
+            for array in (table.shard_start, table.label, table.keep, table.subset, table.draw_weight, *table.scores.values()):
                 if array is not None:
                     digest.update(np.ascontiguousarray(array).data)
             self._fingerprint = digest.hexdigest()
@@ -204,6 +204,8 @@ class Planner:
         """The product of the weight factors the config realises as `realised_as` (draw | loss)."""
         config, table = self.config, self.table
         weights = np.ones(rows.shape[0], dtype=np.float64)
+        if table.draw_weight is not None and realised_as == "draw":
+            weights *= table.draw_weight[rows]
         if config.class_balance == realised_as:
             labels = table.label[rows]
             per_class = np.bincount(labels)

@@ -36,6 +36,7 @@ class SampleTable:
     subset: np.ndarray | None = None  # int16 per row, -1 where missing
     subset_count: int | None = None  # the subsets the split made (its recorded --subsets), when known
     scores: dict = field(default_factory=dict)  # "score.column" -> float32 per row, NaN where missing
+    draw_weight: np.ndarray | None = None  # float64 per row: a factor of the draw weight given by the caller (a task's)
 
     @property
     def size(self) -> int:
@@ -50,7 +51,7 @@ class SampleTable:
         return max(len(self.class_names), int(self.label.max()) + 1 if self.size else 0)
 
     def nbytes(self) -> int:
-        arrays = [self.shard_id, self.offset, self.length, self.label, self.keep, self.subset, *self.scores.values()]
+        arrays = [self.shard_id, self.offset, self.length, self.label, self.keep, self.subset, self.draw_weight, *self.scores.values()]
         return sum(a.nbytes for a in arrays if a is not None)
 
 

@@ -4,8 +4,9 @@
                     (the 2017 entries' soft-label recipe); a missing score weighs 1
     gated backprop  samples whose top-1 probability under the model being trained is below a gate
                     give no gradient; the gate follows a schedule down to 0 (e.g. '0.5@0,0@10')
-    two heads       the classifier plus a head regressing the sample's LDA topic distribution
-                    (ROOT/features/lda, written by `wv score lda`), losses weighted 0.75 / 0.25
+    two heads       the classifier plus a linear head of its own regressing the sample's LDA topic
+                    distribution (ROOT/features/lda, written by `wv score lda`), losses weighted 0.75 / 0.25;
+                    the topic loss a per-topic sigmoid cross-entropy (gombru 2017) or a softmax one
 The class-weighted cross-entropy (w_i = N / N_class(i)) is the stream's `--class-balance loss`:
 its weight arrives in batch["weight"] like every other loss weight.
 """
@@ -68,13 +69,18 @@ def class_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
     return (losses * weights * known).sum() / len(labels)
 
 
-def topic_loss(topic_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the target topic distributions (KL up to a constant); rows of NaN
-    (text that LDA could not score) are left out; divided by the batch size."""
+def topic_loss(topic_logits: torch.Tensor, targets: torch.Tensor, kind: str = "sigmoid") -> torch.Tensor:
+    """sigmoid (gombru 2017): the sum over topics of a binary cross-entropy of each topic's sigmoid output
+    against its probability; softmax: cross-entropy of one softmax against the distribution (KL up to a
+    constant). Rows of NaN (text that LDA could not score) are left out; divided by the batch size."""
     valid = ~torch.isnan(targets[:, 0])
     if not valid.any():
         return topic_logits.sum() * 0.0
-    losses = -(targets[valid] * topic_logits[valid].float().log_softmax(dim=1)).sum(dim=1)
+    logits, wanted = topic_logits[valid].float(), targets[valid].float()
+    if kind == "sigmoid":
+        losses = F.binary_cross_entropy_with_logits(logits, wanted, reduction="none").sum(dim=1)
+    else:
+        losses = -(wanted * logits.log_softmax(dim=1)).sum(dim=1)
     return losses.sum() / len(targets)
 
 

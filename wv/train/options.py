@@ -47,6 +47,34 @@ class TrainOptions:
     topic_head: str | None = opt(None, "Two-head network: also regress each sample's topic distribution from ROOT/features/NAME "
                                        "(lda).", metavar="NAME")
     topic_weight: float = opt(0.25, "Loss weight of the topic head (the class head gets the rest).")
+    topic_loss: str = opt("sigmoid", "Loss of the topic head. sigmoid (gombru 2017): each topic's probability is the target of "
+                                     "a binary cross-entropy on its own sigmoid output; softmax: one softmax over the topics, "
+                                     "cross-entropy against the whole distribution (KL up to a constant).",
+                          choices=("sigmoid", "softmax"))
     init: str | None = opt(None, "Start from these weights: a wv checkpoint or a state-dict file; tensors of matching name "
                                  "and shape load, the class head starts afresh (unless the class list is the same).", metavar="PATH")
     resume: bool = opt(False, "Continue the run in --out from its checkpoint.pt.")
+
+
+PRETRAIN_TASKS = ("keywords", "label-weights", "permutation")
+
+
+@dataclass(frozen=True)
+class PretrainOptions:
+    """What `wv pretrain` takes besides TrainOptions and the sampler's options."""
+
+    task: str = opt("keywords", "keywords: multi-label over the keyword vocabulary of each image's text (WeChat's WT-set; "
+                                "`wv score keywords` first); label-weights: soft targets over the classes (LW-set; `wv score lda` "
+                                "first); permutation: put an image's shuffled tiles back in order (DeepPermNet; no labels needed).",
+                    choices=PRETRAIN_TASKS)
+    keyword_balance: str = opt("draw", "keywords: draw: rare keywords drawn more (a sample's draw weight is the mean of "
+                                       "1 / documents-of-keyword over its keywords, each sample capped at --max-repeat draws); "
+                                       "off: every sample with a keyword alike. Samples with no keyword are skipped (never drawn).",
+                               choices=("draw", "off"))
+    holdout: float = opt(0.05, "keywords: share of the samples with keywords held out of training (seeded) for the "
+                               "validation mAP after each epoch; 0: none.")
+    grid: int = opt(3, "permutation: tiles per side (3: 9 tiles); --image-size / grid is the tile size.")
+    permutations: int = opt(1000, "permutation: distinct permutations drawn from (a seeded set).")
+    sinkhorn_iters: int = opt(20, "permutation: row-and-column normalisations of the Sinkhorn layer.")
+    temperature: float = opt(1.0, "permutation: the Sinkhorn layer's input is scores / temperature (lower: closer to a hard permutation).")
+    tile_features: int = opt(256, "permutation: features per tile (the backbone's output layer, re-initialised by --init).")

@@ -2,15 +2,18 @@
 
     world   = distributed.start()                  # rank / world size from torchrun, NCCL or gloo
     stream  = Stream(ROOT, sampler, transform)     # equal batches on every rank, exact resume
-    model   = build_model(arch) [+ topic head]     # torchvision, tinycnn or timm; --init loads matching tensors
+    model   = task.build(arch)                     # the task's model (wv.train.tasks); --init loads matching tensors
     for epoch:
         for batch in stream:                       # accum_steps batches per optimizer step
-            loss = class loss (stream weight x soft label x backprop gate) [+ topic loss]
+            inputs, targets = task.inputs(batch); loss = task.loss(model(inputs), targets)   (wv.train.tasks)
             backward (no_sync until the last batch of a step)
             lr = schedule(epoch, batch, step)      # step or cosine, warm-up; the head's x --head-lr-mult
             step (the body's gradients dropped for --freeze-body-epochs); checkpoint every N steps
             loss summed on the device (Meter), read back every --log-every steps: no sync per batch
         validate; checkpoint
+
+A task (wv.train.tasks) is a model head + targets + loss: `wv train` runs the class task, `wv pretrain`
+the keyword, label-weight and permutation tasks, all through this one loop.
 
 A run lives in one folder (--out): checkpoint.pt (the latest, written atomically: model, optimizer,
 stream state, counters), log.jsonl, curves.png, train.json (the summary). `--resume` carries on from
@@ -34,22 +37,22 @@ from tqdm import tqdm
 
 from wv.atomic import write_json
 from wv.errors import WvError
-from wv.models import build_model, check_arch, check_input_size, default_input, read_checkpoint, save_checkpoint, size_options
+from wv.models import check_arch, check_input_size, default_input, read_checkpoint, save_checkpoint, size_options
 from wv.progress import bar_options
 from wv.runtime import derive_seed
-from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
 from wv.stream.loader import Stream
 from wv.stream.schedule import parse_column
 from wv.train import curves, distributed
-from wv.train.crops import normalise, train_transform
-from wv.train.evaluate import check_out, check_source, evaluate
+from wv.train.crops import normalise
+from wv.train.evaluate import check_out, check_source
 from wv.train.init import describe, init_weights
-from wv.train.losses import BackpropGate, TopicTargets, TwoHead, class_loss, confidence_gate, soft_label_weight, topic_loss
+from wv.train.losses import BackpropGate
 from wv.train.meter import Meter, Reading
-from wv.train.options import TrainOptions
+from wv.train.options import PretrainOptions, TrainOptions
 from wv.train.schedule import LrSchedule, drop_body_gradients, param_groups, set_lr
+from wv.train.tasks import make_task
 
 CHECKPOINT, LOG, SUMMARY = "checkpoint.pt", "log.jsonl", "train.json"
 # Options that shape the model or the meaning of a step: a resumed run must keep them.
@@ -85,6 +88,8 @@ def check_options(options: TrainOptions) -> None:
         raise WvError(f"--init {options.init} does not exist")
     if options.precision not in ("auto", "fp32", "bf16"):
         raise WvError("--precision must be auto, fp32 or bf16")
+    if options.topic_loss not in ("sigmoid", "softmax"):
+        raise WvError("--topic-loss must be sigmoid or softmax")
     if not 0 < options.topic_weight < 1 or options.soft_threshold <= 0:
         raise WvError("--topic-weight must be between 0 and 1 and --soft-threshold positive")
     if options.soft_label:
@@ -103,50 +108,42 @@ def check_options(options: TrainOptions) -> None:
     check_out(options.out)
 
 
-def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print) -> dict:
-    """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.finish)."""
+def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print,
+          pretrain: PretrainOptions | None = None) -> dict:
+    """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.finish).
+    Without `pretrain` the class task (`wv train`), with it the pre-training task it names (`wv pretrain`)."""
     check_options(options)
     world = distributed.start(options.device)
     try:
-        return Trainer(source, options, sampler, world, progress, say).run()
+        return Trainer(source, options, sampler, world, progress, say, pretrain).run()
     finally:
         distributed.stop(world)
 
 
-def check_batch_labels(batch: dict, classes: int) -> None:
-    """Labels beyond the model's outputs (plain shards with a wrong --num-classes, a damaged shard): one
-    sentence naming a sample, checked on the CPU copy so that no device sync is added."""
-    labels = batch["label"]
-    bad = (labels >= classes) | (labels < -1)
-    if bool(bad.any()):
-        at = int(bad.nonzero()[0, 0])
-        raise WvError(f"sample {batch['key'][at]!r} has label {int(labels[at])}, but the model has {classes} classes; "
-                      "give the right --num-classes, or check the shards")
-
-
 class Trainer:
-    def __init__(self, source, options: TrainOptions, sampler: SamplerConfig, world, progress: bool, say):
+    def __init__(self, source, options: TrainOptions, sampler: SamplerConfig, world, progress: bool, say,
+                 pretrain: PretrainOptions | None = None):
         self.source, self.options, self.world, self.progress = source, options, world, progress
         self.say = say if world.main else (lambda *a, **k: None)
         self.out = Path(options.out)
         self.is_root = Root(source).exists()
-        if options.soft_label and options.soft_label not in sampler.columns:
-            sampler = SamplerConfig(**{**sampler.to_dict(), "columns": (*sampler.columns, options.soft_label)})
-        self.sampler = sampler
-        self.classes = self.class_list()
-        self.gate = BackpropGate.parse(options.backprop_gate) if options.backprop_gate else None
+        self.task = make_task(source, options, pretrain, world, self.is_root)
+        self.sampler = sampler = self.task.sampler_config(sampler)
+        self.classes = self.task.outputs()
         self.size = options.image_size or default_input(options.arch)["size"]
+        if hasattr(self.task, "check_size"):
+            self.task.check_size(self.size, MIN_SIZE.get(options.arch, 32))
         self.init_report: dict | None = None
         self.input = {**default_input(options.arch), "size": self.size}
         self.autocast = (world.device.type == "cuda" and options.precision != "fp32") or options.precision == "bf16"
         resumed = self.resume_state()
-        self.topics = TopicTargets(source, options.topic_head, sampler.split) if options.topic_head else None
         self.model = self.make_model(resumed)
         self.optimizer = torch.optim.SGD(param_groups(self.model, self.classifier, options), lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
         self.lr_schedule, self.lrs = LrSchedule.of(options), {}
-        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=train_transform(self.size),
-                             workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main)
+        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=self.task.transform(self.size),
+                             workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main,
+                             draw_weight=self.task.draw_weight(sampler) if self.is_root else None)
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
         # loss and kept share summed on the device: since the last log record, and over the epoch (this rank's;
         # rank 0 carries all ranks' from a checkpoint)
@@ -169,25 +166,12 @@ class Trainer:
     # -- set-up ------------------------------------------------------------------------------
     @property
     def classifier(self):
-        """The bare class model (without the topic head): what the checkpoint's `model` holds."""
-        return self.model.model if self.topics else self.model
+        """The bare model (without the task's extra heads): what the checkpoint's `model` holds."""
+        return self.task.bare(self.model)
 
     @property
     def arch_options(self) -> dict:
         return {"width": self.options.width} if self.options.width else size_options(self.options.arch, self.size)
-
-    def class_list(self) -> list[str]:
-        if self.is_root:
-            if self.options.num_classes is not None:
-                raise WvError("--num-classes is for plain shards; a dataset root has its own class list")
-            return [c["synset"] for c in sorted(Root(self.source).classes(), key=lambda c: c["label"])]
-        check_source(self.source, "--shards")
-        shard_urls(self.source, self.sampler.split)  # one sentence when there are no shards there
-        if self.options.topic_head:
-            raise WvError("--topic-head needs a dataset root (its topic distributions are per-sample sidecars)")
-        if not self.options.num_classes or self.options.num_classes < 1:
-            raise WvError("plain shards carry no class list: give --num-classes")
-        return [str(i) for i in range(self.options.num_classes)]
 
     def resume_state(self) -> dict | None:
         path = self.out / CHECKPOINT
@@ -201,6 +185,8 @@ class Trainer:
         saved = state.get("options", {})
         mine = asdict(self.options)
         changed = [k for k in FIXED if saved.get(k) != mine[k]]
+        if state.get("task", {"name": "class"}) != self.task.record():
+            changed.append("task")
         if changed or state["classes"] != self.classes:
             what = ", ".join(f"--{k.replace('_', '-')}" for k in changed) or "the class list"
             raise WvError(f"{path} was trained with another {what}; resume with the same, or start a new --out")
@@ -210,17 +196,12 @@ class Trainer:
 
     def make_model(self, resumed: dict | None):
         torch.manual_seed(self.sampler.seed)  # the same initial weights on every rank
-        model = build_model(self.options.arch, len(self.classes), **self.arch_options)
-        check_input_size(model, self.options.arch, self.size)
-        if self.topics:
-            model = TwoHead(model, self.topics.topics)
+        model = self.task.build(self.options.arch, self.arch_options)
+        check_input_size(self.task.bare(model), self.options.arch, self.task.checkpoint_input({"size": self.size})["size"])
         if resumed:
-            (model.model if self.topics else model).load_state_dict(resumed["model"])
-            if self.topics:
-                model.topic_head.load_state_dict(resumed["topic_head"])
+            self.task.load(model, resumed)
         elif self.options.init:
-            self.init_report = init_weights(model.model if self.topics else model, self.options.init, self.classes,
-                                            model.topic_head if self.topics else None)
+            self.init_report = init_weights(self.task.bare(model), self.options.init, self.classes, getattr(model, "topic_head", None))
             self.say(describe(self.init_report))
         model = model.to(self.world.device)
         return model.to(memory_format=torch.channels_last) if self.world.device.type == "cuda" else model
@@ -228,7 +209,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
         o, started = self.options, time.perf_counter()
-        self.say(f"wv train: {o.arch} on {self.source}, {len(self.classes)} classes, world size {self.world.size}, "
+        what = "wv train" if self.task.name == "class" else f"wv pretrain --task {self.task.name}"
+        self.say(f"{what}: {o.arch} on {self.source}, {len(self.classes)} outputs, world size {self.world.size}, "
                  f"{self.world.device}, batch {self.sampler.batch_size} per rank x {o.accum_steps} accumulation")
         steps_at_start = self.optimizer_steps
         while self.stream.epoch < o.epochs:
@@ -253,10 +235,11 @@ class Trainer:
             if index % o.accum_steps == 0:
                 torch.manual_seed(derive_seed(self.sampler.seed, world.rank, self.optimizer_steps))
             images, labels, weights = self.to_device(batch)
+            inputs, targets = self.task.inputs(images, labels, batch)
             with self.ddp.no_sync() if world.distributed and not last else contextlib.nullcontext():
                 with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    output = self.ddp(images)
-                loss, weights = self.loss(output, batch, labels, weights, epoch + index / steps)
+                    output = self.ddp(inputs)
+                loss, weights = self.task.loss(output, targets, batch, weights, epoch + index / steps, self.optimizer_steps)
                 (loss / o.accum_steps).backward()
             kept, seen = (weights > 0).float().mean(), len(labels) * world.size
             self.window.add(loss, kept, seen)
@@ -287,26 +270,11 @@ class Trainer:
     def to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch's normalised images, labels and stream weights on this rank's device (copies queued, not awaited)."""
         device = self.world.device
-        check_batch_labels(batch, len(self.classes))
+        self.task.check_batch(batch)
         images = normalise(batch["image"].to(device, non_blocking=True), self.input["mean"], self.input["std"])
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         return images, batch["label"].to(device, non_blocking=True), batch["weight"].to(device, non_blocking=True)
-
-    def loss(self, output, batch: dict, labels: torch.Tensor, weights: torch.Tensor, epoch_time: float):
-        """The class loss weighted by the stream weight x soft label x backprop gate [mixed with the topic loss];
-        returns (loss, the weights used: a weight of 0 gives a sample no gradient)."""
-        o, device = self.options, self.world.device
-        logits, topic_logits = output if self.topics else (output, None)
-        if o.soft_label:
-            weights = weights * soft_label_weight(batch[o.soft_label].to(device), o.soft_threshold)
-        if self.gate:
-            weights = weights * confidence_gate(logits, self.gate.threshold(epoch_time, self.optimizer_steps))
-        loss = class_loss(logits, labels, weights)
-        if self.topics:
-            targets = self.topics(batch["row"]).to(device)
-            loss = (1 - o.topic_weight) * loss + o.topic_weight * topic_loss(topic_logits, targets)
-        return loss, weights
 
     def check_finite(self, loss_sum: float, epoch: int, index: int) -> None:
         if not math.isfinite(loss_sum):
@@ -336,14 +304,11 @@ class Trainer:
             print(f"warning: no sample had a gradient in epoch {epoch} (gradient share 0): the backprop gate or a step gate is above "
                   "every confidence of the model; start the gate later (e.g. --backprop-gate '0@0,0@2,0.5@3,0@10')", file=sys.stderr)
         distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
-        if self.options.val:
-            metrics = evaluate(getattr(self.ddp, "module", self.ddp), self.options.val, self.input, self.classes, self.world,
-                               crops=1, batch_size=self.options.val_batch_size, workers=min(self.options.workers, 2),
-                               autocast=self.autocast)
-            record.update(val_top1=metrics["top1"], val_top5=metrics["top5"], val_n=metrics["n"])
+        record.update(self.task.validate(getattr(self.ddp, "module", self.ddp), self))
         self.history.append(record)
         self.record(record)
-        val = f", val top-1 {record['val_top1']:.3f} top-5 {record['val_top5']:.3f}" if "val_top1" in record else ""
+        val = "".join(f", {k.replace('_', ' ')} {v:.3f}" for k, v in record.items()
+                      if k.endswith(("top1", "top5", "map", "accuracy")) and isinstance(v, float))
         self.say(f"epoch {epoch}: loss {record['loss']:.4f}{val}")
         self.save_checkpoint([0.0, 0.0, 0.0])
 
@@ -355,14 +320,13 @@ class Trainer:
         """Rank 0 writes OUT/checkpoint.pt; `epoch_totals` is the epoch's loss sum and batches so far, over all ranks."""
         if not self.world.main:
             return
-        extra = {"input": self.input, "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
+        extra = {"input": self.task.checkpoint_input(self.input), "task": self.task.record(), "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
                  "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
                  "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals,
                  "log_window": asdict(self.window.read(reset=False)), "arch_options": self.arch_options}
         if self.init_report:
             extra["init"] = self.init_report
-        if self.topics:
-            extra["topic_head"] = self.model.topic_head.state_dict()
+        extra.update(self.task.head_state(self.model))
         save_checkpoint(self.out / CHECKPOINT, self.classifier, self.options.arch, len(self.classes), self.classes, extra)
 
     def finish(self, seconds: float, steps_at_start: int) -> dict:
@@ -374,6 +338,8 @@ class Trainer:
             "optimizer_steps_this_run": self.optimizer_steps - steps_at_start,
             "first_loss": self.history[0]["loss"] if self.history else None, "final_loss": last.get("loss"),
             "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5"),
+            **{k: v for k, v in last.items() if k.startswith(("val_", "train_", "chance_")) and k not in ("val_top1", "val_top5")},
+            **self.task.summary(),
             "seconds": round(seconds, 2),
             "images_per_s": round(self.batches_run * self.sampler.batch_size * self.world.size / max(seconds, 1e-9), 1),
             "parameter_digests": digests, "parameters_equal_across_ranks": len(set(digests)) == 1, "init": self.init_report,
