@@ -9,15 +9,11 @@ import click
 import pytest
 
 from wv.cli import main
-from wv.curate.audit import AuditOptions
-from wv.curate.density_options import DensityOptions
-from wv.curate.keywords import KeywordOptions
-from wv.curate.lda import LdaOptions
-from wv.curate.select import SelectOptions
+from wv.curate.options import AuditOptions, DensityOptions, KeywordOptions, LdaOptions, SelectOptions
 from wv.options import option_default
-from wv.shards.build import BuildOptions
+from wv.shards.options import BuildOptions
 from wv.stream.config import SamplerConfig
-from wv.synth import SynthOptions
+from wv.synth_options import SynthOptions
 from wv.train.options import TrainOptions
 
 # every command of the tree, with the dataclasses its options fill (none: only plain click options)

@@ -14,6 +14,8 @@ recorded options file stay as they were.
 
 from dataclasses import MISSING, Field, field
 
+SPLITS = ("train", "val")  # a dataset root's splits
+
 
 def opt(default=MISSING, help: str | None = None, *, factory=MISSING, **cli) -> Field:
     """A dataclass field with its default (or `factory`), its --help line and its click settings."""

@@ -6,33 +6,42 @@ Seeds: every derived seed is numpy's SeedSequence hash of the integers it is mad
 (a numpy Generator, the same as `np.random.default_rng([seed, epoch, step])`) are one scheme.
 """
 
+from __future__ import annotations
+
+import numbers
 import os
 from contextlib import contextmanager
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from wv.errors import WvError
 
 SEED_LIMIT = 2 ** 63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 # -- seeds ---------------------------------------------------------------------------------------------------
 def check_seed(seed, flag: str = "--seed") -> int:
     """`seed` as an int, or a one-sentence WvError when it is not a whole number in 0 .. 2**63 - 1."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
         raise WvError(f"{flag} must be between 0 and 2**63 - 1 (a whole number), not {seed!r}")
     return int(seed)
 
 
 def derive_seed(*numbers: int) -> int:
     """A 63-bit seed mixed from a few integers that are 0 or more (SeedSequence)."""
+    import numpy as np  # here, so that the command line (which checks seeds) is built without numpy
+
     state = np.random.SeedSequence([int(n) for n in numbers]).generate_state(1, np.uint64)[0]
     return int(state) >> 1
 
 
 def rng(*numbers: int) -> np.random.Generator:
     """A numpy Generator seeded from a few integers that are 0 or more (the scheme of derive_seed)."""
+    import numpy as np
+
     return np.random.default_rng(np.random.SeedSequence([int(n) for n in numbers]))
 
 

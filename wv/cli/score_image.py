@@ -4,7 +4,7 @@ import click
 
 from wv.cli.common import finish, json_option, options_from, worker_options
 from wv.cli.embed import loop_options, model_options
-from wv.curate.density_options import DensityOptions
+from wv.curate.options import DensityOptions
 
 
 @click.command()

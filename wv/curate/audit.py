@@ -28,15 +28,14 @@ from tqdm import tqdm
 
 from wv.atomic import write_bytes, write_json
 from wv.curate import audit_assets as pages
+from wv.curate.options import AuditOptions
 from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
-from wv.curate.select import SELECTION, score_schemas, shard_frame
+from wv.curate.select import score_schemas, shard_frame
 from wv.curate.select_core import tiebreak
 from wv.errors import WvError, damaged_root, first_line
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
-from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.read import read_range
@@ -47,33 +46,8 @@ FORMAT = "wv-audit/1"
 COMMAND = "audit"
 STATES = ("dropped", "protected", "kept")  # protected: a rule matched, class protection kept it
 REDUCE_EVERY = 64
-MAX_CARDS, MAX_BINS = 1_000_000, 10_000  # a report is read by a person
 TEXT_LIMIT = 600  # characters of a description shown on a card
 LIST_LIMIT = 30  # keywords or tags shown on a card
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    per_class: int = opt(24, "Dropped images shown per class.")
-    kept_per_class: int = opt(8, "Kept (and, separately, protected) images shown per class, for contrast.")
-    overview: int = opt(36, "Dropped images in the index page's mosaic.")
-    thumb_size: int = opt(160, "Longest side of a thumbnail, in pixels.")
-    bins: int = opt(40, "Bins of each score histogram.")
-    split: str = opt("train", choices=("train", "val"))
-    selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
-    seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
-
-    def validate(self) -> None:
-        if not (1 <= self.per_class <= MAX_CARDS and 0 <= self.kept_per_class <= MAX_CARDS and 0 <= self.overview <= MAX_CARDS):
-            raise WvError(f"--per-class must be 1 to {MAX_CARDS:,}, --kept-per-class and --overview 0 to {MAX_CARDS:,}")
-        if not 32 <= self.thumb_size <= 512:
-            raise WvError("--thumb-size must be between 32 and 512 pixels")
-        if not 1 <= self.bins <= MAX_BINS:
-            raise WvError(f"--bins must be 1 to {MAX_BINS:,}")
-        check_seed(self.seed)
-
-    def limit(self, state: str) -> int:
-        return self.per_class if state == "dropped" else self.kept_per_class
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from wv.atomic import write_parquet
 from wv.curate.density_core import ClassDensity, class_density
-from wv.curate.density_options import DensityOptions
+from wv.curate.options import DensityOptions
 from wv.errors import WvError
 from wv.parallel import Workers
 from wv.progress import bar_options

@@ -22,35 +22,18 @@ import polars as pl
 from tqdm import tqdm
 
 from wv.atomic import write_json
+from wv.curate.options import SELECTION, SelectOptions
 from wv.curate.rules import META, META_COLUMNS, compile_rules
 from wv.curate.select_core import candidates, choose_rescued, count_decisions, decisions, merge_counts, rescue_counts, with_decisions
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
 
-SELECTION = "selection"
 COMMAND = "select"
 REDUCE_EVERY = 64  # partial count tables merged every this many shards
-
-
-@dataclass(frozen=True)
-class SelectOptions:
-    rules: tuple = opt(help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).",
-                       flag="--drop", multiple=True, metavar="RULE")
-    min_per_class: int = opt(10, "Never leave a class with fewer samples than this.")
-    max_drop_fraction: float = opt(0.5, "Never drop more than this fraction of a class.")
-    split: str = opt("train", choices=("train", "val"))
-    seed: int = opt(0, "Breaks ties when class protection keeps some matched samples.")
-
-    def validate(self) -> None:
-        if self.min_per_class < 0:
-            raise WvError("--min-per-class must be 0 or more")
-        if not 0 <= self.max_drop_fraction <= 1:
-            raise WvError("--max-drop-fraction must be a fraction between 0 and 1")
 
 
 # -- reading scores shard by shard ------------------------------------------------------------------

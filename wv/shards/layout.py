@@ -20,8 +20,8 @@ import polars as pl
 
 from wv.errors import WvError
 from wv.shards.keys import with_keys
+from wv.shards.options import SOURCES
 
-SOURCES = ("google", "flickr")
 TRAIN_DIR_CANDIDATES = ("", "train_images_256", "train_images_resized", "train_images", "train")
 VAL_DIR_CANDIDATES = ("val_images_256", "val_images_resized", "val_images", "val", "")
 SOURCE_DIR_SUFFIXES = ("", "_images_resized", "_resized_256", "_resized", "_images")
