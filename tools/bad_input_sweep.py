@@ -99,6 +99,7 @@ def tree_hash(folder: Path) -> dict:
 def make_root(base: Path) -> dict:
     from wv.curate.curriculum import curriculum_split
     from wv.curate.lda import LdaOptions, score_lda
+    from wv.curate.options import CurriculumOptions
     from wv.curate.select import select
     from wv.shards.build import BuildOptions, build
     from wv.stream.config import SamplerConfig
@@ -111,7 +112,7 @@ def make_root(base: Path) -> dict:
         build(src, root, BuildOptions(split=split, shard_size=16), workers=1, progress=False)
     score_lda(root, LdaOptions(topics=4, passes=1, no_below=1), progress=False)
     select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
-    curriculum_split(root, by="lda:similarity", subsets=3, progress=False)
+    curriculum_split(root, CurriculumOptions(by="lda:similarity", subsets=3), progress=False)
     train(root, TrainOptions(out=str(base / "run"), arch="tinycnn", image_size=32, epochs=1, workers=0),
           SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
     (base / "plain.txt").write_text("not a folder\n")

@@ -75,7 +75,7 @@ class KeywordOptions:
 @dataclass(frozen=True)
 class DensityOptions:
     features: str = opt("", "Which ROOT/features/NAME to use (default: the only one there).")
-    split: str = opt("train", choices=("train", "val"))
+    split: str = opt("train", choices=SPLITS)
     dim: int = opt(256, "PCA to this many dimensions when the features are wider.")
     quantile: float = opt(0.6, "d_c is this quantile of the class's distances.")
     mode: str = opt("auto", "exact: every pair. approximate: sampled anchors. auto: exact up to --exact-max samples per class.",
@@ -99,7 +99,7 @@ class SelectOptions:
                        flag="--drop", multiple=True, metavar="RULE")
     min_per_class: int = opt(10, "Never leave a class with fewer samples than this.")
     max_drop_fraction: float = opt(0.5, "Never drop more than this fraction of a class.")
-    split: str = opt("train", choices=("train", "val"))
+    split: str = opt("train", choices=SPLITS)
     seed: int = opt(0, "Breaks ties when class protection keeps some matched samples.")
 
     def validate(self) -> None:
@@ -116,7 +116,7 @@ class AuditOptions:
     overview: int = opt(36, "Dropped images in the index page's mosaic.")
     thumb_size: int = opt(160, "Longest side of a thumbnail, in pixels.")
     bins: int = opt(40, "Bins of each score histogram.")
-    split: str = opt("train", choices=("train", "val"))
+    split: str = opt("train", choices=SPLITS)
     selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
     seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
@@ -131,3 +131,65 @@ class AuditOptions:
 
     def limit(self, state: str) -> int:
         return self.per_class if state == "dropped" else self.kept_per_class
+
+
+@dataclass(frozen=True)
+class DensityResources:
+    """Where `wv score density` computes: not recorded with the score (they do not change it)."""
+
+    device: str = opt("auto", "auto (GPU when there is one), cpu, cuda ...")
+    memory_gb: float = opt(4.0, "Memory for features and distances (half each).")
+
+    def validate(self) -> None:
+        if not self.memory_gb > 0:
+            raise WvError("--memory-gb must be positive")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How `wv embed` and `wv score confidence` run a model over a split's images."""
+
+    batch_size: int = opt(256, "Images per forward pass.")
+    loader_workers: int = opt(2, "Processes decoding images (0: in this process).")
+    device: str = opt("auto", "auto (GPU when there is one), cpu, cuda, cuda:1 ...")
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    split: str = opt("train", choices=SPLITS)
+    seed: int = opt(0, "Seeds torch (the features themselves are deterministic).")
+
+
+CLASS_NAMES = ("wordnet", "imagenet")
+
+
+@dataclass(frozen=True)
+class ConfidenceOptions:
+    templates: str = opt("simple", "CLIP prompts: simple, openai, or your own with {} for the class name, separated by |.")
+    names: str = opt("wordnet", "CLIP class names: the first WordNet name (wv.json), or open_clip's ImageNet names (WebVision 1.0 only).",
+                     flag="--class-names", choices=CLASS_NAMES)
+    split: str = opt("train", choices=SPLITS)
+    seed: int = opt(0, "Seeds torch (scores are deterministic).")
+
+
+CURRICULUM_METHODS = ("auto", "kmeans", "quantile")
+
+
+@dataclass(frozen=True)
+class CurriculumOptions:
+    by: str = opt("density", "The score to split by: density (CurriculumNet k-means) or any score column (per-class quantiles).",
+                  metavar="SCORE[:COLUMN]")
+    subsets: int = opt(3, "How many subsets (CurriculumNet: 3).")
+    method: str = opt("auto", "auto: k-means for a density column, quantiles otherwise.", choices=CURRICULUM_METHODS)
+    lower_is_cleaner: bool = opt(False, "For quantiles: low values are clean (default: high values are).")
+    split: str = opt("train", choices=SPLITS)
+    seed: int = opt(0, "k-means seed (the reference's random_state).")
+
+    def validate(self) -> None:
+        if not 2 <= self.subsets <= 100:
+            raise WvError("--subsets must be between 2 and 100")
+        if self.method not in CURRICULUM_METHODS:
+            raise WvError(f"--method must be one of {', '.join(CURRICULUM_METHODS)}")
+        if self.split not in SPLITS:
+            raise WvError(f"unknown split {self.split!r}; choose train or val")
+        check_seed(self.seed)
