@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from wv.errors import WvError
 
@@ -20,10 +21,13 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
+
+T = TypeVar("T")
 
 
 # -- seeds ---------------------------------------------------------------------------------------------------
-def check_seed(seed, flag: str = "--seed") -> int:
+def check_seed(seed: object, flag: str = "--seed") -> int:
     """`seed` as an int, or a one-sentence WvError when it is not a whole number in 0 .. 2**63 - 1."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
         raise WvError(f"{flag} must be between 0 and 2**63 - 1 (a whole number), not {seed!r}")
@@ -86,7 +90,7 @@ def env_int(name: str, default: int) -> int:
 
 
 # -- device and threads --------------------------------------------------------------------------------------
-def pick_device(device: str = "auto"):
+def pick_device(device: str = "auto") -> torch.device:
     """The torch device for --device: auto (this rank's GPU when torch sees one, else the CPU), cpu, cuda,
     cuda:N or mps; anything else is refused in one sentence."""
     import torch
@@ -137,7 +141,7 @@ def worker_error(error: BaseException) -> WvError | None:
 
 
 @contextmanager
-def worker_errors():
+def worker_errors() -> Iterator[None]:
     """Re-raise a WvError that comes back from a worker as one sentence, without the worker's traceback."""
     try:
         yield
@@ -148,7 +152,7 @@ def worker_errors():
         raise unwrapped from None
 
 
-def unwrap_errors(iterable):
+def unwrap_errors(iterable: Iterable[T]) -> Iterator[T]:
     """Iterate, with worker_errors() around every step (for DataLoaders)."""
     with worker_errors():
         yield from iterable

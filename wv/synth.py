@@ -220,7 +220,7 @@ def render_sample(job) -> tuple[str, dict]:
     return sample_key(sample["source"], sample["query"], sample["image_id"]), text
 
 
-def write_synth(out, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
+def write_synth(out: str | Path, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
     opts.validate()
     check_workers(workers)
     out = Path(out)

@@ -144,7 +144,7 @@ def keywords_task(job) -> tuple[str, int, int]:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def score_keywords(root, options: KeywordOptions = KeywordOptions(), vocabulary=None, workers: int = 1, executor: str = "local",
+def score_keywords(root: str | Path, options: KeywordOptions = KeywordOptions(), vocabulary: str | Path | None = None, workers: int = 1, executor: str = "local",
                    ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     options.validate()
     started = time.perf_counter()

@@ -35,6 +35,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -53,6 +54,9 @@ from wv.shards.lock import writing
 from wv.shards.root import Root
 from wv.shards.runrecord import refuse_changed
 
+if TYPE_CHECKING:
+    from gensim.corpora import Dictionary
+
 NAME = "lda"
 COMMAND = "score lda"
 LABEL_WEIGHTS = "label_weights"
@@ -60,7 +64,7 @@ PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (a
 
 
 # -- the entry point -------------------------------------------------------------------------------
-def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int = 1, executor: str = "local",
+def score_lda(root: str | Path, options: LdaOptions = LdaOptions(), model: str | Path | None = None, workers: int = 1, executor: str = "local",
               ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Fit (or reuse) the model, then write the topic features and the lda and label_weights sidecars."""
     options.validate()
@@ -143,7 +147,8 @@ def vocabulary_task(job):
     return shard, Dictionary((t for t in tokens if t), prune_at=None), np.array([r for r, t in zip(rows, tokens) if t], dtype=np.int32)
 
 
-def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progress: bool):
+def build_vocabulary(root: Root, options: LdaOptions, plan: list[tuple[str, np.ndarray | None]], pool: Workers,
+                     progress: bool) -> tuple["Dictionary", list[tuple[str, np.ndarray]]]:
     """-> (filtered Dictionary, the fit documents: [(shard, rows whose text has tokens)]), the same for any worker count."""
     from gensim.corpora import Dictionary
 

@@ -43,7 +43,7 @@ class BuildReport:
     root: str
 
 
-def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
+def build(webvision_root: str | Path, root: str | Path, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
           ray_address: str | None = None) -> BuildReport:
     """Every option, the source and the root are checked and the plan made before anything is written."""
     options.validate()
