@@ -163,6 +163,7 @@ def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="Comma-separated commands (e.g. train,shard build).")
     parser.add_argument("--list-accepted", action="store_true")
+    parser.add_argument("--progress", action="store_true", help="Name each run on stderr as it starts (to see which one hangs or dies).")
     args = parser.parse_args()
     quiet_bars()
     only = {o.strip() for o in args.only.split(",") if o.strip()}
@@ -173,6 +174,8 @@ def main_() -> None:
             if name not in BASE or (only and name not in only):
                 continue
             for label, words in mutations(name, command, BASE[name]):
+                if args.progress:
+                    print(f"run: {label}", file=sys.stderr, flush=True)
                 outcome, line = run_one(label, words, name, made, Path(tmp))
                 tally[outcome] += 1
                 if outcome not in ("refused", "accepted") or (args.list_accepted and outcome == "accepted"):
