@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from wv.cli import main
 from wv.curate.curriculum import curriculum_split
 from wv.curate.lda import LdaOptions, score_lda
+from wv.curate.options import CurriculumOptions
 from wv.curate.select import select
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
@@ -150,7 +151,7 @@ def full_root(built_root, tmp_path_factory) -> dict:
     root = Path(shutil.copytree(built_root, base / "root"))
     score_lda(root, LdaOptions(topics=4, passes=2, no_below=1), progress=False)
     select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
-    curriculum_split(root, by="lda:similarity", subsets=3, progress=False)
+    curriculum_split(root, CurriculumOptions(by="lda:similarity", subsets=3), progress=False)
     run = base / "run"
     train(root, TrainOptions(out=str(run), arch="tinycnn", image_size=32, epochs=1, workers=0),
           SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)

@@ -9,16 +9,12 @@ import click
 import pytest
 
 from wv.cli import main
-from wv.curate.audit import AuditOptions
-from wv.curate.density_options import DensityOptions
-from wv.curate.keywords import KeywordOptions
-from wv.curate.lda import LdaOptions
-from wv.curate.select import SelectOptions
+from wv.curate.options import AuditOptions, ConfidenceOptions, CurriculumOptions, DensityOptions, DensityResources, EmbedOptions, KeywordOptions, LdaOptions, LoopOptions, SelectOptions
 from wv.options import option_default
-from wv.shards.build import BuildOptions
+from wv.shards.options import BuildOptions
 from wv.stream.config import SamplerConfig
-from wv.synth import SynthOptions
-from wv.train.options import PretrainOptions, TrainOptions
+from wv.synth_options import SynthOptions
+from wv.train.options import EvalOptions, PretrainOptions, TrainOptions
 
 # every command of the tree, with the dataclasses its options fill (none: only plain click options)
 DATACLASSES = {
@@ -29,16 +25,16 @@ DATACLASSES = {
     "wv shard bake": (),
     "wv score lda": (LdaOptions,),
     "wv score keywords": (KeywordOptions,),
-    "wv score density": (DensityOptions,),
-    "wv score confidence": (),
+    "wv score density": (DensityOptions, DensityResources),
+    "wv score confidence": (ConfidenceOptions, LoopOptions),
     "wv select": (SelectOptions,),
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),
     "wv train": (TrainOptions, SamplerConfig),
     "wv pretrain": (PretrainOptions, TrainOptions, SamplerConfig),
-    "wv embed": (),
-    "wv curriculum split": (),
-    "wv eval": (),
+    "wv embed": (EmbedOptions, LoopOptions),
+    "wv curriculum split": (CurriculumOptions,),
+    "wv eval": (EvalOptions,),
     "wv models": (),
     "wv demo": (),
 }

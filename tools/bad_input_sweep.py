@@ -99,6 +99,7 @@ def tree_hash(folder: Path) -> dict:
 def make_root(base: Path) -> dict:
     from wv.curate.curriculum import curriculum_split
     from wv.curate.lda import LdaOptions, score_lda
+    from wv.curate.options import CurriculumOptions
     from wv.curate.select import select
     from wv.shards.build import BuildOptions, build
     from wv.stream.config import SamplerConfig
@@ -111,7 +112,7 @@ def make_root(base: Path) -> dict:
         build(src, root, BuildOptions(split=split, shard_size=16), workers=1, progress=False)
     score_lda(root, LdaOptions(topics=4, passes=1, no_below=1), progress=False)
     select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
-    curriculum_split(root, by="lda:similarity", subsets=3, progress=False)
+    curriculum_split(root, CurriculumOptions(by="lda:similarity", subsets=3), progress=False)
     train(root, TrainOptions(out=str(base / "run"), arch="tinycnn", image_size=32, epochs=1, workers=0),
           SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
     (base / "plain.txt").write_text("not a folder\n")
@@ -162,6 +163,7 @@ def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="", help="Comma-separated commands (e.g. train,shard build).")
     parser.add_argument("--list-accepted", action="store_true")
+    parser.add_argument("--progress", action="store_true", help="Name each run on stderr as it starts (to see which one hangs or dies).")
     args = parser.parse_args()
     quiet_bars()
     only = {o.strip() for o in args.only.split(",") if o.strip()}
@@ -172,6 +174,8 @@ def main_() -> None:
             if name not in BASE or (only and name not in only):
                 continue
             for label, words in mutations(name, command, BASE[name]):
+                if args.progress:
+                    print(f"run: {label}", file=sys.stderr, flush=True)
                 outcome, line = run_one(label, words, name, made, Path(tmp))
                 tally[outcome] += 1
                 if outcome not in ("refused", "accepted") or (args.list_accepted and outcome == "accepted"):

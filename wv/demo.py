@@ -5,6 +5,7 @@ noisy labels -> embed, density, curriculum split, confidence -> select -> audit 
 CurriculumNet run on the selected data -> 10-crop eval. Each step resumes when the demo is re-run.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -16,6 +17,7 @@ from wv.curate.density import DensityOptions, score_density
 from wv.curate.embed import embed
 from wv.curate.keywords import KeywordOptions, score_keywords
 from wv.curate.lda import LdaOptions, score_lda
+from wv.curate.options import CurriculumOptions
 from wv.curate.select import select
 from wv.models import ModelSpec
 from wv.shards import sidecars
@@ -31,8 +33,8 @@ from wv.train.trainer import CHECKPOINT, TrainOptions, train
 DROP_RULES = ("curriculum.subset == 2 and confidence.p_label < 0.5", "lda.similarity < 0.05")
 
 
-def run_demo(out, workers: int = 2, classes: int = 20, per_class: int = 100, epochs: int = 6, progress: bool = True,
-             say=print) -> dict:
+def run_demo(out: str | Path, workers: int = 2, classes: int = 20, per_class: int = 100, epochs: int = 6, progress: bool = True,
+             say: Callable[[str], None] = print) -> dict:
     out = Path(out)
     source, root, runs = out / "webvision", out / "root", out / "runs"
     figures = {"out": str(out), "root": str(root)}
@@ -78,7 +80,7 @@ def image_scores(root, runs, epochs, workers, progress, say, figures) -> None:
         f"wv curriculum split;  wv score confidence")
     figures["embed"] = embed(root, checkpoint, name="probe", loader_workers=0, device="cpu")
     figures["density"] = score_density(root, DensityOptions(features="probe"), device="cpu", progress=progress)
-    figures["curriculum"] = curriculum_split(root, by="density", subsets=3, progress=progress)
+    figures["curriculum"] = curriculum_split(root, CurriculumOptions(by="density", subsets=3), progress=progress)
     figures["confidence"] = score_confidence(root, checkpoint, device="cpu")
 
 

@@ -12,6 +12,6 @@ def first_line(error: Exception, width: int = 200) -> str:
     return lines[0][:width] if lines else type(error).__name__
 
 
-def damaged_root(path, error: Exception) -> WvError:
+def damaged_root(path: object, error: Exception) -> WvError:
     """A table of a dataset root that cannot be read, as the one sentence to raise."""
     return WvError(f"{path} cannot be read ({first_line(error)}); the root is damaged: run `wv shard verify`, or rebuild it")

@@ -12,14 +12,17 @@ name when it is not the field's, `choices`, `metavar`, `type` for a None default
 recorded options file stay as they were.
 """
 
+from collections.abc import Callable
 from dataclasses import MISSING, Field, field
 
+SPLITS = ("train", "val")  # a dataset root's splits
 
-def opt(default=MISSING, help: str | None = None, *, factory=MISSING, **cli) -> Field:
+
+def opt(default: object = MISSING, help: str | None = None, *, factory: Callable[[], object] = MISSING, **cli: object) -> Field:
     """A dataclass field with its default (or `factory`), its --help line and its click settings."""
     return field(default=default, default_factory=factory, metadata={"help": help, "cli": cli})
 
 
-def option_default(f: Field):
+def option_default(f: Field) -> object:
     """A field's default value (its factory's product), or MISSING for a required field."""
     return f.default_factory() if f.default_factory is not MISSING else f.default

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
@@ -119,7 +120,7 @@ def bounded_map(pool, fn: Callable, jobs: Iterable, window: int) -> Iterator:
             future.cancel()
 
 
-def require_ray():
+def require_ray() -> types.ModuleType:
     """The ray module, or a one-sentence WvError when it is not installed."""
     try:
         import ray

@@ -6,33 +6,46 @@ Seeds: every derived seed is numpy's SeedSequence hash of the integers it is mad
 (a numpy Generator, the same as `np.random.default_rng([seed, epoch, step])`) are one scheme.
 """
 
-import os
-from contextlib import contextmanager
+from __future__ import annotations
 
-import numpy as np
+import numbers
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 from wv.errors import WvError
 
 SEED_LIMIT = 2 ** 63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+T = TypeVar("T")
+
 
 # -- seeds ---------------------------------------------------------------------------------------------------
-def check_seed(seed, flag: str = "--seed") -> int:
+def check_seed(seed: object, flag: str = "--seed") -> int:
     """`seed` as an int, or a one-sentence WvError when it is not a whole number in 0 .. 2**63 - 1."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < SEED_LIMIT:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
         raise WvError(f"{flag} must be between 0 and 2**63 - 1 (a whole number), not {seed!r}")
     return int(seed)
 
 
 def derive_seed(*numbers: int) -> int:
     """A 63-bit seed mixed from a few integers that are 0 or more (SeedSequence)."""
+    import numpy as np  # here, so that the command line (which checks seeds) is built without numpy
+
     state = np.random.SeedSequence([int(n) for n in numbers]).generate_state(1, np.uint64)[0]
     return int(state) >> 1
 
 
 def rng(*numbers: int) -> np.random.Generator:
     """A numpy Generator seeded from a few integers that are 0 or more (the scheme of derive_seed)."""
+    import numpy as np
+
     return np.random.default_rng(np.random.SeedSequence([int(n) for n in numbers]))
 
 
@@ -77,7 +90,7 @@ def env_int(name: str, default: int) -> int:
 
 
 # -- device and threads --------------------------------------------------------------------------------------
-def pick_device(device: str = "auto"):
+def pick_device(device: str = "auto") -> torch.device:
     """The torch device for --device: auto (this rank's GPU when torch sees one, else the CPU), cpu, cuda,
     cuda:N or mps; anything else is refused in one sentence."""
     import torch
@@ -128,7 +141,7 @@ def worker_error(error: BaseException) -> WvError | None:
 
 
 @contextmanager
-def worker_errors():
+def worker_errors() -> Iterator[None]:
     """Re-raise a WvError that comes back from a worker as one sentence, without the worker's traceback."""
     try:
         yield
@@ -139,7 +152,7 @@ def worker_errors():
         raise unwrapped from None
 
 
-def unwrap_errors(iterable):
+def unwrap_errors(iterable: Iterable[T]) -> Iterator[T]:
     """Iterate, with worker_errors() around every step (for DataLoaders)."""
     with worker_errors():
         yield from iterable

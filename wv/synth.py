@@ -23,10 +23,9 @@ import polars as pl
 from PIL import Image
 
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import check_workers, map_jobs
-from wv.runtime import check_seed
 from wv.shards.keys import sample_key
+from wv.synth_options import SynthOptions
 
 SHARED_WORDS = (
     "photo image picture free download hd wallpaper stock jpg best new high quality online view share like "
@@ -41,42 +40,6 @@ FOREIGN_CHARS = "的一是不了人我在有他这中大来上国个到说们为
 SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri su ta vi wo xa yo zu".split()
 PATTERNS = ("stripes", "checker", "rings", "dots")
 VOCABULARY = 24  # words per class: WordNet words of the synset, padded with made-up ones
-MAX_IMAGE_SIDE = 2048  # a 2048x2048 image takes about 380 MB while it is drawn
-
-
-@dataclass
-class SynthOptions:
-    classes: int = opt(10, "Number of classes (named after WebVision 1.0's).")
-    per_class: int = opt(50, "Train images in the largest class.")
-    noise: float = opt(0.2, "Fraction of train images that are noisy.")
-    outlier_share: float = opt(0.3, "Of the noisy ones, the fraction that are off-topic outliers (the rest are label flips).")
-    imbalance: float = opt(1.0, "Largest / smallest class size.")
-    val_per_class: int = opt(5, "Validation images per class.")
-    version: str = "1.0"  # the command line's --version 1 or 2
-    seed: int = opt(0, "Every random choice derives from it.")
-    width: int = 96  # the command line's --image-size WIDTHxHEIGHT
-    height: int = 72
-    queries_per_class: int = 2
-    flickr_share: float = 0.4
-    empty_text: float = 0.04
-    foreign_text: float = 0.02
-    defects: bool = opt(False, "Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
-
-    def validate(self) -> None:
-        if self.version not in ("1.0", "2.0"):
-            raise WvError("--version must be 1 or 2")
-        if not 1 <= self.classes <= 99999:
-            raise WvError("--classes must be between 1 and 99,999")
-        if self.per_class < 1 or self.val_per_class < 0:
-            raise WvError("--per-class must be at least 1 and --val-per-class at least 0")
-        if not 0 <= self.noise <= 1 or not 0 <= self.outlier_share <= 1:
-            raise WvError("--noise and --outlier-share must be fractions between 0 and 1")
-        if self.imbalance < 1:
-            raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
-        if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):
-            raise WvError(f"--image-size must be between 16x16 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} "
-                          "(drawing an image takes about 90 bytes per pixel)")
-        check_seed(self.seed)
 
 
 @dataclass
@@ -257,7 +220,7 @@ def render_sample(job) -> tuple[str, dict]:
     return sample_key(sample["source"], sample["query"], sample["image_id"]), text
 
 
-def write_synth(out, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
+def write_synth(out: str | Path, opts: SynthOptions, workers: int = 1, progress: bool = False) -> dict:
     opts.validate()
     check_workers(workers)
     out = Path(out)

@@ -201,7 +201,7 @@ def test_options_validate():
 
 
 def test_histogram_counts_split_every_sample_by_its_fate():
-    from wv.curate.audit import Histogram, bin_edges, histogram_counts
+    from wv.curate.audit_read import Histogram, bin_edges, histogram_counts
 
     frame = pl.DataFrame({
         "s.x": [0.1, 0.2, 0.35, 0.9, None, 0.15],

@@ -1,7 +1,7 @@
 import click
 
 from wv.cli.common import finish, json_option, options_from, worker_options
-from wv.curate.audit import AuditOptions
+from wv.curate.options import AuditOptions
 
 
 @click.command("audit")

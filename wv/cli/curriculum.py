@@ -1,6 +1,7 @@
 import click
 
-from wv.cli.common import WvGroup, finish, json_option
+from wv.cli.common import WvGroup, finish, json_option, options_from
+from wv.curate.options import CurriculumOptions
 
 
 @click.group(cls=WvGroup)
@@ -10,18 +11,13 @@ def curriculum():
 
 @curriculum.command("split")
 @click.argument("root", type=click.Path())
-@click.option("--by", default="density", show_default=True, metavar="SCORE[:COLUMN]",
-              help="The score to split by: density (CurriculumNet k-means) or any score column (per-class quantiles).")
-@click.option("--subsets", default=3, show_default=True, help="How many subsets (CurriculumNet: 3).")
-@click.option("--method", type=click.Choice(["auto", "kmeans", "quantile"]), default="auto", show_default=True,
-              help="auto: k-means for a density column, quantiles otherwise.")
-@click.option("--lower-is-cleaner", is_flag=True, help="For quantiles: low values are clean (default: high values are).")
+@options_from(CurriculumOptions, "by", "subsets", "method", "lower_is_cleaner")
 @click.option("--name", default="curriculum", show_default=True, help="Write ROOT/scores/NAME (the stream reads `curriculum`).")
-@click.option("--split", "split_name", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(CurriculumOptions, "split")
 @click.option("--overwrite", is_flag=True, help="Replace subsets made with other options.")
-@click.option("--seed", default=0, show_default=True, help="k-means seed (the reference's random_state).")
+@options_from(CurriculumOptions, "seed")
 @json_option
-def split(root, by, subsets, method, lower_is_cleaner, name, split_name, overwrite, seed, as_json):
+def split(root, name, overwrite, as_json, **options):
     """Split every class into subsets 0 (clean) .. SUBSETS-1 (very noisy).
 
     --by density: k-means on the class's densities, the densest cluster clean (CurriculumNet).
@@ -36,8 +32,7 @@ def split(root, by, subsets, method, lower_is_cleaner, name, split_name, overwri
     """
     from wv.curate.curriculum import curriculum_split
 
-    figures = curriculum_split(root, by=by, subsets=subsets, method=method, higher_is_cleaner=not lower_is_cleaner, name=name,
-                               split=split_name, seed=seed, overwrite=overwrite)
+    figures = curriculum_split(root, CurriculumOptions(**options), name=name, overwrite=overwrite)
     shares = ", ".join(f"{k}: {v}" for k, v in sorted(figures["per_subset"].items()))
     finish(f"wv curriculum split: {root}", figures, as_json, [
         f"{figures['by']} by {figures['method']}: {figures['classes']} classes, {figures['samples']} samples",

@@ -1,6 +1,7 @@
 import click
 
-from wv.cli.common import finish, json_option
+from wv.cli.common import finish, json_option, options_from
+from wv.curate.options import EmbedOptions, LoopOptions
 
 
 def model_options(fn):
@@ -13,20 +14,17 @@ def model_options(fn):
                         help="A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.")(fn)
 
 
-def loop_options(fn):
-    fn = click.option("--device", default="auto", show_default=True, help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")(fn)
-    fn = click.option("--loader-workers", default=2, show_default=True, help="Processes decoding images (0: in this process).")(fn)
-    return click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")(fn)
+loop_options = options_from(LoopOptions)  # --batch-size, --loader-workers, --device
 
 
 @click.command()
 @click.argument("root", type=click.Path())
 @model_options
 @click.option("--name", default=None, help="Write ROOT/features/NAME (default: clip for open_clip models, model for checkpoints).")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(EmbedOptions, "split")
 @loop_options
 @click.option("--overwrite", is_flag=True, help="Replace features made with another model or options.")
-@click.option("--seed", default=0, show_default=True, help="Seeds torch (the features themselves are deterministic).")
+@options_from(EmbedOptions, "seed")
 @json_option
 def embed(root, model, weights, pretrained, model_config, name, split, batch_size, loader_workers, device, overwrite, seed, as_json):
     """Image features per shard: ROOT/features/NAME/{shard}.npy (float16, shard order).

@@ -1,19 +1,13 @@
 import click
 
-from wv.cli.common import finish, json_option
+from wv.cli.common import finish, json_option, options_from
+from wv.train.options import EvalOptions
 
 
 @click.command("eval")
 @click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root (its --split, val by default) or webdataset shards.")
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="A `wv train` checkpoint.")
-@click.option("--crops", type=click.Choice(["1", "10", "144"]), default="1", show_default=True,
-              help="1: centre crop; 10: corners + centre and mirrors; 144: 4 scales x 3 squares x 6 crops x 2 mirrors.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
-@click.option("--out", default=None, help="Folder for eval.json and per_class.csv (default: beside the checkpoint, eval-NCROPcrop/).")
-@click.option("--batch-size", default=64, show_default=True, help="Images per forward pass (each with all its crops).")
-@click.option("--workers", default=2, show_default=True, help="Loader worker processes.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--show-classes", default=5, show_default=True, help="Worst classes listed in the summary (all are in the CSV).")
+@options_from(EvalOptions)
 @json_option
 def eval_(shards, checkpoint, crops, split, out, batch_size, workers, device, show_classes, as_json):
     """Top-1 / top-5 accuracy of a checkpoint, single- or multi-crop, with a per-class table.
@@ -28,7 +22,7 @@ def eval_(shards, checkpoint, crops, split, out, batch_size, workers, device, sh
     """
     from wv.train.evaluate import eval_checkpoint
 
-    figures = eval_checkpoint(checkpoint, shards, crops=int(crops), split=split, out=out, batch_size=batch_size,
+    figures = eval_checkpoint(checkpoint, shards, crops=crops, split=split, out=out, batch_size=batch_size,
                               workers=workers, device=device)
     if "paths" not in figures:  # not rank 0 of a torchrun launch
         return

@@ -4,7 +4,7 @@ import click
 
 from wv.cli.common import finish, json_option, options_from, worker_options
 from wv.cli.embed import loop_options, model_options
-from wv.curate.density_options import DensityOptions
+from wv.curate.options import ConfidenceOptions, DensityOptions, DensityResources
 
 
 @click.command()
@@ -12,8 +12,7 @@ from wv.curate.density_options import DensityOptions
 @options_from(DensityOptions, "features")
 @click.option("--name", default="density", show_default=True, help="Write ROOT/scores/NAME.")
 @options_from(DensityOptions, "split", "dim", "quantile", "mode", "exact_max", "anchors")
-@click.option("--device", default="auto", show_default=True, help="auto (GPU when there is one), cpu, cuda ...")
-@click.option("--memory-gb", default=4.0, show_default=True, help="Memory for features and distances (half each).")
+@options_from(DensityResources)
 @click.option("--overwrite", is_flag=True, help="Replace a density score made with other options.")
 @options_from(DensityOptions, "seed")
 @worker_options(workers=1, tasks="classes, on CPU (1: one process, on the GPU when there is one)")
@@ -56,15 +55,12 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
 @click.command()
 @click.argument("root", type=click.Path())
 @model_options
-@click.option("--templates", default="simple", show_default=True,
-              help="CLIP prompts: simple, openai, or your own with {} for the class name, separated by |.")
-@click.option("--class-names", "names", type=click.Choice(["wordnet", "imagenet"]), default="wordnet", show_default=True,
-              help="CLIP class names: the first WordNet name (wv.json), or open_clip's ImageNet names (WebVision 1.0 only).")
+@options_from(ConfidenceOptions, "templates", "names")
 @click.option("--name", default="confidence", show_default=True, help="Write ROOT/scores/NAME.")
-@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@options_from(ConfidenceOptions, "split")
 @loop_options
 @click.option("--overwrite", is_flag=True, help="Replace a confidence score made with another model or options.")
-@click.option("--seed", default=0, show_default=True, help="Seeds torch (scores are deterministic).")
+@options_from(ConfidenceOptions, "seed")
 @json_option
 def confidence(root, model, weights, pretrained, model_config, templates, names, name, split, batch_size, loader_workers, device,
                overwrite, seed, as_json):

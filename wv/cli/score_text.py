@@ -3,8 +3,7 @@
 import click
 
 from wv.cli.common import finish, json_option, options_from, worker_options
-from wv.curate.keywords import KeywordOptions
-from wv.curate.lda import LdaOptions
+from wv.curate.options import KeywordOptions, LdaOptions
 
 
 @click.command()

@@ -1,7 +1,7 @@
 import click
 
 from wv.cli.common import WvGroup, finish, json_option, options_from, worker_options
-from wv.shards.build import BuildOptions
+from wv.shards.options import BuildOptions
 
 
 @click.group(cls=WvGroup)

@@ -1,7 +1,7 @@
 import click
 
 from wv.cli.common import finish, json_option, options_from
-from wv.synth import SynthOptions
+from wv.synth_options import SynthOptions
 
 
 def parse_size(ctx, param, value: str) -> tuple[int, int]:

@@ -12,6 +12,7 @@ random sample per class: the `per_class` smallest hashes of the keys, so the pic
 The second reads, shard by shard, only the samples picked: their text and scores, and their image
 bytes through the manifest's byte ranges; only those images are decoded, into thumbnails.
 Memory: the counts, the histograms and the shown samples (classes x per_class rows).
+What the report reads and the first pass live in wv.curate.audit_read; the pages in audit_assets.
 """
 
 import io
@@ -21,23 +22,17 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 from PIL import Image
 from tqdm import tqdm
 
 from wv.atomic import write_bytes, write_json
 from wv.curate import audit_assets as pages
-from wv.curate.rules import META, compile_rules, dtype_kind
-from wv.curate.select import COMMAND as SELECT_COMMAND
-from wv.curate.select import SELECTION, score_schemas, shard_frame
-from wv.curate.select_core import tiebreak
+from wv.curate.audit_read import STATES, Inputs, TallyJob, check_selection, read_inputs, selected_frame, selection_rules, tally_all
+from wv.curate.options import AuditOptions
 from wv.errors import WvError, damaged_root, first_line
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
-from wv.runtime import check_seed
-from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.read import read_range
 from wv.shards.root import Root
@@ -45,198 +40,8 @@ from wv.shards.runrecord import changed
 
 FORMAT = "wv-audit/1"
 COMMAND = "audit"
-STATES = ("dropped", "protected", "kept")  # protected: a rule matched, class protection kept it
-REDUCE_EVERY = 64
-MAX_CARDS, MAX_BINS = 1_000_000, 10_000  # a report is read by a person
 TEXT_LIMIT = 600  # characters of a description shown on a card
 LIST_LIMIT = 30  # keywords or tags shown on a card
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    per_class: int = opt(24, "Dropped images shown per class.")
-    kept_per_class: int = opt(8, "Kept (and, separately, protected) images shown per class, for contrast.")
-    overview: int = opt(36, "Dropped images in the index page's mosaic.")
-    thumb_size: int = opt(160, "Longest side of a thumbnail, in pixels.")
-    bins: int = opt(40, "Bins of each score histogram.")
-    split: str = opt("train", choices=("train", "val"))
-    selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
-    seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
-
-    def validate(self) -> None:
-        if not (1 <= self.per_class <= MAX_CARDS and 0 <= self.kept_per_class <= MAX_CARDS and 0 <= self.overview <= MAX_CARDS):
-            raise WvError(f"--per-class must be 1 to {MAX_CARDS:,}, --kept-per-class and --overview 0 to {MAX_CARDS:,}")
-        if not 32 <= self.thumb_size <= 512:
-            raise WvError("--thumb-size must be between 32 and 512 pixels")
-        if not 1 <= self.bins <= MAX_BINS:
-            raise WvError(f"--bins must be 1 to {MAX_BINS:,}")
-        check_seed(self.seed)
-
-    def limit(self, state: str) -> int:
-        return self.per_class if state == "dropped" else self.kept_per_class
-
-
-@dataclass(frozen=True)
-class Histogram:
-    rule: int  # index of the rule
-    column: str  # "score.column"
-    edges: tuple
-    integer: bool
-    marks: tuple  # ((op, value), ...)
-
-
-# -- what to read -----------------------------------------------------------------------------------------
-def selection_rules(root: Root, name: str) -> list[str]:
-    record = sidecars.run_record(root, "scores", name, SELECT_COMMAND)
-    record.check_owner()
-    options = record.options()
-    if options is None:
-        raise WvError(f"{root.path} has no selection {name!r}; run `wv select {root.path} --drop RULE` first")
-    rules = options.get("rules")
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        raise WvError(f"scores/{name} of {root.path} is not a selection made by `wv select`; give --selection the --name of one")
-    return rules
-
-
-def check_selection(root: Root, name: str, split: str) -> None:
-    for shard, samples in root.shards(split).select("name", "samples").iter_rows():
-        if not sidecars.complete(root, "scores", name, shard, samples):
-            raise WvError(f"the selection {name!r} is incomplete (shard {shard}); re-run the same `wv select` to finish it")
-
-
-def check_sidecars(root: Root, shards: list[str], scores: set) -> None:
-    """Every shard's meta sidecar and the rules' score sidecars must be there before the report is begun."""
-    for shard in shards:
-        for path in (root.meta_path(shard), *(root.score_path(name, shard) for name in sorted(scores))):
-            if not path.is_file():
-                raise WvError(f"{path} is missing; re-run the command that writes it (or `wv shard build` for meta)")
-
-
-def recompile(texts: list[str], schemas: dict, name: str) -> list:
-    try:
-        return compile_rules(texts, schemas)
-    except WvError as error:
-        raise WvError(f"the rules of selection {name!r} no longer fit the scores present ({error}); re-run `wv select`") from None
-
-
-def display_columns(schemas: dict[str, dict]) -> dict[str, str]:
-    """"score.column" -> how a card shows it: number, bool, string or list (of strings); others are left out."""
-    shown = {}
-    for name, columns in schemas.items():
-        if name == META:
-            continue
-        for column, dtype in columns.items():
-            kind = dtype_kind(dtype)
-            if kind == "other" and isinstance(dtype, pl.List) and dtype_kind(dtype.inner) == "string":
-                kind = "list"
-            if kind != "other":
-                shown[f"{name}.{column}"] = kind
-    return shown
-
-
-def histogram_specs(root: Root, rules, schemas, shards, bins: int) -> list[Histogram]:
-    specs = []
-    for index, rule in enumerate(rules):
-        for column, marks in rule.thresholds(schemas).items():
-            if column.startswith(META + "."):
-                continue
-            name, _, col = column.partition(".")
-            dtype = schemas[name][col]
-            paths = [root.score_path(name, s) for s in shards]
-            value = pl.col(col).cast(pl.Float64)
-            value = pl.when(value.is_finite()).then(value)  # NaN and infinities would stretch the axis to nothing
-            lo, hi = pl.scan_parquet(paths).select(value.min().alias("lo"), value.max().alias("hi")).collect().row(0)
-            if lo is None:  # no value at all: an axis around the thresholds
-                lo, hi = min(v for _, v in marks), max(v for _, v in marks)
-            specs.append(Histogram(index, column, *bin_edges(lo, hi, dtype, bins), tuple(marks)))
-    return specs
-
-
-def bin_edges(lo: float, hi: float, dtype, bins: int) -> tuple[tuple, bool]:
-    if (dtype.is_integer() or dtype == pl.Boolean) and hi - lo <= 60:
-        return tuple(np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0).tolist()), True
-    if hi <= lo:
-        hi = lo + 1.0
-    return tuple(np.linspace(lo, hi, bins + 1).tolist()), False
-
-
-# -- pass 1: counts, histograms and the pick ---------------------------------------------------------------
-@dataclass(frozen=True)
-class TallyJob:
-    root: str
-    shard: str
-    selection: str
-    rules: tuple  # the rules' texts, as the selection records them
-    columns: tuple  # the score columns the histograms read
-    histograms: tuple
-    limits: tuple  # how many samples each class shows, per state (STATES order)
-    seed: int
-
-
-def with_selection(root: Root, shard: str, name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Adds keep, rule, matched, state (dropped | protected | kept) and index (the row in the shard)."""
-    chosen = sidecars.read_score(root, name, shard, ["keep", "rule", "matched"], keys=frame["__key__"])
-    state = (pl.when(~pl.col("keep")).then(pl.lit("dropped"))
-             .when(pl.col("matched").is_not_null()).then(pl.lit("protected")).otherwise(pl.lit("kept")))
-    return frame.hstack(chosen.drop("__key__")).with_columns(state.alias("state"), pl.int_range(pl.len(), dtype=pl.Int64).alias("index"))
-
-
-def selected_frame(root: Root, shard: str, selection: str, columns: list, **kw) -> pl.DataFrame:
-    """The shard's meta and score columns with its selection; a missing or unreadable sidecar is one sentence."""
-    try:
-        return with_selection(root, shard, selection, shard_frame(root, shard, columns, **kw))
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise WvError(f"the sidecars of {shard} cannot be read ({first_line(error)}); re-run the command that wrote them") from None
-
-
-def tally_shard(job: TallyJob) -> dict:
-    root = Root(job.root)
-    frame = selected_frame(root, job.shard, job.selection, list(job.columns))
-    counts = frame.group_by(pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "state", "matched").len()
-    hists = [histogram_counts(frame, spec, job.rules[spec.rule]) for spec in job.histograms]
-    ties = pl.Series("tie", [tiebreak(job.seed, k) for k in frame["__key__"]], dtype=pl.UInt64)
-    picks = frame.select("__key__", pl.col("meta.label").alias("label"), "state", "index", pl.lit(job.shard).alias("shard"))
-    return {"counts": counts, "hists": hists, "picks": keep_smallest(picks.hstack([ties]), job.limits)}
-
-
-def histogram_counts(frame: pl.DataFrame, spec: Histogram, rule: str) -> np.ndarray:
-    """Counts per bin (4 x bins) for: kept, protected from this rule, dropped by it, dropped by another rule."""
-    values = frame[spec.column].cast(pl.Float64)
-    dropped = frame["state"] == "dropped"
-    mine = (frame["matched"] == rule).fill_null(False)
-    protected = mine & (frame["state"] == "protected")
-    groups = (~dropped & ~protected, protected, dropped & mine, dropped & ~mine)
-    edges = np.asarray(spec.edges)
-    out = np.zeros((len(groups), len(edges) - 1), dtype=np.int64)
-    for row, mask in enumerate(groups):
-        picked = values.filter(mask).drop_nulls().drop_nans().to_numpy()
-        out[row] = np.histogram(np.clip(picked, edges[0], edges[-1]), bins=edges)[0]
-    return out
-
-
-def keep_smallest(picks: pl.DataFrame, limits: tuple) -> pl.DataFrame:
-    """Per (label, state): the rows with the smallest tie hashes, up to that state's limit."""
-    limit = pl.col("state").replace_strict(dict(zip(STATES, limits)), return_dtype=pl.Int64)
-    return picks.filter(pl.col("tie").rank("ordinal").over("label", "state") <= limit)
-
-
-def tally_all(pool, jobs: list[TallyJob], progress: bool):
-    counts, hists, picks, pending = None, None, None, []
-    for result in tqdm(pool.map(tally_shard, jobs), total=len(jobs), desc="audit: tally", **bar_options(progress)):
-        hists = result["hists"] if hists is None else [a + b for a, b in zip(hists, result["hists"])]
-        pending.append(result)
-        if len(pending) >= REDUCE_EVERY:
-            counts, picks = merge(counts, picks, pending, jobs[0].limits)
-            pending = []
-    counts, picks = merge(counts, picks, pending, jobs[0].limits)
-    return counts, hists or [], picks
-
-
-def merge(counts, picks, pending, limits):
-    counts = pl.concat(([counts] if counts is not None else []) + [r["counts"] for r in pending])
-    counts = counts.group_by("label", "source", "state", "matched").agg(pl.col("len").sum())
-    picks = keep_smallest(pl.concat(([picks] if picks is not None else []) + [r["picks"] for r in pending]), limits)
-    return counts, picks
 
 
 # -- pass 2: the cards of the samples shown -----------------------------------------------------------------
@@ -344,8 +149,8 @@ def report_figures(counts: pl.DataFrame, rules: list[str], cards: pl.DataFrame) 
 
 
 # -- the whole report -----------------------------------------------------------------------------------------
-def write_report(root, out=None, options: AuditOptions | None = None, workers: int = 1, executor: str = "local",
-                 ray_address: str | None = None, progress: bool = True, **option_values) -> dict:
+def write_report(root: str | Path, out: str | Path | None = None, options: AuditOptions | None = None, workers: int = 1, executor: str = "local",
+                 ray_address: str | None = None, progress: bool = True, **option_values: object) -> dict:
     """Write the audit report of ROOT's selection to `out` (default ROOT/reports/audit); returns its figures.
 
     `option_values` are AuditOptions fields (per_class, kept_per_class, overview, thumb_size, bins,
@@ -368,30 +173,6 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
         prepare_out(out, options)
         claim_out(out, options)
         return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What the report reads besides the samples, read and checked before anything is written."""
-    schemas: dict
-    rules: list
-    shown: dict
-    specs: list
-
-
-def read_inputs(root: Root, options: AuditOptions, shards: list, texts: list) -> Inputs:
-    try:
-        schemas = score_schemas(root, shards, exclude=(options.selection,))
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise WvError(f"a score sidecar of {shards[0]} cannot be read ({first_line(error)}); re-run its scorer") from None
-    rules = recompile(texts, schemas, options.selection)
-    shown = display_columns({n: cols for n, cols in schemas.items() if all(root.score_path(n, s).is_file() for s in shards)})
-    try:
-        specs = histogram_specs(root, rules, schemas, shards, options.bins)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise WvError(f"a score sidecar of the rules cannot be read ({first_line(error)}); re-run its scorer") from None
-    check_sidecars(root, shards, {spec.column.partition(".")[0] for spec in specs})
-    return Inputs(schemas, rules, shown, specs)
 
 
 def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor,

@@ -37,7 +37,7 @@ def color(rule: int) -> str:
     return PALETTE[rule % len(PALETTE)]
 
 
-def fmt(value) -> str:
+def fmt(value: object) -> str:
     """A score as a card shows it: 4 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

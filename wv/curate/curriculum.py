@@ -19,19 +19,19 @@ dataset order, no per-sample table); 16M samples take about 340 MB.
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from tqdm import tqdm
 
+from wv.curate.options import CurriculumOptions
 from wv.errors import WvError
 from wv.progress import bar_options
-from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
 
-METHODS = ("auto", "kmeans", "quantile")
 COMMAND = "curriculum split"
 
 
@@ -96,19 +96,16 @@ def read_values(root: Root, score: str, column: str, shards: list[str]) -> tuple
     return np.concatenate(labels), np.concatenate(values), np.asarray(sizes, dtype=np.int64)
 
 
-def curriculum_split(root, by: str = "density", subsets: int = 3, method: str = "auto", higher_is_cleaner: bool = True,
-          name: str = "curriculum", split: str = "train", seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
+def curriculum_split(root: str | Path, opts: CurriculumOptions = CurriculumOptions(), name: str = "curriculum", overwrite: bool = False,
+                     progress: bool = True) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet (__key__, subset); returns the figures."""
-    if subsets < 2 or subsets > 100:
-        raise WvError("--subsets must be between 2 and 100")
-    if method not in METHODS:
-        raise WvError(f"--method must be one of {', '.join(METHODS)}")
-    check_seed(seed)
+    opts.validate()
     root = Root(root)
     root.info()
     check_name(name)
     with writing(root, COMMAND):
-        return split_subsets(root, by, subsets, method, higher_is_cleaner, name, split, seed, overwrite, progress)
+        return split_subsets(root, opts.by, opts.subsets, opts.method, not opts.lower_is_cleaner, name, opts.split, opts.seed,
+                             overwrite, progress)
 
 
 def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_cleaner: bool, name: str, split: str, seed: int,

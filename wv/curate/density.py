@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from wv.atomic import write_parquet
 from wv.curate.density_core import ClassDensity, class_density
-from wv.curate.density_options import DensityOptions
+from wv.curate.options import DensityOptions, DensityResources
 from wv.errors import WvError
 from wv.parallel import Workers
 from wv.progress import bar_options
@@ -120,16 +121,15 @@ def partial_path(root: Root, name: str, label: int):
     return sidecars.sidecar_dir(root, "scores", name) / PARTIALS / f"{label}.parquet"
 
 
-def score_density(root, opts: DensityOptions, name: str = "density", device: str = "auto", memory_gb: float = 4.0,
-                  overwrite: bool = False, progress: bool = True, workers: int = 1, executor: str = "local",
-                  ray_address: str | None = None) -> dict:
+def score_density(root: str | Path, opts: DensityOptions, name: str = "density", device: str = DensityResources.device,
+                  memory_gb: float = DensityResources.memory_gb, overwrite: bool = False, progress: bool = True, workers: int = 1,
+                  executor: str = "local", ray_address: str | None = None) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet (__key__, density, delta, cutoff); returns the figures.
 
     workers > 1 or executor "ray": classes computed in parallel CPU processes, each with
     memory_gb / workers for its distances."""
     opts.validate()
-    if memory_gb <= 0:
-        raise WvError("--memory-gb must be positive")
+    DensityResources(device, memory_gb).validate()
     pooled = workers > 1 or executor == "ray"
     if pooled and device not in ("auto", "cpu"):
         raise WvError(f"--workers above 1 and --executor ray compute classes on CPU; drop --device {device}, or use one worker")

@@ -10,6 +10,7 @@ around a quantile of the population a sample comes from. Arrays in, arrays out: 
 import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -50,7 +51,7 @@ class Tiles:
         if self.keep:
             self.cache = computed
 
-    def compute(self):
+    def compute(self) -> Iterator[tuple[int, int, torch.Tensor]]:
         n, m = len(self.a), len(self.b)
         for r in range(0, n, self.tile):
             for c in range(r if self.symmetric else 0, m, self.tile):
@@ -83,7 +84,7 @@ def lower_triangle_inf(size: int, dtype, device) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def full_float32_matmul():
+def full_float32_matmul() -> Iterator[None]:
     """Exactness rests on true float32 products: no TF32 / bf16 shortcuts while we compute."""
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")

@@ -22,7 +22,7 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
@@ -30,14 +30,14 @@ from tqdm import tqdm
 
 from wv.atomic import write_json, write_parquet
 from wv.curate import nltk_data
+from wv.curate.options import KeywordOptions
 from wv.curate.text import stop_words
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
 from wv.shards import sidecars
 from wv.shards.lock import writing
-from wv.shards.root import SPLITS, Root
+from wv.shards.root import Root
 from wv.shards.runrecord import refuse_changed
 
 NAME = "keywords"
@@ -49,24 +49,6 @@ NOUN_TAGS, ADJECTIVE_TAGS = ("NN", "NNS", "NNP", "NNPS"), ("JJ", "JJR", "JJS")
 VERB_INFLECTIONS = 4  # base, -s, -ed, -ing: an inflected form takes a share of its verb's tagged uses
 PRUNE_AT = 2_000_000  # distinct words kept while merging shard counts (the tagger path has no lexicon bound)
 SCHEMA = {"__key__": pl.String, "keywords": pl.List(pl.String), "count": pl.Int32}
-
-
-@dataclass(frozen=True)
-class KeywordOptions:
-    min_docs: int = opt(5, "Drop words in fewer documents than this (the least common).")
-    max_doc_share: float = opt(0.1, "Drop words in more than this share of documents (the most common).")
-    max_words: int | None = opt(None, "Keep at most this many words (the most common of those left).")
-    split: str = opt("train", choices=SPLITS)
-
-    def validate(self) -> None:
-        if self.min_docs < 1:
-            raise WvError("--min-docs must be at least 1")
-        if not 0 < self.max_doc_share <= 1:
-            raise WvError("--max-doc-share must be a fraction in (0, 1]")
-        if self.max_words is not None and self.max_words < 1:
-            raise WvError("--max-words must be at least 1")
-        if self.split not in SPLITS:
-            raise WvError(f"unknown split {self.split!r}; choose train or val")
 
 
 # -- nouns and adjectives of one text ------------------------------------------------------------------
@@ -162,7 +144,7 @@ def keywords_task(job) -> tuple[str, int, int]:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def score_keywords(root, options: KeywordOptions = KeywordOptions(), vocabulary=None, workers: int = 1, executor: str = "local",
+def score_keywords(root: str | Path, options: KeywordOptions = KeywordOptions(), vocabulary: str | Path | None = None, workers: int = 1, executor: str = "local",
                    ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     options.validate()
     started = time.perf_counter()

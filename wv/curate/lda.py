@@ -35,6 +35,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -43,65 +44,27 @@ from tqdm import tqdm
 import wv
 from wv.curate.lda_model import class_sums, finish_vocabulary, fit_model, infer_topics, score_frames
 from wv.curate.lda_saved import DICTIONARY_FILE, INFO_FILE, MODEL_FORMAT, SavedModel, load_means, load_model, open_model, save_means, save_model
+from wv.curate.options import LdaOptions
 from wv.curate.text import clean_tokens
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
-from wv.runtime import check_seed
 from wv.shards import sidecars
 from wv.shards.lock import writing
-from wv.shards.root import SPLITS, Root
+from wv.shards.root import Root
 from wv.shards.runrecord import refuse_changed
+
+if TYPE_CHECKING:
+    from gensim.corpora import Dictionary
 
 NAME = "lda"
 COMMAND = "score lda"
 LABEL_WEIGHTS = "label_weights"
-SIMILARITIES = ("cosine", "dot")
 PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (as gensim's prune_at)
 
 
-@dataclass(frozen=True)
-class LdaOptions:
-    topics: int = opt(500, "LDA topics (the reference used 500; small data wants fewer).")
-    passes: int = opt(1, "Passes over the fit documents (more for small data).")
-    iterations: int = opt(50, "Inference iterations per document.")
-    chunksize: int = opt(2000, "Documents per LDA update chunk.")
-    no_below: int = opt(5, "Keep words in at least this many documents.")
-    no_above: float = opt(0.5, "Keep words in at most this share of the documents.")
-    keep_n: int = opt(100_000, "Keep at most this many words (the most frequent).")
-    fit_docs: int | None = opt(None, "Fit on a seeded sample of this many documents (default: all); all are scored.")
-    similarity: str = opt("cosine", "Sample vs class mean topic distribution: cosine, or the reference's plain dot product.",
-                          choices=SIMILARITIES)
-    top_topics: int = opt(3, "Top topics kept per sample.")
-    top_classes: int = opt(5, "k of the label weights: the k most similar classes per sample.")
-    split: str = opt("train", choices=SPLITS)
-    seed: int = opt(0, "Seeds the fit sample, the LDA fit and inference.")
-
-    def validate(self) -> None:
-        if self.topics < 2:
-            raise WvError("--topics must be at least 2")
-        check_seed(self.seed)
-        if min(self.passes, self.iterations, self.chunksize, self.keep_n) < 1:
-            raise WvError("--passes, --iterations, --chunksize and --keep-n must be at least 1")
-        if self.no_below < 1 or not 0 < self.no_above <= 1:
-            raise WvError("--no-below must be at least 1 and --no-above a fraction in (0, 1]")
-        if self.fit_docs is not None and self.fit_docs < 1:
-            raise WvError("--fit-docs must be at least 1")
-        if self.similarity not in SIMILARITIES:
-            raise WvError(f"unknown --similarity {self.similarity!r}; choose cosine or dot")
-        if self.top_topics < 1 or self.top_classes < 1:
-            raise WvError("--top-topics and --top-classes must be at least 1")
-        if self.split not in SPLITS:
-            raise WvError(f"unknown split {self.split!r}; choose train or val")
-
-    def fit_options(self) -> dict:
-        keys = ("topics", "passes", "iterations", "chunksize", "no_below", "no_above", "keep_n", "fit_docs", "split", "seed")
-        return {k: getattr(self, k) for k in keys}
-
-
 # -- the entry point -------------------------------------------------------------------------------
-def score_lda(root, options: LdaOptions = LdaOptions(), model=None, workers: int = 1, executor: str = "local",
+def score_lda(root: str | Path, options: LdaOptions = LdaOptions(), model: str | Path | None = None, workers: int = 1, executor: str = "local",
               ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Fit (or reuse) the model, then write the topic features and the lda and label_weights sidecars."""
     options.validate()
@@ -184,7 +147,8 @@ def vocabulary_task(job):
     return shard, Dictionary((t for t in tokens if t), prune_at=None), np.array([r for r, t in zip(rows, tokens) if t], dtype=np.int32)
 
 
-def build_vocabulary(root: Root, options: LdaOptions, plan, pool: Workers, progress: bool):
+def build_vocabulary(root: Root, options: LdaOptions, plan: list[tuple[str, np.ndarray | None]], pool: Workers,
+                     progress: bool) -> tuple["Dictionary", list[tuple[str, np.ndarray]]]:
     """-> (filtered Dictionary, the fit documents: [(shard, rows whose text has tokens)]), the same for any worker count."""
     from gensim.corpora import Dictionary
 

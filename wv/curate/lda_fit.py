@@ -23,10 +23,12 @@ import functools
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from gensim.corpora import Dictionary
 from gensim.models import LdaModel
 from gensim.models.ldamodel import LdaState
 
@@ -78,7 +80,7 @@ class PoolDispatcher:
         self.model, self.pool, self.folder, self.seed, self.reader, self.progress = model, pool, folder, seed, reader, progress
         self.chunks, self.chunk_number, self.topics_file = [], 0, None
 
-    def reset(self, state):
+    def reset(self, state: LdaState) -> None:
         """A new update starts: publish the current topics."""
         old = self.topics_file
         self.topics_file = self.folder / f"topics-{uuid.uuid4().hex[:8]}.npy"
@@ -91,7 +93,7 @@ class PoolDispatcher:
     def putjob(self, chunk):
         self.chunks.append(list(chunk))
 
-    def getstate(self):
+    def getstate(self) -> LdaState:
         model = self.model
         jobs = []
         for chunk in self.chunks:
@@ -132,7 +134,7 @@ class LeanLdaModel(LdaModel):
 
 
 @contextlib.contextmanager
-def scratch_folder(parent: Path):
+def scratch_folder(parent: Path) -> Iterator[Path]:
     """A hidden folder for the fit's shared files (on ROOT, so Ray workers on other nodes see it too)."""
     folder = Path(parent) / f".lda-fit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
@@ -142,8 +144,8 @@ def scratch_folder(parent: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def fit_lda(corpus, dictionary, topics: int, passes: int, iterations: int, chunksize: int, seed: int, pool: Workers,
-            scratch: Path, reader=None, progress=None):
+def fit_lda(corpus: Sequence, dictionary: Dictionary, topics: int, passes: int, iterations: int, chunksize: int, seed: int,
+            pool: Workers, scratch: Path, reader: Callable | None = None, progress: Callable[[int], None] | None = None) -> LdaModel:
     """An LdaModel fitted on `corpus` (re-iterable, with len()), its E-steps on `pool`.
 
     `corpus` holds bags of words, or references that the picklable `reader` turns into bags in the

@@ -17,14 +17,21 @@ pool and writes the model, the topic features and the sidecars.
 import contextlib
 import logging
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import polars as pl
 
 from wv.curate.text import clean_tokens, text_flag
 from wv.errors import WvError
+
+if TYPE_CHECKING:
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaModel
+
+    from wv.parallel import Workers
 
 FLAG_UNKNOWN_WORDS = "unknown_words"
 FLAG_NO_CLASS_MEAN = "no_class_mean"
@@ -52,7 +59,7 @@ class FitSettings(Protocol):
 
 
 # -- vocabulary and fit -----------------------------------------------------------------------------
-def finish_vocabulary(dictionary, options: FitSettings):
+def finish_vocabulary(dictionary: "Dictionary", options: FitSettings) -> "Dictionary":
     """The dictionary filtered by document frequency, token ids in alphabetical order; WvError when no word is left."""
     dictionary.filter_extremes(no_below=options.no_below, no_above=options.no_above, keep_n=options.keep_n)
     if len(dictionary) == 0:
@@ -85,7 +92,8 @@ def quiet_gensim():
         gensim_log.setLevel(level)
 
 
-def fit_model(corpus, dictionary, options: FitSettings, pool, scratch: Path, reader=None, progress=None):
+def fit_model(corpus: Sequence, dictionary: "Dictionary", options: FitSettings, pool: "Workers", scratch: Path,
+              reader: Callable | None = None, progress: Callable[[int], None] | None = None) -> "LdaModel":
     """gensim's LdaModel fitted on `corpus` (bags of words, or references `reader` turns into bags), E-steps on `pool`."""
     from wv.curate.lda_fit import fit_lda
 
@@ -115,7 +123,7 @@ def fit_topics(documents: list[list[str]], options: FitSettings, pool=None):
 
 
 # -- topics and class means -------------------------------------------------------------------------
-def infer_topics(model, dictionary, documents: list[list[str]], seed: int) -> tuple[np.ndarray, list]:
+def infer_topics(model: "LdaModel", dictionary: "Dictionary", documents: list[list[str]], seed: int) -> tuple[np.ndarray, list]:
     """Token lists -> (topic distributions, float32 (n, topics), NaN rows where not scored; bags of words)."""
     bags = [dictionary.doc2bow(tokens) for tokens in documents]
     theta = np.full((len(bags), model.num_topics), np.nan, dtype=np.float32)
@@ -167,7 +175,8 @@ def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index, np.take_along_axis(values, index, axis=1)
 
 
-def score_frames(keys, labels: np.ndarray, texts, theta: np.ndarray, means: np.ndarray, dictionary, similarity: str,
+def score_frames(keys: Sequence[str], labels: np.ndarray, texts: Sequence[str | None], theta: np.ndarray, means: np.ndarray,
+                 dictionary: "Dictionary", similarity: str,
                  top_topics: int, top_classes: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The lda and label_weights columns (LDA_SCHEMA, WEIGHTS_SCHEMA) of documents with these keys,
     labels, texts and topic distributions, given the class means."""

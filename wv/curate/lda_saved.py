@@ -13,12 +13,17 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wv.atomic import atomic_path, write_json
 from wv.curate.lda_model import class_means
 from wv.errors import WvError
+
+if TYPE_CHECKING:
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaModel
 
 MODEL_FORMAT = "wv-lda/1"
 MODEL_FILE, DICTIONARY_FILE, INFO_FILE = "lda.model", "dictionary.dict", "lda.json"
@@ -39,7 +44,7 @@ class SavedModel:
         return (self.info.get("class_means") or {}).get("id")
 
 
-def open_model(folder) -> SavedModel:
+def open_model(folder: str | Path) -> SavedModel:
     folder = Path(folder)
     info_path = folder / INFO_FILE
     if not info_path.is_file():
@@ -51,7 +56,7 @@ def open_model(folder) -> SavedModel:
 
 
 @functools.lru_cache(maxsize=2)
-def load_model(folder: str, model_id: str):
+def load_model(folder: str, model_id: str) -> tuple["LdaModel", "Dictionary"]:
     """(LdaModel, Dictionary) once per process; the topic-word matrix is memory-mapped (shared by workers)."""
     from gensim.corpora import Dictionary
     from gensim.models import LdaModel
@@ -66,7 +71,7 @@ def load_means(folder: str, means_id: str) -> np.ndarray:
     return np.load(Path(folder) / MEANS_FILE)
 
 
-def save_model(folder: Path, model, dictionary, info: dict) -> None:
+def save_model(folder: Path, model: "LdaModel", dictionary: "Dictionary", info: dict) -> None:
     """Model, dictionary and lda.json into a staging folder, renamed into place when all are written."""
     staging = folder.with_name(f".{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)

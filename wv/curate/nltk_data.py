@@ -12,6 +12,10 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 from wv.errors import WvError
 
@@ -84,7 +88,7 @@ def lay_out_wordnet(source: Path, data: Path) -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def wordnet():
+def wordnet() -> "WordNetCorpusReader | None":
     """NLTK's WordNet reader, or None when neither NLTK's data nor Debian's files are installed."""
     import nltk
 
@@ -107,7 +111,7 @@ def wordnet():
         return WordNetCorpusReader(str(corpus), None)
 
 
-def base_forms(wordnet, word: str, pos: str) -> list[str]:
+def base_forms(wordnet: "WordNetCorpusReader", word: str, pos: str) -> list[str]:
     """WordNet's base forms of `word` as part of speech `pos` ("dogs", "n" -> ["dog"]).
 
     The one call of NLTK's private `_morphy` (the public `morphy` returns only one form and no list);
@@ -116,7 +120,7 @@ def base_forms(wordnet, word: str, pos: str) -> list[str]:
     return wordnet._morphy(word, pos)
 
 
-def tagged_count(wordnet, form: str, pos: str) -> int:
+def tagged_count(wordnet: "WordNetCorpusReader", form: str, pos: str) -> int:
     """How often WordNet's sense-tagged corpus (SemCor, cntlist.rev) uses `form` as part of speech `pos`."""
     return sum(lemma.count() for lemma in wordnet.lemmas(form, pos))
 

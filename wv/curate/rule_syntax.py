@@ -18,6 +18,7 @@ wv.curate.rules resolves the tree's columns against the scores present and compi
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from wv.errors import WvError
 
@@ -80,6 +81,9 @@ class Logic:
     operands: tuple
 
 
+Node = Column | Literal | Compare | IsNull | In | Truth | Not | Logic  # a parsed rule
+
+
 # -- tokenising and parsing ----------------------------------------------------------------------------
 def tokenize(text: str) -> list[tuple[str, object]]:
     tokens, pos = [], 0
@@ -111,7 +115,7 @@ class Parser:
     def __init__(self, text: str):
         self.text, self.tokens, self.pos = text, tokenize(text), 0
 
-    def fail(self, what: str):
+    def fail(self, what: str) -> NoReturn:
         shown = self.tokens[self.pos][1] if self.pos < len(self.tokens) else "the end"
         raise WvError(f"rule {self.text!r}: {what}, found {shown!r}")
 
@@ -121,13 +125,13 @@ class Parser:
         token = self.tokens[self.pos]
         return token if value is None or token == ("kw", value) else None
 
-    def take(self, value):
+    def take(self, value: str) -> bool:
         if self.peek(value):
             self.pos += 1
             return True
         return False
 
-    def parse(self):
+    def parse(self) -> Node:
         if not self.tokens:
             raise WvError("a rule is empty; write e.g. 'lda.similarity < 0.05'")
         tree = self.parse_or()
@@ -209,17 +213,17 @@ class Parser:
             self.fail("an 'in' list holds values only")
         return operand.value
 
-    def column(self, operand, what):
+    def column(self, operand: Node, what: str) -> Column:
         if not isinstance(operand, Column):
             self.fail(f"'{what}' needs a column on its left")
         return operand
 
 
-def parse(text: str):
+def parse(text: str) -> Node:
     return Parser(text).parse()
 
 
-def columns_of(tree) -> list[str]:
+def columns_of(tree: Node) -> list[str]:
     """Column references in the order they appear."""
     if isinstance(tree, Column):
         return [tree.ref]

@@ -44,7 +44,7 @@ def resolve(ref: str, schemas: dict[str, dict]) -> str:
     return f"{owners[0]}.{ref}"
 
 
-def dtype_kind(dtype) -> str:
+def dtype_kind(dtype: pl.DataType) -> str:
     if dtype == pl.Boolean:
         return "bool"
     if dtype.is_numeric():
@@ -72,7 +72,7 @@ class Rule:
         """A boolean expression over columns named "score.column"; true where the rule fires."""
         return to_expr(self.tree, schemas, self).fill_null(False)
 
-    def ranking(self, schemas: dict[str, dict]):
+    def ranking(self, schemas: dict[str, dict]) -> tuple[str, float, object] | None:
         """(column, sign, threshold) for the first ordering comparison of a number column with a value.
 
         `sign * value` grows as a sample gets worse (further past the threshold); None when the rule
@@ -118,7 +118,7 @@ def comparisons(tree, schemas, polarity=True, every=False):
             yield from comparisons(operand, schemas, polarity, every)
 
 
-def lookup(qualified: str, schemas: dict[str, dict]):
+def lookup(qualified: str, schemas: dict[str, dict]) -> pl.DataType:
     name, _, column = qualified.partition(".")
     return schemas[name][column]
 

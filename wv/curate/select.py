@@ -16,45 +16,30 @@ The decisions themselves (rules fired, counts, protection, keep) are wv.curate.s
 polars frames without a root; this module is its driver: sidecars in, the selection sidecar out.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
 
 from wv.atomic import write_json
-from wv.curate.rules import META, META_COLUMNS, compile_rules
+from wv.curate.options import SELECTION, SelectOptions
+from wv.curate.rules import META, META_COLUMNS, Rule, compile_rules
 from wv.curate.select_core import candidates, choose_rescued, count_decisions, decisions, merge_counts, rescue_counts, with_decisions
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import Workers
 from wv.progress import bar_options
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.root import Root, check_name
 
-SELECTION = "selection"
 COMMAND = "select"
 REDUCE_EVERY = 64  # partial count tables merged every this many shards
 
 
-@dataclass(frozen=True)
-class SelectOptions:
-    rules: tuple = opt(help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).",
-                       flag="--drop", multiple=True, metavar="RULE")
-    min_per_class: int = opt(10, "Never leave a class with fewer samples than this.")
-    max_drop_fraction: float = opt(0.5, "Never drop more than this fraction of a class.")
-    split: str = opt("train", choices=("train", "val"))
-    seed: int = opt(0, "Breaks ties when class protection keeps some matched samples.")
-
-    def validate(self) -> None:
-        if self.min_per_class < 0:
-            raise WvError("--min-per-class must be 0 or more")
-        if not 0 <= self.max_drop_fraction <= 1:
-            raise WvError("--max-drop-fraction must be a fraction between 0 and 1")
-
-
 # -- reading scores shard by shard ------------------------------------------------------------------
-def score_schemas(root: Root, shards: list[str], exclude=(SELECTION,)) -> dict[str, dict]:
+def score_schemas(root: Root, shards: list[str], exclude: tuple[str, ...] = (SELECTION,)) -> dict[str, dict]:
     """score name -> {column: dtype}, from the first shard's sidecar; plus the `meta` columns."""
     schemas = {META: dict(META_COLUMNS)}
     for name in sidecars.score_names(root):
@@ -75,7 +60,7 @@ def check_complete(root: Root, names, shards: list[str]) -> None:
             raise WvError(f"score {name!r} is missing for {len(missing)} of {len(shards)} shard(s), e.g. {missing[0]}; run its scorer first")
 
 
-def shard_frame(root: Root, shard: str, columns, meta_columns=("label", "source")) -> pl.DataFrame:
+def shard_frame(root: Root, shard: str, columns: Sequence[str], meta_columns: tuple[str, ...] = ("label", "source")) -> pl.DataFrame:
     """__key__, meta.label, meta.source ... and the qualified score columns, in shard order."""
     meta_wanted = list(dict.fromkeys([*meta_columns, *(c.split(".", 1)[1] for c in columns if c.startswith(META + "."))]))
     frame = pl.read_parquet(root.meta_path(shard), columns=["__key__", *meta_wanted])
@@ -95,7 +80,7 @@ class ShardJob:
     name: str = SELECTION  # pass 3: the sidecar written
 
 
-def load(job: ShardJob):
+def load(job: ShardJob) -> tuple[Root, list[Rule], pl.DataFrame]:
     root = Root(job.root)
     rules = compile_rules(list(job.rules), job.schemas)
     columns = list(dict.fromkeys(c for rule in rules for c in rule.columns))
@@ -122,7 +107,7 @@ def write_shard(job: ShardJob) -> str:
 
 
 # -- the whole run ---------------------------------------------------------------------------------------
-def select(root, rules, min_per_class: int = 10, max_drop_fraction: float = 0.5, split: str = "train", seed: int = 0,
+def select(root: str | Path, rules: Sequence[str], min_per_class: int = 10, max_drop_fraction: float = 0.5, split: str = "train", seed: int = 0,
            dry_run: bool = False, overwrite: bool = False, name: str = SELECTION, workers: int = 1, executor: str = "local",
            ray_address: str | None = None, progress: bool = True) -> dict:
     """Apply drop rules to every sample of `split`; write ROOT/scores/{name} (unless dry_run).

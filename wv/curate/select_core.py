@@ -14,10 +14,11 @@ shard over a dataset root, in three streaming passes, and writes the selection s
 
 import hashlib
 import math
+from collections.abc import Sequence
 
 import polars as pl
 
-from wv.curate.rules import compile_rules
+from wv.curate.rules import Rule, compile_rules
 
 COUNT_KEYS = ["meta.label", "meta.source", "first"]
 
@@ -32,7 +33,7 @@ def frame_schemas(frame: pl.DataFrame) -> dict[str, dict]:
     return schemas
 
 
-def with_decisions(frame: pl.DataFrame, rules, schemas) -> pl.DataFrame:
+def with_decisions(frame: pl.DataFrame, rules: Sequence[Rule], schemas: dict[str, dict]) -> pl.DataFrame:
     """Adds _r0.._rN (each rule fires) and `first` (index of the first rule that fired, or null)."""
     fired = [rule.expression(schemas).alias(f"_r{i}") for i, rule in enumerate(rules)]
     frame = frame.with_columns(fired)
@@ -68,7 +69,7 @@ def rescue_counts(counts: pl.DataFrame, min_per_class: int, max_drop_fraction: f
     return rescue.filter(pl.col("rescue") > 0).sort("label")
 
 
-def candidates(frame: pl.DataFrame, rules, schemas, protected) -> pl.DataFrame:
+def candidates(frame: pl.DataFrame, rules: Sequence[Rule], schemas: dict[str, dict], protected: pl.DataFrame) -> pl.DataFrame:
     """Of a frame `with_decisions`: the matched samples of the `protected` labels, with how bad each is by its rule's score."""
     frame = frame.filter(pl.col("first").is_not_null() & pl.col("meta.label").is_in(list(protected)))
     badness = pl.lit(None, pl.Float64)
@@ -99,7 +100,7 @@ def choose_rescued(candidates: pl.DataFrame, rescue: pl.DataFrame, seed: int) ->
     return ranked.filter(pl.col("order") < pl.col("rescue")).drop("order", "rescue", "tie")
 
 
-def decisions(frame: pl.DataFrame, rules, rescued) -> pl.DataFrame:
+def decisions(frame: pl.DataFrame, rules: Sequence[Rule], rescued: pl.DataFrame) -> pl.DataFrame:
     """Of a frame `with_decisions`: __key__, keep, rule (the rule that dropped it; null when kept) and
     matched (the first rule that matched, also when class protection kept it, the keys `rescued`)."""
     names = {i: rule.text for i, rule in enumerate(rules)}

@@ -9,6 +9,7 @@ from the environment; no process group is needed) and a re-run skips the shards 
 
 import contextlib
 import io
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -79,12 +80,13 @@ def check_loader(batch_size: int, loader_workers: int) -> None:
         raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
 
 
-def rank_lock(root: Root, command: str):
+def rank_lock(root: Root, command: str) -> contextlib.AbstractContextManager:
     """The root's writer lock, held by rank 0 (under torchrun the ranks of one run write side by side)."""
     return writing(root, command) if rank_and_world()[0] == 0 else contextlib.nullcontext()
 
 
-def map_images(root: Root, model: ImageModel, shards: list, compute, write, batch_size: int = 256,
+def map_images(root: Root, model: ImageModel, shards: list, compute: Callable[[torch.Tensor, torch.Tensor], dict],
+               write: Callable[[str, dict], None], batch_size: int = 256,
                loader_workers: int = 0, desc: str = "images") -> int:
     """Run `compute(images, labels) -> {column: array}` over every image of `shards`; call
     `write(shard, {column: array in shard order})` once a shard is complete. Returns samples done."""

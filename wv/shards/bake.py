@@ -17,7 +17,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
@@ -46,7 +48,7 @@ class BakeJob:
     scores: tuple  # score names baked into this shard
 
 
-def bake(root, out, scores=None, split: str | None = None, workers: int = 1, executor: str = "local",
+def bake(root: str | Path, out: str | Path, scores: Sequence[str] | None = None, split: str | None = None, workers: int = 1, executor: str = "local",
          ray_address: str | None = None, progress: bool = True) -> dict:
     """Write OUT: ROOT's shards (of `split`, or all) with the chosen scores (default: all) embedded."""
     started = time.perf_counter()
@@ -80,8 +82,8 @@ def check_finished(source: Root, split: str | None) -> None:
                           "re-run the same `wv shard build` to finish it, then bake")
 
 
-def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dict, workers, executor, ray_address,
-                progress: bool) -> tuple[dict, int]:
+def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dict, workers: int, executor: str,
+                ray_address: str | None, progress: bool) -> tuple[dict, int]:
     """Bake the shards not yet done, then write OUT's tables; -> ({shard: record}, shards written now)."""
     records, written = {}, 0
     jobs = []
@@ -203,7 +205,7 @@ def score_documents(source: Root, shard: str, names, keys: pl.Series) -> list[by
     return [json.dumps(row, ensure_ascii=False, allow_nan=False).encode() for row in per_sample]
 
 
-def finite(value):
+def finite(value: object) -> object:
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, list):

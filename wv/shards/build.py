@@ -19,48 +19,14 @@ from tqdm import tqdm
 import wv
 from wv.atomic import atomic_path, remove_stale_temps, write_json, write_parquet
 from wv.errors import WvError
-from wv.options import opt
 from wv.parallel import Workers, check_workers
 from wv.progress import bar_options
-from wv.runtime import check_seed
 from wv.shards.build_task import REJECT_SCHEMA, ShardJob, write_shard
-from wv.shards.images import CHECKS
-from wv.shards.layout import SOURCES, list_entries, open_webvision, resolve_image_dirs
+from wv.shards.layout import list_entries, open_webvision, resolve_image_dirs
 from wv.shards.lock import writing
 from wv.shards.meta import MetaIndex, index_query
-from wv.shards.root import FORMAT, SPLITS, Root
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    split: str = opt("train", choices=SPLITS)
-    sources: tuple[str, ...] | None = opt(None, "Comma-separated train sources (google,flickr). Default: every source with a file list.")
-    shard_size: int = opt(1000, "Samples planned per shard (rejects make some shards smaller).")
-    resize: int | None = opt(None, "Downscale images whose short side is longer than this (re-encoded as JPEG).")
-    check: str = opt("full", "full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
-                             "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
-                             "missing, empty, non-image and truncated files; not damage inside the image; much faster).", choices=CHECKS)
-    seed: int = opt(0, "Seed of the shuffle that mixes classes across shards.")
-    images_dir: str | None = opt(None, "Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
-    quality: int = opt(90, "JPEG quality for resized or re-encoded images.")
-
-    def validate(self) -> None:
-        if self.split not in SPLITS:
-            raise WvError(f"unknown split {self.split!r}; choose train or val")
-        if self.check not in CHECKS:
-            raise WvError(f"unknown check {self.check!r}; choose full or cheap")
-        if self.shard_size < 1:
-            raise WvError("--shard-size must be at least 1")
-        if self.resize is not None and self.resize < 8:
-            raise WvError("--resize must be at least 8 pixels")
-        if not 1 <= self.quality <= 100:
-            raise WvError("--quality must be between 1 and 100")
-        check_seed(self.seed)
-        unknown = set(self.sources or ()) - set(SOURCES)
-        if unknown:
-            raise WvError(f"unknown source {sorted(unknown)[0]!r}; WebVision sources are google and flickr")
-        if self.images_dir is not None and (Path(self.images_dir).is_absolute() or ".." in Path(self.images_dir).parts):
-            raise WvError(f"--images-dir {self.images_dir!r} must be a folder inside WEBVISION_ROOT, given relative to it")
+from wv.shards.options import BuildOptions
+from wv.shards.root import FORMAT, Root
 
 
 @dataclass
@@ -77,7 +43,7 @@ class BuildReport:
     root: str
 
 
-def build(webvision_root, root, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
+def build(webvision_root: str | Path, root: str | Path, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
           ray_address: str | None = None) -> BuildReport:
     """Every option, the source and the root are checked and the plan made before anything is written."""
     options.validate()

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-CHECKS = ("full", "cheap")
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
 TRAILING_PADDING = b"\x00\r\n \t"
 MAX_IMAGE_BYTES = 64 << 20  # a WebVision image is 10-200 KB; no real one comes near this

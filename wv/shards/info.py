@@ -1,12 +1,14 @@
 """`wv shard info`: what a dataset root holds, per split, source and class."""
 
+from pathlib import Path
+
 import polars as pl
 
 from wv.errors import WvError, damaged_root
 from wv.shards.root import Root
 
 
-def describe(root) -> dict:
+def describe(root: str | Path) -> dict:
     root = Root(root)
     info = root.info()
     shards = root.shards()

@@ -11,7 +11,7 @@ rows (categorical source, query and extension), so a 16M-line list needs well un
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,8 @@ import polars as pl
 
 from wv.errors import WvError
 from wv.shards.keys import with_keys
+from wv.shards.options import SOURCES
 
-SOURCES = ("google", "flickr")
 TRAIN_DIR_CANDIDATES = ("", "train_images_256", "train_images_resized", "train_images", "train")
 VAL_DIR_CANDIDATES = ("val_images_256", "val_images_resized", "val_images", "val", "")
 SOURCE_DIR_SUFFIXES = ("", "_images_resized", "_resized_256", "_resized", "_images")
@@ -189,7 +189,7 @@ class WebVision:
         }
 
 
-def open_webvision(root) -> WebVision:
+def open_webvision(root: str | Path) -> WebVision:
     root = Path(root)
     if not root.is_dir():
         raise WvError(f"{root} is not a folder")
@@ -213,7 +213,7 @@ def detect_version(root: Path, classes: list[ClassInfo]) -> str:
     return "2.0" if len(classes) > 1000 else "1.0"
 
 
-def list_entries(wv: WebVision, split: str, sources, chunk_bytes: int = LIST_CHUNK_BYTES) -> tuple[pl.DataFrame, pl.DataFrame]:
+def list_entries(wv: WebVision, split: str, sources: Sequence[str] | None, chunk_bytes: int = LIST_CHUNK_BYTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All entries of a split's file lists -> (entries, rejects).
 
     entries: one compact row per usable list line, in list order (COMPACT; entry_rows expands them),
@@ -345,7 +345,7 @@ def duplicate_rejects(chunks: list[ListChunk], masks: list[np.ndarray], paths: l
     return pl.concat(frames)
 
 
-def resolve_image_dirs(wv: WebVision, entries: pl.DataFrame, split: str, images_dir=None) -> dict[str, str]:
+def resolve_image_dirs(wv: WebVision, entries: pl.DataFrame, split: str, images_dir: str | None = None) -> dict[str, str]:
     """Find, per source, the folder (relative to the WebVision root) that its list paths are under.
 
     The lists say `google/q0001/x.jpg`; on disk that may be google/q0001 (1.0),

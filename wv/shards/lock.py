@@ -10,6 +10,8 @@ others). Readers (stream, train, info, verify) take no lock.
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from wv.errors import WvError
 from wv.shards.root import Root
@@ -18,7 +20,7 @@ _held: dict[str, int] = {}  # lock file -> how many times this process holds it
 
 
 @contextlib.contextmanager
-def writing(root, command: str):
+def writing(root: str | Path | Root, command: str) -> Iterator[None]:
     """Hold ROOT's writer lock for `command` (e.g. "score lda"); refuse if another process holds it.
 
     Take it only once the root is known to be one (or is a new folder the command creates), so a

@@ -9,6 +9,7 @@ import html
 import json
 import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 from wv.shards.keys import sample_key
@@ -96,7 +97,7 @@ class MetaIndex:
     def done_queries(self) -> set[tuple[str, str]]:
         return set(self.db.execute("SELECT source, query FROM queries"))
 
-    def add_queries(self, results) -> None:
+    def add_queries(self, results: Iterable[tuple[str, str, str, list[tuple[str, str]]]]) -> None:
         """Store query files' rows (index_query's results) and mark them done, in one transaction, so a
         kill loses nothing it committed and the next run indexes the rest again."""
         with self.db:
@@ -104,7 +105,7 @@ class MetaIndex:
                 self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?)", rows)
                 self.db.execute("INSERT OR REPLACE INTO queries VALUES (?, ?, ?)", (source, query, status))
 
-    def lookup(self, keys_with_queries) -> dict[str, tuple[dict | None, str]]:
+    def lookup(self, keys_with_queries: Iterable[tuple[str, str]]) -> dict[str, tuple[dict | None, str]]:
         """[(key, source, query)] -> {key: (record or None, status)}."""
         keys = [k for k, _, _ in keys_with_queries]
         found = {}
@@ -126,7 +127,7 @@ class MetaIndex:
         self.db.close()
 
 
-def index_query(job) -> tuple[str, str, str, list[tuple[str, str]]]:
+def index_query(job: tuple) -> tuple[str, str, str, list[tuple[str, str]]]:
     """Pool task: read one query's meta file -> (source, query, status, [(sample key, record JSON)]).
 
     The keys and JSON are made here, in the worker: the driver that writes the index only inserts.

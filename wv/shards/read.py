@@ -2,7 +2,7 @@
 
 Two readers, one key rule (webdataset's `base_plus_ext`: the key is the member name up to the first dot
 of its file name, the extension the rest, lower-cased):
-    shard_samples(url)    every sample of one shard, in order, through webdataset's tar stages; every
+    shard_samples(url)    every sample of one shard, in order, by webdataset's tar stages; every
                           whole-shard read in wv goes through it (embed, confidence, bake, eval, the
                           stream over plain shards)
     read_range(path, ...) one sample from its manifest byte range (read_sample, verify, audit)
@@ -11,16 +11,22 @@ of its file name, the extension the rest, lower-cased):
 import glob
 import io
 import os
+import re
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
 from wv.errors import WvError
+from wv.shards.keys import base_plus_ext
 from wv.shards.root import Root
 
+META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta: an index or other meta member, not a sample
 
-def shard_urls(source, split: str | None = "train") -> list[str]:
+
+def shard_urls(source: str | Path, split: str | None = "train") -> list[str]:
     """A dataset root, a shard file, a glob or brace pattern (webdataset style) -> shard paths/URLs."""
     source = str(source)
     if Root(source).exists():
@@ -40,20 +46,53 @@ def shard_urls(source, split: str | None = "train") -> list[str]:
     return matches
 
 
-def shard_samples(url):
+def shard_samples(url: str | Path) -> Iterator[dict]:
     """The samples of one shard, in order, as {"__key__": key, "__url__": url, ext: bytes}: webdataset's
-    tar stages (tar_file_expander, group_by_keys) read straight, so that neither DataLoader workers nor
-    torchrun ranks split the shard (a WebDataset would). Any URL webdataset's gopen opens (a path,
-    pipe:, http); the file is closed when the samples end or the caller stops early."""
-    from webdataset.gopen import gopen  # imports torch: only where needed
-    from webdataset.tariterators import group_by_keys, tar_file_expander
-
+    tar stages (tar_file_iterator, group_by_keys) restated and read straight, so that neither DataLoader
+    workers nor torchrun ranks split the shard (a WebDataset would). A local file is opened here (no
+    webdataset, hence no torch, in the verify and bake workers); any other URL (pipe:, http, file:)
+    through webdataset's gopen. The file is closed when the samples end or the caller stops early.
+    tests/shards/test_keys.py checks the samples against webdataset's own stages."""
     url = str(url)
-    stream = gopen(url)
+    if "://" in url or url.startswith("pipe:"):
+        from webdataset.gopen import gopen  # imports torch: only for URLs
+
+        stream = gopen(url)
+    else:
+        stream = open(url, "rb")
     try:
-        yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))
+        yield from grouped(tar_members(stream), url)
     finally:
         stream.close()
+
+
+def tar_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of a tar stream's regular files in order, less webdataset's meta members (__x__)."""
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            if member.isreg() and not META_MEMBER.match(member.name):
+                yield member.name, tar.extractfile(member).read()
+            tar.members = []  # a stream's TarFile keeps every member it has seen otherwise
+
+
+def grouped(named_members: Iterable[tuple[str, bytes]], url: str | None) -> Iterator[dict]:
+    """Consecutive members with one key (keys.base_plus_ext) -> one sample {"__key__", "__url__", ext: bytes},
+    the extensions lower-cased; a member name without a key is passed over, an extension seen twice
+    within a sample is a ValueError (webdataset's group_by_keys)."""
+    sample = None
+    for name, data in named_members:
+        key, ext = base_plus_ext(name)
+        if key is None:
+            continue
+        if sample is None or sample["__key__"] != key:
+            if sample is not None:
+                yield sample
+            sample = {"__key__": key, "__url__": url}
+        if ext.lower() in sample:
+            raise ValueError(f"{name}: duplicate file name in tar file")
+        sample[ext.lower()] = data
+    if sample is not None:
+        yield sample
 
 
 def members(sample: dict) -> dict:
@@ -61,7 +100,7 @@ def members(sample: dict) -> dict:
     return {ext: data for ext, data in sample.items() if not ext.startswith("__")}
 
 
-def iter_samples(urls, decode: str | None = None):
+def iter_samples(urls: Iterable[str], decode: str | None = None) -> Iterator[dict]:
     """The samples of several shards, in order, as dicts of raw bytes (or decoded with a webdataset
     image decoder such as 'pil')."""
     decoder = None
@@ -92,16 +131,8 @@ def read_range(path: Path, offset: int, length: int) -> dict:
 
 def read_sample_bytes(chunk: bytes) -> dict:
     """The tar members of one sample (a byte range from the manifest) -> {ext: bytes, '__key__': key},
-    keys and extensions by webdataset's rule, as shard_samples has them."""
-    from webdataset.tariterators import base_plus_ext
-
-    sample = {}
-    with tarfile.open(fileobj=io.BytesIO(chunk), mode="r:") as tar:
-        for member in tar:
-            key, ext = base_plus_ext(member.name)
-            if key is None or not member.isfile():
-                continue
-            if sample.setdefault("__key__", key) != key:
-                raise ValueError("the byte range spans two samples")
-            sample[ext.lower()] = tar.extractfile(member).read()
-    return sample
+    keys and extensions as shard_samples has them."""
+    samples = list(grouped(tar_members(io.BytesIO(chunk)), None))
+    if len(samples) > 1:
+        raise ValueError("the byte range spans two samples")
+    return {name: value for name, value in samples[0].items() if name != "__url__"} if samples else {}

@@ -14,7 +14,6 @@ import polars as pl
 from wv.errors import WvError, damaged_root
 
 FORMAT = "wv-root/1"
-SPLITS = ("train", "val")
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 

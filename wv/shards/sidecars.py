@@ -11,6 +11,7 @@ sidecar can never be joined to the wrong samples: `read_score` / `read_columns` 
 other options it is refused unless the caller asks to overwrite (wv.shards.runrecord).
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def check_aligned(path: Path, shard: str, found: pl.Series, expected: pl.Series)
 
 
 # -- reading score values -----------------------------------------------------------------------------
-def read_score(root: Root, name: str, shard: str, columns=None, keys: pl.Series | None = None) -> pl.DataFrame:
+def read_score(root: Root, name: str, shard: str, columns: Sequence[str] | None = None, keys: pl.Series | None = None) -> pl.DataFrame:
     """__key__ and `columns` (default: all) of one shard's score `name`, checked against the shard's keys
     (`keys`, or read from meta/{shard}.parquet)."""
     path = root.score_path(name, shard)
@@ -72,7 +73,7 @@ def read_score(root: Root, name: str, shard: str, columns=None, keys: pl.Series 
     return frame
 
 
-def read_columns(root: Root, shard: str, qualified, keys: pl.Series | None = None) -> pl.DataFrame:
+def read_columns(root: Root, shard: str, qualified: Sequence[str], keys: pl.Series | None = None) -> pl.DataFrame:
     """__key__ and each `SCORE.COLUMN` of `qualified` (so named) for one shard, in shard order."""
     keys = shard_keys(root, shard) if keys is None else keys
     frame = pl.DataFrame({"__key__": keys})
@@ -110,7 +111,8 @@ def write_scores(root: Root, name: str, shard: str, frame: pl.DataFrame) -> Path
     return path
 
 
-def read_scores(root: Root, name: str, shards=None, split: str | None = None, columns=None) -> pl.LazyFrame:
+def read_scores(root: Root, name: str, shards: Sequence[str] | None = None, split: str | None = None,
+                columns: Sequence[str] | None = None) -> pl.LazyFrame:
     """A score for the whole dataset (or the given shards), in shard order, with a `shard` column."""
     names = list(shards) if shards is not None else root.shard_names(split)
     paths = [root.score_path(name, s) for s in names]

@@ -4,6 +4,7 @@ every sidecar (meta, scores, features) holding the shard's samples, and the clas
 import hashlib
 import json
 import tarfile
+from pathlib import Path
 
 import polars as pl
 from tqdm import tqdm
@@ -18,7 +19,8 @@ from wv.shards.root import Root
 SAMPLE_PARTS = ("cls", "jpg", "json", "txt")
 
 
-def verify(root, workers: int = 1, decode: bool = True, progress: bool = True, executor: str = "local", ray_address=None) -> dict:
+def verify(root: str | Path, workers: int = 1, decode: bool = True, progress: bool = True, executor: str = "local",
+           ray_address: str | None = None) -> dict:
     root = Root(root)
     info = root.info()
     shards = root.shards()

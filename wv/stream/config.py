@@ -11,12 +11,11 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 
 from wv.errors import WvError
-from wv.options import opt
+from wv.options import SPLITS, opt
 from wv.runtime import check_seed
 from wv.stream.schedule import Curriculum, Gate, parse_column, parse_numbers
 
 REALISE = ("draw", "loss")
-SPLITS = ("train", "val")
 ROOT_WINDOW = 10000  # draws shuffled together on a dataset root
 URL_BUFFER = 1000  # samples held by each worker's shuffle buffer on plain URLs
 

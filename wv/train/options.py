@@ -8,7 +8,7 @@ The defaults follow the reference recipe's optimiser but not its length or batch
 
 from dataclasses import dataclass
 
-from wv.options import opt
+from wv.options import SPLITS, opt
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,17 @@ class PretrainOptions:
     sinkhorn_iters: int = opt(20, "permutation: row-and-column normalisations of the Sinkhorn layer.")
     temperature: float = opt(1.0, "permutation: the Sinkhorn layer's input is scores / temperature (lower: closer to a hard permutation).")
     tile_features: int = opt(256, "permutation: features per tile (the backbone's output layer, re-initialised by --init).")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `wv eval` takes besides its inputs (--shards, --checkpoint)."""
+
+    crops: int = opt(1, "1: centre crop; 10: corners + centre and mirrors; 144: 4 scales x 3 squares x 6 crops x 2 mirrors.",
+                     choices=(1, 10, 144))
+    split: str = opt("val", choices=SPLITS)
+    out: str | None = opt(None, "Folder for eval.json and per_class.csv (default: beside the checkpoint, eval-NCROPcrop/).")
+    batch_size: int = opt(64, "Images per forward pass (each with all its crops).")
+    workers: int = opt(2, "Loader worker processes.")
+    device: str = opt("auto", "auto (this rank's GPU when there is one), cpu, cuda.")
+    show_classes: int = opt(5, "Worst classes listed in the summary (all are in the CSV).")
