@@ -22,6 +22,7 @@ COMMANDS = {
     "curriculum": "wv.cli.curriculum:curriculum",
     "train": "wv.cli.train:train",
     "eval": "wv.cli.eval:eval_",
+    "relabel": "wv.cli.relabel:relabel",
 }
 
 
