@@ -13,6 +13,7 @@ from wv.curate.audit import AuditOptions
 from wv.curate.density_options import DensityOptions
 from wv.curate.keywords import KeywordOptions
 from wv.curate.lda import LdaOptions
+from wv.curate.relabel_options import RelabelOptions
 from wv.curate.select import SelectOptions
 from wv.options import option_default
 from wv.shards.build import BuildOptions
@@ -38,6 +39,7 @@ DATACLASSES = {
     "wv embed": (),
     "wv curriculum split": (),
     "wv eval": (),
+    "wv relabel": (RelabelOptions,),
     "wv demo": (),
 }
 # fields a command line does not offer, or offers in another form

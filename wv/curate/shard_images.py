@@ -72,7 +72,7 @@ def stack(images: list):
 
 
 def to_device(images, device):
-    if isinstance(images, tuple):
+    if isinstance(images, (tuple, list)):  # the loader hands a tuple over as a list
         return tuple(view.to(device, non_blocking=True) for view in images)
     return images.to(device, non_blocking=True)
 
