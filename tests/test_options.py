@@ -151,6 +151,8 @@ CLAIMS = [
     ("wv train", "epochs", "`--epochs` {} (it trained 20)"),
     ("wv train", "batch_size", "`--batch-size` {} per rank (it used 320"),
     ("wv train", "topic_weight", "`--topic-weight` ({})"),
+    ("wv relabel", "min_confidence", "`--min-confidence` ({})"),
+    ("wv audit", "relabel", "`{}`, the default"),
 ]
 
 

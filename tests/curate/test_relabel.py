@@ -3,6 +3,7 @@ back), `wv train --labels pseudo.label` / `wv stream --labels` on them, and the 
 and `wv score confidence` (each model and the mean of their probabilities, checked by hand)."""
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -127,9 +128,29 @@ def test_relabel_recovers_planted_flips_and_trains_on_them(root, models, tmp_pat
     assert (run / "checkpoint.pt").is_file()
 
 
-def test_labels_column_is_checked_before_training(root, models, tmp_path, wv_cli):
+def test_audit_shows_the_relabelled_samples_and_the_labels_column_is_checked(root, models, tmp_path, wv_cli, last_json):
     root, _ = root
     assert wv_cli("relabel", root, "--model", models[0], "--loader-workers", "0").exit_code == 0
+    scores = sidecars.read_scores(Root(root), "pseudo", split="train").collect()
+    meta = pl.concat([pl.read_parquet(Root(root).meta_path(s), columns=["label"]) for s in Root(root).shard_names("train")])
+    assert wv_cli("select", root, "--drop", "pseudo.p_label < 0.05").exit_code == 0
+    report = tmp_path / "report"
+    figures = last_json(wv_cli("audit", root, "--out", report, "--per-class", "4", "--workers", "1", "--json").stdout)
+    changed = scores.filter(pl.col("changed"))
+    assert figures["relabel"]["changed"] == changed.height > 0 and figures["relabel"]["name"] == "pseudo"
+    html = (report / "relabel.html").read_text()
+    per_class = changed.group_by("label").len()["len"].to_list()
+    assert html.count("<article") == figures["relabel"]["shown"] == sum(min(n, 4) for n in per_class)
+    web = dict(zip(scores["__key__"], meta["label"]))
+    new = dict(zip(scores["__key__"], scores["label"]))
+    for key in re.findall(r'data-key="([^"]+)"', html):  # every card is a changed sample, its web label beside its new one
+        assert new[key] is not None and new[key] != web[key]
+    for thumb in re.findall(r'src="(thumbs/[^"]+)"', html):
+        assert (report / thumb).is_file()
+    assert 'href="relabel.html"' in (report / "index.html").read_text()
+    again = last_json(wv_cli("audit", root, "--out", report, "--relabel", "none", "--workers", "1", "--json").stdout)
+    assert "relabel" not in again and not (report / "relabel.html").exists()
+    assert wv_cli("audit", root, "--out", report, "--relabel", "lda").exit_code == 2
     shard = Root(root).shard_names("train")[3]
     frame = pl.read_parquet(Root(root).score_path("pseudo", shard))
     frame.with_columns(pl.lit(7, dtype=pl.Int32).alias("label")).write_parquet(Root(root).score_path("pseudo", shard))

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from wv.atomic import write_bytes, write_json
 from wv.curate import audit_assets as pages
+from wv.curate import audit_relabel
 from wv.curate.rules import META, compile_rules, dtype_kind
 from wv.curate.select import COMMAND as SELECT_COMMAND
 from wv.curate.select import SELECTION, score_schemas, shard_frame
@@ -61,6 +62,8 @@ class AuditOptions:
     bins: int = opt(40, "Bins of each score histogram.")
     split: str = opt("train", choices=("train", "val"))
     selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
+    relabel: str = opt("auto", "Pseudo-labels to show on relabel.html (a `wv relabel` --name); auto: scores/pseudo when "
+                               "`wv relabel` made it; none.")
     seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
     def validate(self) -> None:
@@ -364,10 +367,11 @@ def write_report(root, out=None, options: AuditOptions | None = None, workers: i
     texts = selection_rules(root, options.selection)
     check_selection(root, options.selection, options.split)
     inputs = read_inputs(root, options, shards, texts)
+    relabelled = audit_relabel.relabel_name(root, options.relabel, shards)
     with writing(root, COMMAND):
         prepare_out(out, options)
         claim_out(out, options)
-        return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress)
+        return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress, relabelled)
 
 
 @dataclass(frozen=True)
@@ -395,7 +399,7 @@ def read_inputs(root: Root, options: AuditOptions, shards: list, texts: list) ->
 
 
 def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor,
-               ray_address, progress: bool) -> dict:
+               ray_address, progress: bool, relabel: str | None = None) -> dict:
     """The two passes and the pages, into `out` (prepared and claimed)."""
     schemas, shown, specs = inputs.schemas, inputs.shown, inputs.specs
     limits = tuple(options.limit(state) for state in STATES)
@@ -407,11 +411,19 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
                 "thumb_size": options.thumb_size, "split": options.split}
         cards = cards_all(pool, root, picks, base, progress)
     table, figures = class_table(counts, texts), report_figures(counts, texts, cards)
+    relabelled = audit_relabel.tally(root, relabel, shards, options.per_class, options.seed) if relabel else None
     report = pages.Report(root=root, out=out, rules=texts, figures=figures, table=table, histograms=list(zip(specs, hists)),
-                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas)
+                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas,
+                          relabel=audit_relabel.figures(relabelled))
     written = report.write()
     remove_stale(out, cards, written)
     figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out)}}
+    if relabelled:
+        picks = audit_relabel.write_thumbs(root, relabelled, options.split, out, options.thumb_size)
+        audit_relabel.write_page(root, relabelled, picks, out)
+        figures.update(relabel=audit_relabel.figures(relabelled), paths={**figures["paths"], "relabel": str(out / audit_relabel.PAGE)})
+    elif (out / audit_relabel.PAGE).is_file():
+        (out / audit_relabel.PAGE).unlink()  # an earlier report's
     write_json(out / "report.json", {"format": FORMAT, "options": asdict(options), "complete": True, **figures})
     return figures
 
