@@ -22,7 +22,7 @@ from wv.shards.root import Root
 from wv.train.crops import EvalCrops, normalise
 
 TINY = ("--arch", "tinycnn", "--width", "16", "--image-size", "32", "--workers", "0", "--batch-size", "32")
-FLIPS_RECOVERED_FLOOR = 0.8  # measured 0.96 (71 of 74 flips at --min-confidence 0.5; synth seed 3, model seeds 0 and 1)
+FLIPS_RECOVERED_FLOOR = 0.8  # measured 0.97 (72 of 74 flips at --min-confidence 0.5; synth seed 3, model seeds 0 and 1)
 
 
 @pytest.fixture
