@@ -100,6 +100,19 @@ CASES = [
     ("train-epochs-not-a-number", None, (*TRAIN, "--epochs", "many")),
     ("select-no-root", None, ("select",)),
     ("no-such-command", None, ("shard", "rebuild", "{root}")),
+    # pseudo-labels and ensembles
+    ("relabel-no-model", None, ("relabel", "{root}")),
+    ("relabel-min-confidence-zero", None, ("relabel", "{root}", "--model", "{ckpt}", "--min-confidence", "0")),
+    ("relabel-min-confidence-above-one", None, ("relabel", "{root}", "--model", "{ckpt}", "--min-confidence", "1.5")),
+    ("relabel-min-confidence-nan", None, ("relabel", "{root}", "--model", "{ckpt}", "--min-confidence", "nan")),
+    ("relabel-name-path", None, ("relabel", "{root}", "--model", "{ckpt}", "--name", "../up")),
+    ("relabel-model-not-a-checkpoint", None, ("relabel", "{root}", "--model", "{file}")),
+    ("relabel-seed-negative", None, ("relabel", "{root}", "--model", "{ckpt}", "--seed", "-1")),
+    ("stream-labels-not-classes", None, ("stream", "{root}", "--labels", "lda.similarity")),
+    ("train-labels-not-classes", None, (*TRAIN, "--labels", "lda.similarity")),
+    ("train-labels-no-column", None, (*TRAIN, "--labels", "selection")),
+    ("eval-ensemble-not-a-checkpoint", None, (*EVAL, "--checkpoint", "{file}")),
+    ("confidence-ensemble-with-clip", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--model", "ViT-B-32")),
     # a damaged root
     *[(f"{'-'.join(command[:2 if command[0] == 'shard' else 1])}-{damage}", damage, command) for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
       for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)],
@@ -140,7 +153,10 @@ NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zer
          "train-arch-image-too-small": "cannot take 32-pixel images", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
          "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest",
          "pretrain-keywords-unscored": "wv score keywords", "pretrain-holdout": "--holdout must", "pretrain-permutations": "24 orders",
-         "pretrain-grid": "--grid must", "pretrain-tiles-too-small": "tiles of 10 pixels", "pretrain-label-weights-garbage": "re-run"}
+         "pretrain-grid": "--grid must", "pretrain-tiles-too-small": "tiles of 10 pixels", "pretrain-label-weights-garbage": "re-run",
+         "relabel-min-confidence-zero": "--min-confidence must",
+         "relabel-min-confidence-nan": "--min-confidence must", "train-labels-not-classes": "must hold class numbers",
+         "stream-labels-not-classes": "must hold class numbers"}
 
 
 # -- the roots -------------------------------------------------------------------------------------------------

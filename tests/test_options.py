@@ -10,6 +10,7 @@ import pytest
 
 from wv.cli import main
 from wv.curate.options import AuditOptions, ConfidenceOptions, CurriculumOptions, DensityOptions, DensityResources, EmbedOptions, KeywordOptions, LdaOptions, LoopOptions, SelectOptions
+from wv.curate.relabel_options import RelabelOptions
 from wv.options import option_default
 from wv.shards.options import BuildOptions
 from wv.stream.config import SamplerConfig
@@ -36,6 +37,7 @@ DATACLASSES = {
     "wv curriculum split": (CurriculumOptions,),
     "wv eval": (EvalOptions,),
     "wv models": (),
+    "wv relabel": (RelabelOptions,),
     "wv demo": (),
 }
 # fields a command line does not offer, or offers in another form
@@ -157,6 +159,8 @@ CLAIMS = [
     ("wv pretrain", "tile_features", "`--tile-features` ({})"),
     ("wv pretrain", "sinkhorn_iters", "`--sinkhorn-iters` ({})"),
     ("wv pretrain", "temperature", "`--temperature` ({})"),
+    ("wv relabel", "min_confidence", "`--min-confidence` ({})"),
+    ("wv audit", "relabel", "`{}`, the default"),
 ]
 
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "pretrain": "wv.cli.pretrain:pretrain",
     "eval": "wv.cli.eval:eval_",
     "models": "wv.cli.models:models",
+    "relabel": "wv.cli.relabel:relabel",
 }
 
 

@@ -1,17 +1,23 @@
+import functools
+
 import click
 
 from wv.cli.common import finish, json_option, options_from
 from wv.curate.options import EmbedOptions, LoopOptions
 
 
-def model_options(fn):
-    """--model, --weights, --pretrained, --model-config: a wv checkpoint or an open_clip model."""
+def model_options(fn=None, *, several: bool = False):
+    """--model, --weights, --pretrained, --model-config: a wv checkpoint or an open_clip model
+    (`several=True`: --model repeatable, for an ensemble of checkpoints)."""
+    if fn is None:
+        return functools.partial(model_options, several=several)
     fn = click.option("--model-config", "model_config", type=click.Path(dir_okay=False), default=None,
                       help="open_clip config JSON of a custom architecture (its file name, less .json, is the model name).")(fn)
     fn = click.option("--pretrained", default=None, help="open_clip pretrained tag (must already be in the local cache: no downloads).")(fn)
     fn = click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local open_clip weights file.")(fn)
-    return click.option("--model", "model", default=None,
-                        help="A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.")(fn)
+    repeat = " Repeat it for an ensemble of checkpoints (their probabilities are averaged)." if several else ""
+    return click.option("--model", "model", default=None, multiple=several,
+                        help=f"A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.{repeat}")(fn)
 
 
 loop_options = options_from(LoopOptions)  # --batch-size, --loader-workers, --device

@@ -54,7 +54,7 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
 
 @click.command()
 @click.argument("root", type=click.Path())
-@model_options
+@model_options(several=True)
 @options_from(ConfidenceOptions, "templates", "names")
 @click.option("--name", default="confidence", show_default=True, help="Write ROOT/scores/NAME.")
 @options_from(ConfidenceOptions, "split")
@@ -67,24 +67,25 @@ def confidence(root, model, weights, pretrained, model_config, templates, names,
     """Model confidence: p_label (probability of the labelled class), top1 and p_top1 per sample.
 
     From a CLIP model, zero-shot over the class names (prompts such as "a photo of a {}."), or
-    from a `wv train` checkpoint. Writes ROOT/scores/NAME/{shard}.parquet. A re-run skips the
+    from a `wv train` checkpoint; several --model checkpoints average their probabilities. Writes ROOT/scores/NAME/{shard}.parquet. A re-run skips the
     shards already done; under torchrun every rank takes its own shards.
 
     \b
     Example:
       wv score confidence ROOT --model ViT-B-32 --weights ~/models/vit-b-32.bin --class-names imagenet
       wv score confidence ROOT --model runs/r50/checkpoint.pt
+      wv score confidence ROOT --model runs/r50/checkpoint.pt --model runs/d121/checkpoint.pt --name ensemble
       wv select ROOT --drop "confidence.p_label < 0.05"
     """
     from wv.curate.confidence import score_confidence
     from wv.models import ModelSpec
 
-    spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
-    figures = score_confidence(root, spec, name=name, split=split, templates=templates, names=names, batch_size=batch_size,
+    specs = [ModelSpec(model=m, weights=weights, pretrained=pretrained, config=model_config) for m in model or (None,)]
+    figures = score_confidence(root, specs, name=name, split=split, templates=templates, names=names, batch_size=batch_size,
                                loader_workers=loader_workers, device=device, overwrite=overwrite, seed=seed)
     rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
     finish(f"wv score confidence: {root}{rank}", figures, as_json, [
-        f"{figures['kind']} {figures['model']} over {figures['classes']} classes on {figures['device']}",
+        f"{figures['kind']} {figures['model']}{' (probabilities averaged)' if figures['models'] > 1 else ''} over {figures['classes']} classes on {figures['device']}",
         f"scored {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
         f"scores: {figures['paths']['scores']} (p_label, top1, p_top1)",
     ])

@@ -66,6 +66,9 @@ def root_lines(f: dict, show_classes: int) -> list[str]:
         f"steps per rank {f['steps_per_rank']:,} ({f['samples_per_rank']:,} samples per rank, {f['draws']:,} draws in all)",
         "pool: " + " -> ".join(steps),
     ]
+    if f["labels"]:
+        lines.append(f"labels: {f['labels']['column']} where present ({f['labels']['relabelled']:,} samples get another class), "
+                     "the web label elsewhere")
     lines += [f"gate {g['gate']}: threshold {g['threshold']:.4g}" + (f" .. {g['threshold_at_end']:.4g} over the epoch" if "threshold_at_end" in g else "")
               for g in f["gates"]]
     chi = f["class_chi_square"]

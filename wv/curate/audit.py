@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from wv.atomic import write_bytes, write_json
 from wv.curate import audit_assets as pages
+from wv.curate import audit_relabel
 from wv.curate.audit_read import STATES, Inputs, TallyJob, check_selection, read_inputs, selected_frame, selection_rules, tally_all
 from wv.curate.options import AuditOptions
 from wv.errors import WvError, damaged_root, first_line
@@ -169,14 +170,15 @@ def write_report(root: str | Path, out: str | Path | None = None, options: Audit
     texts = selection_rules(root, options.selection)
     check_selection(root, options.selection, options.split)
     inputs = read_inputs(root, options, shards, texts)
+    relabelled = audit_relabel.relabel_name(root, options.relabel, shards)
     with writing(root, COMMAND):
         prepare_out(out, options)
         claim_out(out, options)
-        return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress)
+        return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress, relabelled)
 
 
 def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor,
-               ray_address, progress: bool) -> dict:
+               ray_address, progress: bool, relabel: str | None = None) -> dict:
     """The two passes and the pages, into `out` (prepared and claimed)."""
     schemas, shown, specs = inputs.schemas, inputs.shown, inputs.specs
     limits = tuple(options.limit(state) for state in STATES)
@@ -188,11 +190,19 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
                 "thumb_size": options.thumb_size, "split": options.split}
         cards = cards_all(pool, root, picks, base, progress)
     table, figures = class_table(counts, texts), report_figures(counts, texts, cards)
+    relabelled = audit_relabel.tally(root, relabel, shards, options.per_class, options.seed) if relabel else None
     report = pages.Report(root=root, out=out, rules=texts, figures=figures, table=table, histograms=list(zip(specs, hists)),
-                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas)
+                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas,
+                          relabel=audit_relabel.figures(relabelled))
     written = report.write()
     remove_stale(out, cards, written)
     figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out)}}
+    if relabelled:
+        picks = audit_relabel.write_thumbs(root, relabelled, options.split, out, options.thumb_size)
+        audit_relabel.write_page(root, relabelled, picks, out)
+        figures.update(relabel=audit_relabel.figures(relabelled), paths={**figures["paths"], "relabel": str(out / audit_relabel.PAGE)})
+    elif (out / audit_relabel.PAGE).is_file():
+        (out / audit_relabel.PAGE).unlink()  # an earlier report's
     write_json(out / "report.json", {"format": FORMAT, "options": asdict(options), "complete": True, **figures})
     return figures
 

@@ -101,6 +101,7 @@ class Report:
     classes: list  # wv.json classes
     options: object  # AuditOptions
     schemas: dict
+    relabel: dict | None = None  # wv.curate.audit_relabel.figures: the index links to its page
 
     def write(self) -> set:
         """Writes index.html and a page per class; returns the class pages written (relative paths)."""
@@ -138,7 +139,7 @@ class Report:
         }
         return {"title": f"wv audit · {self.root.path.name}", "root": str(self.root.path), "options": self.options, "figures": f,
                 "stats": [{"name": k, "kind": k.split()[0], "value": v, "extra": x} for k, v, x in stats],
-                "rules": rules, "tiles": self.mosaic_view(names), "sources": sources, "data": data}
+                "rules": rules, "tiles": self.mosaic_view(names), "sources": sources, "data": data, "relabel": self.relabel}
 
     def mosaic_view(self, names: dict) -> list:
         if not self.cards.height or not self.options.overview:

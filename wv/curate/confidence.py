@@ -13,6 +13,8 @@ Two kinds of model:
                   inside open_clip, so this runs offline.
   checkpoint      a `wv train` checkpoint (wv/models.py); softmax over its outputs, matched to the
                   root's classes by synset (every root class must be one of its classes).
+                  Several checkpoints (an ensemble, wv.ensemble) average their probabilities; they
+                  must share one class list.
 Same loop as `wv embed`: shards decoded in DataLoader workers, batches on the GPU when there is one,
 disjoint shards per torchrun rank, a re-run skips the shards already written.
 """
@@ -25,6 +27,7 @@ import polars as pl
 import torch
 
 from wv.curate.shard_images import check_loader, map_images, my_shards, rank_lock
+from wv.ensemble import Ensemble
 from wv.errors import WvError
 from wv.models import ImageModel, ModelSpec, load_image_model
 from wv.runtime import check_seed, pick_device
@@ -65,7 +68,7 @@ def class_names(classes: list[dict], which: str = "wordnet") -> list[str]:
 class Scorer:
     """probabilities over the root's classes (or a checkpoint's, mapped back) for a batch of images."""
 
-    def __init__(self, model: ImageModel, classes: list[dict], templates: str, names: str):
+    def __init__(self, model: ImageModel | Ensemble, classes: list[dict], templates: str, names: str):
         self.model = model
         self.synsets = [c["synset"] for c in classes]
         if model.kind == "clip":
@@ -73,7 +76,7 @@ class Scorer:
             self.column_of_label = torch.arange(len(classes))
             self.label_of_column = torch.arange(len(classes))
         else:
-            self.column_of_label, self.label_of_column = self.match_checkpoint(model.checkpoint["classes"])
+            self.column_of_label, self.label_of_column = self.match_checkpoint(model.classes)
 
     @torch.no_grad()
     def zero_shot_head(self, templates: list, names: list[str]) -> torch.Tensor:
@@ -98,37 +101,55 @@ class Scorer:
         if images is None:
             return {"p_label": np.zeros(0, np.float32), "top1": np.zeros(0, np.int32), "p_top1": np.zeros(0, np.float32)}
         if self.model.kind == "clip":
-            logits = self.model.features(images) @ self.head
+            probs = (self.model.features(images) @ self.head).float().softmax(1).cpu()
         else:
-            logits = self.model.logits(images)
-        probs = logits.float().softmax(1).cpu()
+            probs = self.model.probabilities(images).cpu()
         p_label = probs.gather(1, self.column_of_label[labels][:, None])[:, 0]
         p_top1, column = probs.max(1)
         return {"p_label": p_label.numpy(), "top1": self.label_of_column[column].numpy().astype(np.int32), "p_top1": p_top1.numpy()}
 
 
-def score_confidence(root, spec: ModelSpec, name: str = "confidence", split: str = "train", templates: str = "simple",
+def score_confidence(root, spec: ModelSpec | list[ModelSpec], name: str = "confidence", split: str = "train", templates: str = "simple",
                      names: str = "wordnet", batch_size: int = 256, loader_workers: int = 0, device: str = "auto",
                      overwrite: bool = False, seed: int = 0) -> dict:
-    """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures."""
+    """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures.
+    `spec`: one model, or a list of wv checkpoints whose probabilities are averaged."""
     root = Root(root)
     classes = root.classes()
     check_name(name)
     torch.manual_seed(check_seed(seed))
+    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     started = time.time()
     dev = pick_device(device)
-    model = load_image_model(spec, dev)
+    model = load_model(specs, dev)
     scorer = Scorer(model, classes, templates, names)
-    options = {"model": spec.fingerprint(), "kind": model.kind, "split": split, "format": "wv-confidence/1",
+    fingerprint = specs[0].fingerprint() if len(specs) == 1 else [s.fingerprint() for s in specs]
+    options = {"model": fingerprint, "kind": model.kind, "split": split, "format": "wv-confidence/1",
                **({"templates": templates, "class_names": names} if model.kind == "clip" else {})}
     check_loader(batch_size, loader_workers)
     with rank_lock(root, COMMAND):
         shards, rank, world = my_shards(root, "scores", name, options, overwrite, split, COMMAND)
         samples = score_shards(root, name, scorer, shards, batch_size, loader_workers)
     skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
-    return {"name": name, "kind": model.kind, "model": model.name, "classes": len(classes), "device": str(dev), "rank": rank,
+    return {"name": name, "kind": model.kind, "model": model.name, "models": len(specs), "classes": len(classes), "device": str(dev), "rank": rank,
             "world_size": world, "shards_written": len(shards), "shards_skipped": skipped, "samples": samples,
             "seconds": round(time.time() - started, 2), "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+
+
+def load_model(specs: list[ModelSpec], device) -> ImageModel | Ensemble:
+    """A CLIP model, or one or more wv checkpoints as an Ensemble (one checkpoint: its own probabilities)."""
+    if not specs:
+        raise WvError("give --model: an open_clip model name or a wv checkpoint file")
+    if len(specs) == 1 and not specs[0].is_checkpoint():
+        return load_image_model(specs[0], device)
+    if len(specs) > 1 and any(not s.is_checkpoint() or s.weights or s.pretrained or s.config for s in specs):
+        raise WvError("several --model must each be a `wv train` checkpoint file (their probabilities are averaged); "
+                      "score a CLIP model on its own")
+    try:
+        return Ensemble([s.model for s in specs], device)
+    except WvError as error:
+        hint = "; for open_clip weights give --model NAME --weights FILE" if "is not a wv checkpoint" in str(error) else ""
+        raise WvError(f"{error}{hint}") from None
 
 
 def score_shards(root: Root, name: str, scorer: Scorer, shards: list, batch_size: int, loader_workers: int) -> int:

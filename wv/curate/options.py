@@ -118,6 +118,8 @@ class AuditOptions:
     bins: int = opt(40, "Bins of each score histogram.")
     split: str = opt("train", choices=SPLITS)
     selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
+    relabel: str = opt("auto", "Pseudo-labels to show on relabel.html (a `wv relabel` --name); auto: scores/pseudo when "
+                               "`wv relabel` made it; none.")
     seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
     def validate(self) -> None:

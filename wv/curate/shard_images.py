@@ -51,7 +51,7 @@ class ShardImages(torch.utils.data.IterableDataset):
             images.append(self.decode(shard, sample))
             labels.append(int(sample["cls"]))
             if len(images) == self.batch_size or index == total - 1:
-                yield {"shard": shard, "start": start, "total": total, "images": torch.stack(images), "labels": torch.tensor(labels)}
+                yield {"shard": shard, "start": start, "total": total, "images": stack(images), "labels": torch.tensor(labels)}
                 start, images, labels = index + 1, [], []
         if start != total:
             raise WvError(f"{shard} holds fewer samples than its meta sidecar; run `wv shard verify`")
@@ -62,6 +62,20 @@ class ShardImages(torch.utils.data.IterableDataset):
                 return self.preprocess(image)
         except Exception as error:  # PIL raises many types for damaged bytes
             raise WvError(f"{shard}: image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None
+
+
+def stack(images: list):
+    """A batch of preprocessed images: one tensor, or a tuple of them when each image has several views
+    (an ensemble whose models preprocess differently, wv.ensemble.Views)."""
+    if isinstance(images[0], tuple):
+        return tuple(torch.stack(view) for view in zip(*images))
+    return torch.stack(images)
+
+
+def to_device(images, device):
+    if isinstance(images, (tuple, list)):  # the loader hands a tuple over as a list
+        return tuple(view.to(device, non_blocking=True) for view in images)
+    return images.to(device, non_blocking=True)
 
 
 def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, split: str, command: str) -> tuple[list, int, int]:
@@ -104,7 +118,7 @@ def map_images(root: Root, model: ImageModel, shards: list, compute: Callable[[t
             if total == 0:
                 write(shard, compute(None, None))
                 continue
-            out = compute(batch["images"].to(model.device, non_blocking=True), batch["labels"])
+            out = compute(to_device(batch["images"], model.device), batch["labels"])
             parts.setdefault(shard, []).append((batch["start"], out))
             rows = len(batch["labels"])
             rows_in[shard] = rows_in.get(shard, 0) + rows

@@ -39,6 +39,8 @@ class SamplerConfig:
                              choices=("off", *REALISE))
     weight_column: str | None = opt(None, "A score used as a per-sample weight (missing values count 1).", metavar="SCORE.COLUMN")
     weight_column_as: str = opt("loss", choices=REALISE)
+    labels: str | None = opt(None, "Train on this score column's class where it has one (e.g. pseudo.label from `wv relabel`), "
+                                   "on the web label where it is null.", metavar="SCORE.COLUMN")
     max_repeat: int = opt(8, "Most draws of one sample in an epoch; the excess of capped samples goes to the others.")
     gates: tuple = opt(help="Keep samples while SCORE.COLUMN >= SCHEDULE, e.g. 'confidence.p_label >= 0.5@0,0@10' "
                             "(epochs: gated samples are not drawn) or '... >= 0.5@0,0@20000 steps' (loss weight 0). Repeatable.",
@@ -83,6 +85,8 @@ class SamplerConfig:
             parse_column(column, "--column")
         if self.weight_column:
             parse_column(self.weight_column, "--weight-column")
+        if self.labels:
+            parse_column(self.labels, "--labels")
         self.curriculum_stages, self.gate_list, self.subset_weight_list  # parse now: bad specs fail early
         mix = self.batch_mix_list
         if mix is not None and sum(mix) != self.batch_size:
@@ -119,7 +123,7 @@ class SamplerConfig:
         """The options that need a dataset root (manifest and sidecars), for a clear error on plain URLs."""
         flags = {"--curriculum": self.curriculum, "--subset-weights": self.subset_weights, "--batch-mix": self.batch_mix,
                  "--class-balance": self.class_balance != "off", "--weight-column": self.weight_column,
-                 "--gate": self.gates, "--column": self.columns,
+                 "--gate": self.gates, "--column": self.columns, "--labels": self.labels,
                  "--selection": self.selection not in ("auto", "none")}
         return [flag for flag, used in flags.items() if used]
 
@@ -133,4 +137,7 @@ class SamplerConfig:
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the batches (a resume state must match it)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        settings = self.to_dict()
+        if settings["labels"] is None:  # the hash of a config without --labels is the one it had before the option existed
+            del settings["labels"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

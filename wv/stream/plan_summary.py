@@ -24,6 +24,7 @@ def summarise_plan(planner: Planner, epoch: int, progress: bool = False) -> dict
         "root": table.root, "split": table.split, "epoch": epoch, "world_size": plan.world_size,
         "batch_size": plan.batch_size, "steps_per_rank": plan.steps, "samples_per_rank": plan.steps * plan.batch_size,
         "draws": plan.draws, "first_step": plan.first_step, "selection": table.selection, "funnel": plan.funnel,
+        "labels": {"column": config.labels, "relabelled": table.relabelled} if config.labels else None,
         "stage": stage_figures(config, epoch), "gates": gate_figures(config, epoch, plan),
         "strata": [{"stratum": s.name, "per_batch": s.share, "samples": int(s.rows.shape[0]), "draws": int(s.counts.sum())}
                    for s in plan.strata],

@@ -37,6 +37,7 @@ class SampleTable:
     subset_count: int | None = None  # the subsets the split made (its recorded --subsets), when known
     scores: dict = field(default_factory=dict)  # "score.column" -> float32 per row, NaN where missing
     draw_weight: np.ndarray | None = None  # float64 per row: a factor of the draw weight given by the caller (a task's)
+    relabelled: int = 0  # rows whose label --labels replaced with another class
 
     @property
     def size(self) -> int:
@@ -90,6 +91,8 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
     check_labels(root, table)
     key_hashes = manifest["key_hash"].to_numpy()
     del manifest
+    if config.labels:
+        substitute_labels(root, table, config.labels, key_hashes)
     selection = selection_name(root, config, names)
     if selection:
         table.keep = read_column(root, table, f"{selection}.keep", key_hashes).fill_null(True).cast(pl.Boolean).to_numpy()
@@ -123,6 +126,24 @@ def check_labels(root: Root, table: SampleTable) -> None:
     if bad.size:
         raise WvError(f"{root.manifest_path} holds label {int(bad[0])}, which is not one of the {len(table.class_names)} "
                       f"classes of {root.info_path}; the root is damaged (run `wv shard verify`)")
+
+
+def substitute_labels(root: Root, table: SampleTable, qualified: str, key_hashes: np.ndarray) -> None:
+    """--labels: each row's class from a score column (pseudo.label of `wv relabel`) where it is not
+    null; the web label stays where it is. The column must hold classes of wv.json."""
+    values = read_column(root, table, qualified, key_hashes)
+    if not values.dtype.is_integer():
+        raise WvError(f"--labels {qualified} must hold class numbers, but it is {values.dtype}; give a label column "
+                      "such as pseudo.label from `wv relabel`")
+    present = values.is_not_null().to_numpy()
+    new = values.fill_null(-1).to_numpy()
+    bad = present & ~np.isin(new, list(table.class_names))
+    if bad.any():
+        raise WvError(f"--labels {qualified} holds class {int(new[bad][0])}, which is not one of the {len(table.class_names)} "
+                      f"classes of {root.info_path}; it was made for another root")
+    relabelled = present & (new != table.label)
+    table.label = np.where(present, new, table.label).astype(np.int32)
+    table.relabelled = int(relabelled.sum())
 
 
 def recorded_subsets(root: Root, name: str) -> int | None:

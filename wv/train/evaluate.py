@@ -3,10 +3,14 @@
 Every sample is seen once: shards are split over ranks (torchrun) and loader workers, each reads
 its shards straight through; per-class counts are summed over ranks at the end. The probabilities
 of a sample's crops are averaged before ranking (the challenge entries' 10- and 144-crop tests).
+Several checkpoints (an ensemble, wv.ensemble) see the same crops of each image (at each one's own
+input size); their crop-averaged probabilities are averaged, and every member and the ensemble is
+counted.
 """
 
 import csv
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +29,27 @@ from wv.train.crops import CROPS, EvalCrops, normalise
 
 
 class EvalSamples(torch.utils.data.IterableDataset):
-    """(crops uint8 [n, 3, s, s], label) for every sample of this rank's shards, split over workers."""
+    """((crops uint8 [n, 3, s, s] per size), label) for every sample of this rank's shards, split over workers."""
 
-    def __init__(self, urls: list, size: int, crops: int):
-        self.urls, self.transform = urls, EvalCrops(size, crops)
+    def __init__(self, urls: list, sizes: list[int], crops: int):
+        self.urls, self.transforms = urls, [EvalCrops(size, crops) for size in sizes]
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         mine = self.urls[worker.id::worker.num_workers] if worker else self.urls
         for sample in iter_samples(mine):
             image = decode_image(image_bytes(sample), sample["__key__"], sample.get("__url__"))
-            yield self.transform(image), label_of(sample)
+            yield tuple(transform(image) for transform in self.transforms), label_of(sample)
+
+
+@dataclass
+class Member:
+    """One model of an evaluation: its net, its input (size, mean, std) and, in an ensemble, the column
+    of its outputs for each of the ensemble's classes (None: already in that order)."""
+
+    net: torch.nn.Module
+    input: dict
+    columns: torch.Tensor | None = None
 
 
 def check_source(source, flag: str) -> None:
@@ -74,36 +88,63 @@ def label_map(checkpoint_classes: list, source_classes: list | None, num_outputs
     return mapping
 
 
-@torch.no_grad()
 def evaluate(model, source, input_spec: dict, classes: list, world, crops: int = 1, split: str = "val",
              batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> dict:
     """Top-1 / top-5 and per-class counts of `model` (outputs in the order of `classes`, synsets) on `source`."""
+    return evaluate_members([Member(model, input_spec)], source, classes, world, crops, split, batch_size, workers, autocast,
+                            progress)[0]
+
+
+@torch.no_grad()
+def evaluate_members(members: list[Member], source, classes: list, world, crops: int = 1, split: str = "val",
+                     batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> list[dict]:
+    """The figures of each member and, with several, of their ensemble (last): the mean of their
+    crop-averaged probabilities (all in the order of `classes`)."""
     if crops not in CROPS:
         raise WvError(f"--crops must be one of {', '.join(map(str, CROPS))}")
     urls, source_classes = eval_urls(source, split, world)
     mapping = torch.from_numpy(label_map(classes, source_classes, len(classes)))
     n_labels = len(mapping)
-    loader = torch.utils.data.DataLoader(EvalSamples(urls, int(input_spec["size"]), crops), batch_size=batch_size,
+    sizes = list(dict.fromkeys(int(m.input["size"]) for m in members))
+    loader = torch.utils.data.DataLoader(EvalSamples(urls, sizes, crops), batch_size=batch_size,
                                          num_workers=min(workers, len(urls)), worker_init_fn=one_thread,
                                          pin_memory=world.device.type == "cuda") if urls else []  # more ranks than shards
-    counts = torch.zeros(n_labels + 1, 3, dtype=torch.float64)  # per source label (last: unlabelled): n, top1, top5
-    was_training = model.training
-    model.eval()
+    heads = len(members) + (len(members) > 1)
+    counts = torch.zeros(heads, n_labels + 1, 3, dtype=torch.float64)  # per head, per source label (last: unlabelled): n, top1, top5
+    was_training = [m.net.training for m in members]
+    for m in members:
+        m.net.eval()
     started = time.perf_counter()
     with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **bar_options(progress and world.main)) as bar:
         for images, labels in unwrap_errors(loader):
-            probs = crop_probabilities(model, images.to(world.device, non_blocking=True), input_spec, autocast)
+            probs = [member_probabilities(m, images[sizes.index(int(m.input["size"]))].to(world.device, non_blocking=True), autocast)
+                     for m in members]
+            if len(probs) > 1:
+                probs.append(torch.stack(probs).mean(0))
             known = (labels >= 0) & (labels < n_labels)
             target = torch.where(known, mapping[labels.clamp(0, n_labels - 1)], torch.full_like(labels, -1))
-            top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices.cpu()
-            hit1 = (top5[:, 0] == target) & (target >= 0)
-            hit5 = (top5 == target[:, None]).any(dim=1) & (target >= 0)
             rows = torch.where(known, labels, torch.full_like(labels, n_labels))
-            counts.index_add_(0, rows, torch.stack([torch.ones_like(hit1, dtype=torch.float64), hit1.double(), hit5.double()], 1))
+            for head, p in enumerate(probs):
+                count_hits(counts[head], p, target, rows)
             bar.update(len(labels))
-    model.train(was_training)
+    for m, training in zip(members, was_training):
+        m.net.train(training)
     counts = distributed.all_sum(world, counts)
-    return summarise(counts, source_classes, crops, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return [summarise(c, source_classes, crops, seconds) for c in counts]
+
+
+def member_probabilities(member: Member, images: torch.Tensor, autocast: bool) -> torch.Tensor:
+    probs = crop_probabilities(member.net, images, member.input, autocast)
+    return probs if member.columns is None else probs[:, member.columns.to(probs.device)]
+
+
+def count_hits(counts: torch.Tensor, probs: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> None:
+    """Adds n, top-1 and top-5 hits per row (source label) of a batch to `counts` [labels + 1, 3]."""
+    top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices.cpu()
+    hit1 = (top5[:, 0] == target) & (target >= 0)
+    hit5 = (top5 == target[:, None]).any(dim=1) & (target >= 0)
+    counts.index_add_(0, rows, torch.stack([torch.ones_like(hit1, dtype=torch.float64), hit1.double(), hit5.double()], 1))
 
 
 def crop_probabilities(model, images: torch.Tensor, input_spec: dict, autocast: bool) -> torch.Tensor:
@@ -143,20 +184,33 @@ def write_results(figures: dict, out) -> dict:
 
 def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val", out=None, batch_size: int = 64,
                     workers: int = 2, device: str = "auto", progress: bool = True) -> dict:
-    """What `wv eval` runs: load a wv checkpoint, evaluate it (under torchrun: all ranks), write JSON + CSV."""
-    from wv.models import default_input, load_checkpoint
+    """What `wv eval` runs: load a wv checkpoint (or a list of them: an ensemble), evaluate it (under
+    torchrun: all ranks), write JSON + CSV. With several checkpoints the figures are the ensemble's,
+    and `models` holds each checkpoint's n, top-1 and top-5."""
+    from wv.ensemble import Ensemble
 
+    paths = [str(p) for p in checkpoint_path] if isinstance(checkpoint_path, (list, tuple)) else [str(checkpoint_path)]
     if batch_size < 1 or workers < 0:
         raise WvError("--batch-size must be at least 1 and --workers 0 or more")
-    out = check_out(out or Path(checkpoint_path).parent / f"eval-{crops}crop")
+    if not paths:
+        raise WvError("give --checkpoint: a `wv train` checkpoint (repeat it for an ensemble)")
+    folder = f"eval-{crops}crop" if len(paths) == 1 else f"eval-ensemble{len(paths)}-{crops}crop"
+    out = check_out(out or Path(paths[0]).parent / folder)
     check_source(source, "--shards")
     world = distributed.start(device)
     try:
-        model, checkpoint = load_checkpoint(checkpoint_path, map_location=world.device)
-        spec = checkpoint.get("input") or default_input(checkpoint["arch"])
-        figures = evaluate(model, source, spec, checkpoint["classes"], world, crops, split, batch_size, workers,
-                           autocast=world.device.type == "cuda", progress=progress)
-        figures.update(checkpoint=str(checkpoint_path), shards=str(source), world_size=world.size)
+        ensemble = Ensemble(paths, world.device)
+        members = [Member(net, spec, None if len(paths) == 1 else columns)
+                   for net, spec, columns in zip(ensemble.nets, ensemble.inputs, ensemble.columns)]
+        results = evaluate_members(members, source, ensemble.classes, world, crops, split, batch_size, workers,
+                                   autocast=world.device.type == "cuda", progress=progress)
+        figures = results[-1]
+        if len(paths) == 1:
+            figures.update(checkpoint=paths[0])
+        else:
+            figures.update(checkpoints=paths, models=[{"checkpoint": path, "n": r["n"], "top1": r["top1"], "top5": r["top5"]}
+                                                      for path, r in zip(paths, results)])
+        figures.update(shards=str(source), world_size=world.size)
         if world.main:
             figures["paths"] = write_results(figures, out)
         return figures
