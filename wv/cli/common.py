@@ -47,6 +47,9 @@ class WvGroup(click.Group):
             raise UserError(f"a number given to {command_name(ctx)} is too large ({first_line(error)}); use a smaller value") from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `wv models | head`: the reader left; end quietly, as other Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except Exception as error:
             if debugging(ctx):
                 raise
