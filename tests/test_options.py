@@ -13,6 +13,7 @@ from wv.curate.audit import AuditOptions
 from wv.curate.density_options import DensityOptions
 from wv.curate.keywords import KeywordOptions
 from wv.curate.lda import LdaOptions
+from wv.curate.noise_options import NoiseOptions, ProbeOptions
 from wv.curate.select import SelectOptions
 from wv.options import option_default
 from wv.shards.build import BuildOptions
@@ -31,6 +32,8 @@ DATACLASSES = {
     "wv score keywords": (KeywordOptions,),
     "wv score density": (DensityOptions,),
     "wv score confidence": (),
+    "wv score noise": (NoiseOptions, ProbeOptions),
+    "wv score labelissues": (ProbeOptions,),
     "wv select": (SelectOptions,),
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),

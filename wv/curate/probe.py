@@ -43,7 +43,10 @@ def default_features(root: Root) -> str | None:
 def probe_plan(root: Root, features: str | None, options: ProbeOptions, split: str, seed: int) -> tuple[str, pl.DataFrame, int]:
     """Checks before anything is written: (features name, shards, width)."""
     check_seed(seed)
-    features = pick_features(root, features or default_features(root))
+    features = features or default_features(root)
+    if features is None:
+        raise WvError(f"{root.path} has no image features for the probe; make them first with `wv embed {root.path} --model ...`")
+    features = pick_features(root, features)
     shards = root.shards(split)
     options.validate(shards.height)
     return features, shards, check_features(root, features, shards)
