@@ -9,9 +9,10 @@ user's: wv score lda and keywords; a tinycnn trained briefly on the noisy labels
 find_label_issues on the same out-of-fold probe predictions).
 
 Reports, against the ground truth: AUROC, precision, recall, F1 for each method at its own operating
-point (wv score noise: p_noisy > 0.5; cleanlab: find_label_issues), and F1 at the best threshold
-(an oracle: the most a single score could give if someone knew where to cut); per kind of noise the
-share each method flags. Usage:
+point (wv score noise: p_noisy > 0.5; cleanlab: find_label_issues; a single score: the same mixture
+fitted on that score alone, p > 0.5, its unsupervised operating point), and F1 at the best threshold
+(an oracle: the most a score could give if someone knew where to cut); per kind of noise the share
+each method flags at its operating point. Usage:
 
     python bench/noise.py --out /tmp/bench-noise [--classes 10 --per-class 150 --noise 0.3]
 """
@@ -32,6 +33,7 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from wv.curate import noise_core  # noqa: E402
 from wv.curate.confidence import score_confidence  # noqa: E402
 from wv.curate.curriculum import curriculum_split  # noqa: E402
 from wv.curate.density import DensityOptions, score_density  # noqa: E402
@@ -39,7 +41,7 @@ from wv.curate.embed import embed  # noqa: E402
 from wv.curate.keywords import KeywordOptions, score_keywords  # noqa: E402
 from wv.curate.labelissues import score_labelissues  # noqa: E402
 from wv.curate.lda import LdaOptions, score_lda  # noqa: E402
-from wv.curate.noise import score_noise  # noqa: E402
+from wv.curate.noise import Component, component_values, keyword_counts, score_noise  # noqa: E402
 from wv.curate.noise_options import NoiseOptions, ProbeOptions  # noqa: E402
 from wv.models import ModelSpec, build_model, default_input, eval_transform, save_checkpoint  # noqa: E402
 from wv.shards import sidecars  # noqa: E402
@@ -49,9 +51,10 @@ from wv.shards.root import Root  # noqa: E402
 from wv.synth import SynthOptions, write_synth  # noqa: E402
 
 KINDS = ("flip", "image_flip", "outlier", "offtopic_text")
-# (score, column, higher is noisier): every single score the root holds, and the two methods
-SINGLE = [("lda", "similarity", False), ("density", "density", False), ("curriculum", "subset", True),
-          ("confidence", "p_label", False), ("probe", "p_label", False)]
+# (score, the command that wrote it, column, higher is noisier, group): every single score the root holds
+SINGLE = [("lda", "score lda", "similarity", False, "text"), ("keywords", "score keywords", "keywords", False, "text"),
+          ("density", "score density", "density", False, "image"), ("curriculum", "curriculum split", "subset", True, "image"),
+          ("confidence", "score confidence", "p_label", False, "image"), ("probe", "score probe", "p_label", False, "image")]
 
 
 def make_root(out: Path, classes: int, per_class: int, noise: float, size: int, seed: int, workers: int) -> tuple[Path, Path]:
@@ -110,8 +113,17 @@ def score_everything(root: Path, checkpoint: Path, workers: int, folds: int) -> 
     return seconds
 
 
-def split_column(root: Root, name: str, column: str) -> pl.DataFrame:
-    return sidecars.read_scores(root, name, split="train", columns=[column]).collect().select("__key__", pl.col(column).alias("value"))
+def single_score(r: Root, component: Component) -> tuple[np.ndarray, np.ndarray]:
+    """(suspicion, flags) of one score alone: its per-class z-scores and `wv score noise`'s mixture fitted on it alone
+    (its own unsupervised operating point, p > 0.5)."""
+    shards = r.shard_names("train")
+    counts = {component.score: keyword_counts(r, component, shards)} if component.command == "score keywords" else {}
+    parts = [component_values(r, component, s, counts) for s in shards]
+    values, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    grids = noise_core.class_grids(values, labels, len(r.classes()))
+    z = noise_core.suspicion(values, labels, grids, component.higher_is_noisier)[:, None]
+    p = noise_core.noise_posterior(noise_core.fit_mixture(z, [component.group]), z)["p_noisy"]
+    return z[:, 0], p > 0.5
 
 
 def metrics(truth: pl.DataFrame, suspicion: np.ndarray, flagged: np.ndarray | None) -> dict:
@@ -139,9 +151,9 @@ def evaluate(root: Path, source: Path) -> dict:
         pl.read_parquet(source / "ground_truth.parquet", columns=["__key__", "is_noisy", "noise"]), on="__key__", how="left",
         maintain_order="left")
     rows = {}
-    for name, column, higher in SINGLE:
-        values = split_column(r, name, column)["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        rows[f"{name}.{column}"] = metrics(truth, values if higher else -values, None)
+    for name, command, column, higher, group in SINGLE:
+        suspicion, flags = single_score(r, Component(name, command, column, higher, group))
+        rows[f"{name}.{column} alone"] = metrics(truth, suspicion, flags)
     noise = sidecars.read_scores(r, "noise", split="train", columns=["p_noisy", "noisy"]).collect()
     rows["wv score noise (p_noisy > 0.5)"] = metrics(truth, noise["p_noisy"].cast(pl.Float64).to_numpy(), noise["noisy"].to_numpy())
     issues = sidecars.read_scores(r, "labelissues", split="train", columns=["label_issue", "label_quality"]).collect()
@@ -168,7 +180,7 @@ def main():
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--noise", type=float, default=0.3)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--cnn-epochs", type=int, default=4)
+    parser.add_argument("--cnn-epochs", type=int, default=4, help="Fewer: a weaker image model (harder for image evidence).")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -28,7 +28,7 @@ COMMAND = "score labelissues"
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 
-def score_labelissues(root, features: str | None = None, name: str = "labelissues", probe: ProbeOptions = ProbeOptions(),
+def score_labelissues(root, features: str | None = None, name: str = "labelissues", probe: ProbeOptions | None = None,
                       probe_name: str = "probe", filter_by: str = "prune_by_noise_rate", split: str = "train", seed: int = 0,
                       overwrite: bool = False, progress: bool = True) -> dict:
     from cleanlab.filter import find_label_issues
@@ -36,6 +36,7 @@ def score_labelissues(root, features: str | None = None, name: str = "labelissue
 
     started = time.time()
     root = root if isinstance(root, Root) else Root(root)
+    probe = probe or ProbeOptions()
     check_seed(seed)
     check_name(name), check_name(probe_name)
     if name == probe_name:

@@ -130,10 +130,11 @@ def component_values(root: Root, component: Component, shard: str, counts: dict)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-def score_noise(root, options: NoiseOptions = NoiseOptions(), name: str = "noise", features: str | None = None,
-                probe: ProbeOptions = ProbeOptions(), probe_name: str = "probe", overwrite: bool = False, progress: bool = True) -> dict:
+def score_noise(root, options: NoiseOptions | None = None, name: str = "noise", features: str | None = None,
+                probe: ProbeOptions | None = None, probe_name: str = "probe", overwrite: bool = False, progress: bool = True) -> dict:
     started = time.time()
     root = root if isinstance(root, Root) else Root(root)
+    options, probe = options or NoiseOptions(), probe or ProbeOptions()
     options.validate()
     check_name(name), check_name(probe_name)
     if name == probe_name:

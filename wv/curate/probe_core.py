@@ -55,7 +55,7 @@ class LinearProbe:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     @torch.no_grad()
     def probabilities(self, x: np.ndarray) -> np.ndarray:
