@@ -63,7 +63,8 @@ def make_root(out: Path, classes: int, per_class: int, noise: float, size: int, 
         shutil.rmtree(source, ignore_errors=True)
         write_synth(source, SynthOptions(classes=classes, per_class=per_class, noise=noise, outlier_share=0.3, image_flip_share=0.3,
                                          offtopic_text=0.1, val_per_class=5, width=size, height=size * 3 // 4, seed=seed), workers)
-    build(source, root, BuildOptions(split="train", shard_size=max(per_class * classes // 10, 20)), workers=workers, progress=False)
+    if not (root / "shards.parquet").is_file():  # built: a copy of an out folder keeps its root (and its scores) as they are
+        build(source, root, BuildOptions(split="train", shard_size=max(per_class * classes // 10, 20)), workers=workers, progress=False)
     return source, root
 
 

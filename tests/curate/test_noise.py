@@ -114,8 +114,8 @@ def test_noise_command_quality_resume_cleanlab_select_and_audit(mixed_root, tmp_
     truth = truth_in_order(root, mixed_root[1])
     scores = sidecars.read_scores(Root(root), "noise", split="train").collect()
     y = truth["is_noisy"].to_numpy()
-    assert roc_auc_score(y, scores["p_noisy"].to_numpy()) > 0.85  # measured 0.96
-    assert f1_score(y, scores["noisy"].to_numpy()) > 0.6  # measured 0.8
+    assert roc_auc_score(y, scores["p_noisy"].to_numpy()) > 0.93  # measured 0.99
+    assert f1_score(y, scores["noisy"].to_numpy()) > 0.7  # measured 0.85
     assert {"p_noisy", "noisy", "p_text_off", "reason", "c_probe"} <= set(scores.columns)
     assert set(scores.filter("noisy")["reason"].unique()) == {"probe"}
 
@@ -126,7 +126,7 @@ def test_noise_command_quality_resume_cleanlab_select_and_audit(mixed_root, tmp_
     assert issues.exit_code == 0, issues.output
     assert last_json(issues.stdout)["probe"]["shards_written"] == 0  # the same out-of-fold probe, reused
     flagged = sidecars.read_scores(Root(root), "labelissues", split="train", columns=["label_issue"]).collect()["label_issue"]
-    assert f1_score(y, flagged.to_numpy()) > 0.5
+    assert f1_score(y, flagged.to_numpy()) > 0.7  # measured 0.87
 
     selected = wv_cli("select", root, "--drop", "noise.noisy", "--max-drop-fraction", "1", "--min-per-class", "0", "--json")
     assert selected.exit_code == 0, selected.output
@@ -166,4 +166,4 @@ def test_text_evidence_only(root_copy, synth_v1, wv_cli, last_json):
     assert scores["p_noisy"].equals(scores["p_text_off"].fill_null(float("nan")), check_names=False) or \
         np.allclose(scores["p_noisy"].to_numpy(), scores["p_text_off"].to_numpy())
     y = truth_in_order(root_copy, synth_v1)["is_noisy"].fill_null(False).to_numpy()
-    assert roc_auc_score(y, scores["p_noisy"].to_numpy()) > 0.65
+    assert roc_auc_score(y, scores["p_noisy"].to_numpy()) > 0.85  # measured 0.93
