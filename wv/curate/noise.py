@@ -10,8 +10,9 @@ Evidence (components), found by the command that wrote each score sidecar (its _
   score probe       p_label of the out-of-fold linear probe (low)            image
 The probe is trained here on ROOT/features/NAME when there are features (wv.curate.probe). The
 maths is wv.curate.noise_core: per-class ranks -> normal scores, a text/image latent-class model
-fitted by EM, p_noisy = P(image is not of the labelled class). Memory: one component's values over
-the split at a time (8 bytes a sample), the per-class grids and the fitting sample.
+fitted by EM, p_noisy = P(image is not of the labelled class). Memory: one component's values and the
+labels over the split at a time (16 bytes a sample: 256 MB at 16M), the per-class grids and the
+fitting sample. The keyword agreement is a Python loop over each sample's words (slow at 16M).
 
 Writes ROOT/scores/{name}/{shard}.parquet: __key__, p_noisy, noisy (p_noisy > threshold), p_text_off
 (P(text off topic), with text evidence), reason (the component that pushed hardest towards noisy,
