@@ -47,6 +47,13 @@ CASES = [
     ("lda-seed-huge", None, (*LDA, "--seed", HUGE)),
     ("curriculum-seed-negative", None, ("curriculum", "split", "{root}", "--by", "lda:similarity", "--name", "c2", "--seed", "-1")),
     ("curriculum-seed-huge", None, ("curriculum", "split", "{root}", "--by", "lda:similarity", "--name", "c2", "--seed", HUGE)),
+    # wv score noise and labelissues: unknown features, options out of range (the root has only LDA topic features)
+    ("noise-features-unknown", None, ("score", "noise", "{root}", "--features", "nosuch")),
+    ("noise-threshold-one", None, ("score", "noise", "{root}", "--threshold", "1")),
+    ("noise-folds-one", None, ("score", "noise", "{root}", "--features", "lda", "--folds", "1")),
+    ("noise-name-is-probe", None, ("score", "noise", "{root}", "--name", "probe")),
+    ("labelissues-no-image-features", None, ("score", "labelissues", "{root}")),
+    ("labelissues-features-unknown", None, ("score", "labelissues", "{root}", "--features", "nosuch")),
     # a device torch does not know
     ("train-device", None, (*TRAIN, "--device", "tpu9")),
     ("eval-device", None, (*EVAL, "--device", "tpu9")),

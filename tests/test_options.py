@@ -9,6 +9,7 @@ import click
 import pytest
 
 from wv.cli import main
+from wv.curate.noise_options import NoiseOptions, ProbeOptions
 from wv.curate.options import AuditOptions, ConfidenceOptions, CurriculumOptions, DensityOptions, DensityResources, EmbedOptions, KeywordOptions, LdaOptions, LoopOptions, SelectOptions
 from wv.curate.relabel_options import RelabelOptions
 from wv.options import option_default
@@ -28,6 +29,8 @@ DATACLASSES = {
     "wv score keywords": (KeywordOptions,),
     "wv score density": (DensityOptions, DensityResources),
     "wv score confidence": (ConfidenceOptions, LoopOptions),
+    "wv score noise": (NoiseOptions, ProbeOptions),
+    "wv score labelissues": (ProbeOptions,),
     "wv select": (SelectOptions,),
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),

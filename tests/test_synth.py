@@ -70,6 +70,34 @@ def test_labels_queries_and_ground_truth_agree(synth_v1):
     assert sizes.max() / sizes.min() >= 1.5  # --imbalance 2
 
 
+def test_image_only_flips_and_offtopic_text(tmp_path):
+    """Image-only flips are wrong labels with on-topic text; off-topic text on a right image is not a wrong label."""
+    import json
+
+    from wv.synth import OFFTOPIC_WORDS, class_styles
+
+    opts = SynthOptions(classes=4, per_class=40, noise=0.4, outlier_share=0.0, image_flip_share=1.0, offtopic_text=0.3, val_per_class=1,
+                        width=32, height=24, seed=4)
+    write_synth(tmp_path / "s", opts)
+    train = pl.read_parquet(tmp_path / "s" / "ground_truth.parquet").filter(pl.col("split") == "train")
+    kinds = set(train["noise"])
+    assert kinds == {"clean", "image_flip", "offtopic_text"}  # every noisy one an image-only flip
+    flips, offtopic = train.filter(pl.col("noise") == "image_flip"), train.filter(pl.col("noise") == "offtopic_text")
+    assert flips["is_noisy"].all() and (flips["true_label"] != flips["label"]).all()
+    assert not offtopic["is_noisy"].any() and (offtopic["true_label"] == offtopic["label"]).all()
+    words = {label: set(style.words) for label, style in enumerate(class_styles(opts))}
+    records = {r["id"]: r for path in (tmp_path / "s" / "meta").rglob("*.json") for r in json.loads(path.read_text())}
+
+    def share(image_id, vocabulary):
+        tokens = records[image_id]["description"].split()
+        return sum(t in vocabulary for t in tokens) / max(len(tokens), 1)
+
+    flip = flips.row(0, named=True)
+    assert share(flip["image_id"], words[flip["label"]]) > share(flip["image_id"], words[flip["true_label"]])  # text of its label
+    text_off = offtopic.row(0, named=True)
+    assert share(text_off["image_id"], set(OFFTOPIC_WORDS)) > share(text_off["image_id"], words[text_off["label"]])
+
+
 def test_images_tell_classes_apart(tmp_path):
     """A nearest-class-mean on colour histograms separates the classes: a small CNN can learn them."""
     write_synth(tmp_path / "s", SynthOptions(classes=8, per_class=30, noise=0.0, val_per_class=10, seed=2))

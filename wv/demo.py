@@ -2,7 +2,8 @@
 
 synth -> shard build (train, val) -> verify -> score lda, keywords -> a probe model trained on the
 noisy labels -> embed, density, curriculum split, confidence -> select -> audit report -> a
-CurriculumNet run on the selected data -> 10-crop eval. Each step resumes when the demo is re-run.
+CurriculumNet run on the selected data -> 10-crop eval -> the same training budget on everything, uncurated,
+so the demo ends with the gain (or the loss) of curation. Each step resumes when the demo is re-run.
 """
 
 from collections.abc import Callable
@@ -34,7 +35,7 @@ DROP_RULES = ("curriculum.subset == 2 and confidence.p_label < 0.5", "lda.simila
 
 
 def run_demo(out: str | Path, workers: int = 2, classes: int = 20, per_class: int = 100, epochs: int = 6, progress: bool = True,
-             say: Callable[[str], None] = print) -> dict:
+             say: Callable[[str], None] = print, uncurated: bool = True) -> dict:
     out = Path(out)
     source, root, runs = out / "webvision", out / "root", out / "runs"
     figures = {"out": str(out), "root": str(root)}
@@ -57,6 +58,7 @@ def run_demo(out: str | Path, workers: int = 2, classes: int = 20, per_class: in
     image_scores(root, runs, epochs, workers, progress, say, figures)
     curate_and_audit(root, source, workers, progress, say, figures)
     curriculum_run(root, runs, epochs, workers, progress, say, figures)
+    uncurated_run(root, runs, epochs, workers, progress, say, figures, uncurated)
     return figures
 
 
@@ -115,3 +117,20 @@ def curriculum_run(root, runs, epochs, workers, progress, say, figures) -> None:
     say(f"10. wv eval --shards {root} --checkpoint {checkpoint} --crops 10")
     figures["eval"] = eval_checkpoint(checkpoint, root, crops=10, workers=min(workers, 2), device="cpu", progress=progress)
     say(f"   val top-1 {figures['eval']['top1']:.3f}, top-5 {figures['eval']['top5']:.3f} ({figures['eval']['n']} images, 10 crops)")
+
+
+def uncurated_run(root, runs, epochs, workers, progress, say, figures, run: bool) -> None:
+    """The same model and budget on every sample, no selection and no curriculum: what the curation gained."""
+    curated = figures["train"]["val_top1"]
+    if not run:
+        figures["uncurated"] = None
+        figures["gain"] = {"curated_val_top1": curated, "uncurated_val_top1": None,
+                           "skipped": "the uncurated run was not asked for (it would take as long as the curated one)"}
+        say(f"11. skipped the uncurated run ({figures['gain']['skipped']}); curated val top-1 {curated:.3f}")
+        return
+    say(f"11. wv train --shards {root} --val {root} --selection none --out {runs / 'uncurated'}   (same budget, no curation)")
+    figures["uncurated"] = train(root, probe_options(runs, "uncurated", epochs, workers, val=str(root)),
+                                 SamplerConfig(batch_size=64, selection="none"), progress=progress, say=say)
+    plain = figures["uncurated"]["val_top1"]
+    figures["gain"] = {"curated_val_top1": curated, "uncurated_val_top1": plain, "gain": round(curated - plain, 4)}
+    say(f"   val top-1 (1 crop, {epochs} epochs each): curated {curated:.3f}, uncurated {plain:.3f} ({curated - plain:+.3f})")

@@ -5,6 +5,9 @@ seconds, and a vocabulary of its own (real English words from WordNet for the 1,
 classes, see tools/make_class_words.py, padded with made-up words) mixed with shared web words. Noise is planted and written down:
   flip     image and text of another class, filed under this class (true_label = that class)
   outlier  an off-topic image and off-topic text (true_label = -1)
+  image_flip  another class's image with this class's text (true_label = that class; --image-flip-share)
+  offtopic_text  this class's image with off-topic text: NOT a wrong label (true_label = label,
+           is_noisy false; --offtopic-text), a trap for scorers that read only the text
 Clean samples sometimes have empty or non-English text. `defects=True` also plants broken inputs
 (missing, empty, truncated and non-image files, a malformed meta file, a missing meta record, an
 unparseable list line) and lists them in defects.json.
@@ -166,9 +169,11 @@ def plan_samples(opts: SynthOptions) -> list[dict]:
             query_id = label * opts.queries_per_class + int(rng.integers(opts.queries_per_class)) + 1
             noise = "clean"
             if rng.random() < opts.noise:
-                noise = "outlier" if rng.random() < opts.outlier_share or opts.classes == 1 else "flip"
-            true_label = {"clean": label, "outlier": -1}.get(noise)
-            if noise == "flip":
+                noise = noise_kind(opts, rng.random())
+            elif opts.offtopic_text and rng.random() < opts.offtopic_text:  # drawn only when asked: other sets stay as they were
+                noise = "offtopic_text"
+            true_label = {"outlier": -1}.get(noise, label)
+            if noise in ("flip", "image_flip"):
                 true_label = int((label + rng.integers(1, opts.classes)) % opts.classes)
             draw = rng.random()
             text_kind = "empty" if draw < opts.empty_text else "foreign" if draw < opts.empty_text + opts.foreign_text else "web"
@@ -176,14 +181,21 @@ def plan_samples(opts: SynthOptions) -> list[dict]:
                 "split": "train", "source": source, "query": f"q{query_id:0{digits}d}", "query_id": query_id,
                 "image_id": new_image_id(source, rng, used_ids), "label": label, "true_label": true_label,
                 "noise": noise, "text_kind": text_kind if noise == "clean" else "web", "seed": [opts.seed, 3, label, index],
+                "text_label": {"image_flip": label, "offtopic_text": -1}.get(noise, true_label),
             })
     for index in range(opts.val_per_class * opts.classes):
         label = index % opts.classes
         samples.append({
             "split": "val", "source": "val", "query": "", "query_id": 0, "image_id": f"val{index + 1:06d}",
-            "label": label, "true_label": label, "noise": "clean", "text_kind": "none", "seed": [opts.seed, 4, index],
+            "label": label, "true_label": label, "noise": "clean", "text_kind": "none", "seed": [opts.seed, 4, index], "text_label": label,
         })
     return samples
+
+
+def noise_kind(opts: SynthOptions, draw: float) -> str:
+    if draw < opts.outlier_share or opts.classes == 1:
+        return "outlier"
+    return "image_flip" if draw < opts.outlier_share + opts.image_flip_share else "flip"
 
 
 def new_image_id(source: str, rng, used: set) -> str:
@@ -216,7 +228,9 @@ def render_sample(job) -> tuple[str, dict]:
     path = Path(out) / image_folder(opts, sample) / f"{sample['image_id']}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jpeg_bytes(render_image(style, rng, opts.width, opts.height)))
-    text = render_text(style, sample["text_kind"], sample["source"], rng) if sample["split"] == "train" else {}
+    about = sample["text_label"]
+    text_style = styles[about] if about is not None and about >= 0 else None
+    text = render_text(text_style, sample["text_kind"], sample["source"], rng) if sample["split"] == "train" else {}
     return sample_key(sample["source"], sample["query"], sample["image_id"]), text
 
 
@@ -290,7 +304,7 @@ def write_ground_truth(out: Path, samples: list) -> pl.DataFrame:
     truth = pl.DataFrame([{
         "__key__": sample_key(s["source"], s["query"], s["image_id"]), "split": s["split"], "source": s["source"],
         "query": s["query"], "image_id": s["image_id"], "label": s["label"], "true_label": s["true_label"],
-        "is_noisy": s["noise"] != "clean", "noise": s["noise"], "text_kind": s["text_kind"],
+        "is_noisy": s["true_label"] != s["label"], "noise": s["noise"], "text_kind": s["text_kind"],
     } for s in samples])
     truth.write_parquet(out / "ground_truth.parquet")
     return truth

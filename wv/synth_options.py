@@ -16,6 +16,8 @@ class SynthOptions:
     per_class: int = opt(50, "Train images in the largest class.")
     noise: float = opt(0.2, "Fraction of train images that are noisy.")
     outlier_share: float = opt(0.3, "Of the noisy ones, the fraction that are off-topic outliers (the rest are label flips).")
+    image_flip_share: float = opt(0.0, "Of the noisy ones, the fraction whose image is another class's but whose text is this class's.")
+    offtopic_text: float = opt(0.0, "Fraction of the clean train images given off-topic text (the label stays right).")
     imbalance: float = opt(1.0, "Largest / smallest class size.")
     val_per_class: int = opt(5, "Validation images per class.")
     version: str = "1.0"  # the command line's --version 1 or 2
@@ -35,8 +37,10 @@ class SynthOptions:
             raise WvError("--classes must be between 1 and 99,999")
         if self.per_class < 1 or self.val_per_class < 0:
             raise WvError("--per-class must be at least 1 and --val-per-class at least 0")
-        if not 0 <= self.noise <= 1 or not 0 <= self.outlier_share <= 1:
-            raise WvError("--noise and --outlier-share must be fractions between 0 and 1")
+        if not all(0 <= v <= 1 for v in (self.noise, self.outlier_share, self.image_flip_share, self.offtopic_text)):
+            raise WvError("--noise, --outlier-share, --image-flip-share and --offtopic-text must be fractions between 0 and 1")
+        if self.outlier_share + self.image_flip_share > 1:
+            raise WvError("--outlier-share plus --image-flip-share must be at most 1 (the rest of the noisy images are label flips)")
         if self.imbalance < 1:
             raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
         if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):

@@ -12,6 +12,8 @@ CORES = {
     "wv.curate.lda_model": "wv.curate.lda",
     "wv.curate.select_core": "wv.curate.select",
     "wv.curate.rules": "wv.curate.select",
+    "wv.curate.noise_core": "wv.curate.noise",
+    "wv.curate.probe_core": "wv.curate.probe",
 }
 DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.atomic", "wv.progress", "wv.runtime")
 

@@ -9,6 +9,8 @@ SCORERS = {
     "keywords": "wv.cli.score_text:keywords",
     "density": "wv.cli.score_image:density",
     "confidence": "wv.cli.score_image:confidence",
+    "noise": "wv.cli.score_noise:noise",
+    "labelissues": "wv.cli.score_noise:labelissues",
 }
 
 

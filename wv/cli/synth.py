@@ -14,7 +14,7 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@options_from(SynthOptions, "classes", "per_class", "noise", "outlier_share", "imbalance", "val_per_class")
+@options_from(SynthOptions, "classes", "per_class", "noise", "outlier_share", "image_flip_share", "offtopic_text", "imbalance", "val_per_class")
 @click.option("--version", type=click.Choice(["1", "2"]), default=SynthOptions.version.removesuffix(".0"), show_default=True,
               help="WebVision layout: 1 (1.0) or 2 (2.0).")
 @click.option("--image-size", default=f"{SynthOptions.width}x{SynthOptions.height}", show_default=True, callback=parse_size,
@@ -23,7 +23,7 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--workers", default=1, show_default=True, help="Processes rendering images.")
 @options_from(SynthOptions, "seed")
 @json_option
-def synth(out, classes, per_class, noise, outlier_share, imbalance, val_per_class, version, image_size, defects, workers, seed, as_json):
+def synth(out, classes, per_class, noise, outlier_share, image_flip_share, offtopic_text, imbalance, val_per_class, version, image_size, defects, workers, seed, as_json):
     """Write a synthetic dataset in the real WebVision on-disk layout, with known noise.
 
     OUT gets info/, meta/, the images and ground_truth.parquet (key -> is_noisy, true_label, noise).
@@ -35,7 +35,7 @@ def synth(out, classes, per_class, noise, outlier_share, imbalance, val_per_clas
     from wv.synth import write_synth
 
     opts = SynthOptions(
-        classes=classes, per_class=per_class, noise=noise, outlier_share=outlier_share, imbalance=imbalance,
+        classes=classes, per_class=per_class, noise=noise, outlier_share=outlier_share, image_flip_share=image_flip_share, offtopic_text=offtopic_text, imbalance=imbalance,
         val_per_class=val_per_class, version=f"{version}.0", seed=seed, width=image_size[0], height=image_size[1], defects=defects,
     )
     result = write_synth(out, opts, workers=workers)
