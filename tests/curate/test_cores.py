@@ -12,6 +12,7 @@ CORES = {
     "wv.curate.lda_model": "wv.curate.lda",
     "wv.curate.select_core": "wv.curate.select",
     "wv.curate.rules": "wv.curate.select",
+    "wv.curate.duplicates_core": "wv.curate.duplicates",
 }
 DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.atomic", "wv.progress", "wv.runtime")
 

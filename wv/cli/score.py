@@ -9,6 +9,7 @@ SCORERS = {
     "keywords": "wv.cli.score_text:keywords",
     "density": "wv.cli.score_image:density",
     "confidence": "wv.cli.score_image:confidence",
+    "duplicates": "wv.cli.score_duplicates:duplicates",
 }
 
 
