@@ -422,6 +422,7 @@ def decide(root: Root, shards: list, starts: np.ndarray, sizes: tuple, hashes: p
     other = np.where(split == TRAIN, near.best[(TRAIN, VAL)].index[:n], near.best[(VAL, TRAIN)].index[:n])
     other_sim = np.where(split == TRAIN, near.best[(TRAIN, VAL)].similarity[:n], near.best[(VAL, TRAIN)].similarity[:n])
     against_index = np.where(split == TRAIN, near.best[(TRAIN, AGAINST)].index[:n], near.best[(VAL, AGAINST)].index[:n])
+    against_index = np.where(against_index >= 0, against_index - n, -1)  # global id -> row of the --against set
     against_sim = np.where(split == TRAIN, near.best[(TRAIN, AGAINST)].similarity[:n], near.best[(VAL, AGAINST)].similarity[:n])
     against_exact = np.isin(pix_hash, against.pixel_hashes) if against.pixel_hashes is not None and against.pixel_hashes.size else np.zeros(n, bool)
     leaks = (other_exact >= 0) | (other_sim >= threshold) | (against_sim >= threshold) | against_exact
