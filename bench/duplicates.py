@@ -21,9 +21,9 @@ import itertools
 import logging
 import os
 import sys
-import warnings
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np

@@ -177,7 +177,7 @@ def test_a_rerun_resumes_other_options_are_refused_and_overwrite_replaces(root, 
     assert pl.read_parquet(path).equals(before)
     refused = wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.8")
     assert refused.exit_code == 2 and "other options" in refused.stderr
-    assert wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.8", "--overwrite").exit_code == 0
+    assert wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.8", "--overwrite", "--workers", "1").exit_code == 0
     assert not (r.path / "scores" / "duplicates" / "_hashes").exists()
 
 
@@ -187,7 +187,7 @@ def test_select_drops_the_redundant_and_the_leaks_and_the_audit_shows_them(root,
                     "--min-per-class", "0", "--workers", "1", "--json")
     assert result.exit_code == 0, result.output
     train = scored(root, split="train")
-    chosen = scored(root, "selection").join(train, on="__key__")
+    chosen = scored(root, "selection", split="train").join(train, on="__key__")
     assert (chosen["keep"] == ~(chosen["redundant"] | chosen["leaks"])).all()
     assert last_json(result.stdout)["dropped"] == int((train["redundant"] | train["leaks"]).sum())
     out = root / "reports" / "audit"

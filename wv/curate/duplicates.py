@@ -13,8 +13,9 @@ Three stages, each resumable:
      finished group is kept in scores/{name}/_near/ so a killed run resumes;
   3. groups: connected components of the exact and near pairs per split, the representative of each
      group (the largest image, then the lowest key), written per shard.
-Memory: per sample about 60 bytes (hashes, sizes, cells, group labels, nearest other), plus one cell
-group of features (--memory-gb): about 1 GB of arrays at 16M samples.
+Memory: per sample about 200 bytes at the peak (hashes and sizes 24, cells 13, the nearest other-split
+and --against samples 96 while a group is searched, group labels and representatives ~70), plus one cell
+group of features (half of --memory-gb): about 3.2 GB of arrays at 16M samples (BENCHMARKS.md, "Scale").
 """
 
 import shutil
