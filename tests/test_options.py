@@ -11,6 +11,7 @@ import pytest
 from wv.cli import main
 from wv.curate.audit import AuditOptions
 from wv.curate.density_options import DensityOptions
+from wv.curate.duplicates_options import DuplicateOptions
 from wv.curate.keywords import KeywordOptions
 from wv.curate.lda import LdaOptions
 from wv.curate.select import SelectOptions
@@ -31,6 +32,7 @@ DATACLASSES = {
     "wv score keywords": (KeywordOptions,),
     "wv score density": (DensityOptions,),
     "wv score confidence": (),
+    "wv score duplicates": (DuplicateOptions,),
     "wv select": (SelectOptions,),
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),
@@ -132,6 +134,9 @@ CLAIMS = [
     ("wv score density", "exact_max", "`--exact-max` samples ({:,})"),
     ("wv score density", "anchors", "`--anchors` ({:,})"),
     ("wv score density", "memory_gb", "`--memory-gb` ({})"),
+    ("wv score duplicates", "threshold", "`--threshold` ({}; see"),
+    ("wv score duplicates", "exact_max", "`--exact-max` samples ({:,}; train"),
+    ("wv score duplicates", "probes", "`--probes` ({}) nearest"),
     ("wv select", "min_per_class", "`--min-per-class` samples ({})"),
     ("wv select", "max_drop_fraction", "`--max-drop-fraction` of them ({})"),
     ("wv audit", "thumb_size", "(`--thumb-size`, {} px)"),
