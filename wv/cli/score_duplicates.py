@@ -8,7 +8,7 @@ from wv.curate.duplicates_options import DuplicateOptions
 
 @click.command()
 @click.argument("root", type=click.Path())
-@options_from(DuplicateOptions, "features", "threshold", "against")
+@options_from(DuplicateOptions, "features", "val_features", "threshold", "against")
 @click.option("--name", default="duplicates", show_default=True, help="Write ROOT/scores/NAME.")
 @options_from(DuplicateOptions, "mode", "exact_max", "probes")
 @click.option("--memory-gb", default=4.0, show_default=True, help="Memory for the features searched at once (half of it).")
@@ -16,7 +16,7 @@ from wv.curate.duplicates_options import DuplicateOptions
 @options_from(DuplicateOptions, "seed")
 @worker_options(tasks="shards hashed")
 @json_option
-def duplicates(root, features, threshold, against, name, mode, exact_max, probes, memory_gb, overwrite, seed, workers, executor,
+def duplicates(root, features, val_features, threshold, against, name, mode, exact_max, probes, memory_gb, overwrite, seed, workers, executor,
                ray_address, as_json):
     """Exact and near-duplicate images in train and in val, and the train samples that leak into val.
 
@@ -26,18 +26,19 @@ def duplicates(root, features, threshold, against, name, mode, exact_max, probes
     lowest key); the others are `redundant`. Every sample also gets its nearest sample in the other
     split (key, similarity) and, with --against, in another dataset; `leaks` marks a sample with an
     exact or near copy there. Writes ROOT/scores/NAME/{shard}.parquet for train and val shards.
-    The features of both splits are needed (`wv embed ROOT --split val` for val).
+    Both splits need features: `wv embed ROOT --split val --name clip-val` with the model of
+    train's, then --val-features clip-val.
 
     \b
     Example:
       wv embed ROOT --model ViT-B-32 --weights ~/models/vit-b-32.bin --name clip
-      wv embed ROOT --model ViT-B-32 --weights ~/models/vit-b-32.bin --name clip --split val
-      wv score duplicates ROOT --features clip --against ~/data/imagenet-val
+      wv embed ROOT --model ViT-B-32 --weights ~/models/vit-b-32.bin --name clip-val --split val
+      wv score duplicates ROOT --features clip --val-features clip-val --against ~/data/imagenet-val
       wv select ROOT --drop "duplicates.redundant" --drop "duplicates.leaks"
     """
     from wv.curate.duplicates import score_duplicates
 
-    opts = DuplicateOptions(features=features, threshold=threshold, against=against, mode=mode, exact_max=exact_max, probes=probes,
+    opts = DuplicateOptions(features=features, val_features=val_features, threshold=threshold, against=against, mode=mode, exact_max=exact_max, probes=probes,
                             seed=seed)
     f = score_duplicates(root, opts, name=name, memory_gb=memory_gb, overwrite=overwrite, workers=workers, executor=executor,
                          ray_address=ray_address)

@@ -108,7 +108,7 @@ def read_hashes(root: Root, name: str, shards: list[str]) -> pl.DataFrame:
 class Sets:
     """Global ids: train rows, then val rows, then --against rows."""
     root: Root
-    features: str
+    names: list  # the feature set of each shard
     shards: list  # train shards then val shards
     starts: np.ndarray  # first id of each shard, and the end of the last
     sizes: tuple  # (train, val, against)
@@ -128,7 +128,7 @@ class Sets:
         bounds = np.searchsorted(ids, self.starts)
         for position in np.flatnonzero(np.diff(bounds)):
             first, last = bounds[position], bounds[position + 1]
-            stored = sidecars.read_features(self.root, self.features, self.shards[position])
+            stored = sidecars.read_features(self.root, self.names[position], self.shards[position])
             out[first:last] = unit_rows(stored[ids[first:last] - self.starts[position]])
         outside = bounds[-1]
         out[outside:] = self.against[ids[outside:] - self.starts[-1]]
@@ -137,7 +137,7 @@ class Sets:
     def chunks(self, rows: int = 65_536):
         """(ids, unit rows) of every train, val and against sample, shard by shard."""
         for position, shard in enumerate(self.shards):
-            stored = sidecars.read_features(self.root, self.features, shard)
+            stored = sidecars.read_features(self.root, self.names[position], shard)
             for start in range(0, len(stored), rows):
                 yield self.starts[position] + start + np.arange(min(rows, len(stored) - start)), unit_rows(stored[start:start + rows])
         for start in range(0, len(self.against), rows):
@@ -349,12 +349,30 @@ def score_duplicates(root, opts: DuplicateOptions, name: str = "duplicates", mem
     train, val = root.shards("train"), root.shards("val")
     if train.height == 0:
         raise WvError(f"{root.path} has no train shards")
-    dim = check_features(root, opts.features, pl.concat([train, val]))
+    opts = DuplicateOptions(**{**asdict(opts), "val_features": pick_features(root, opts.val_features or opts.features)})
+    dim = check_features(root, opts.features, train)
+    if val.height:
+        check_val_features(root, opts, val, dim)
     against = load_against(opts.against, root, opts.features, dim)
     options = {**asdict(opts), "against": str(Path(opts.against).absolute()) if opts.against else "", "format": FORMAT}
     with writing(root, COMMAND):
         todo = sidecars.begin_run(root, "scores", name, options, overwrite, None, command=COMMAND)
         return duplicates_run(root, opts, name, train, val, dim, against, todo, memory_gb, progress, workers, executor, ray_address)
+
+
+def check_val_features(root: Root, opts: DuplicateOptions, val: pl.DataFrame, dim: int) -> None:
+    """The val shards' features: complete, as wide as train's, and from the same model."""
+    name = opts.val_features
+    first = val["name"][0]
+    if not sidecars.complete(root, "features", name, first, int(val["samples"][0])):
+        raise WvError(f"features {name!r} have no val shards (e.g. {first}); embed them with `wv embed {root.path} --split val --name "
+                      f"{opts.features}-val ...` and give --val-features {opts.features}-val")
+    if check_features(root, name, val) != dim:
+        raise WvError(f"features {name!r} (val) and {opts.features!r} (train) have different widths; embed both with the same model")
+    if name != opts.features:
+        models = [(sidecars.run_record(root, "features", n, "embed").options() or {}).get("model") for n in (opts.features, name)]
+        if models[0] != models[1]:
+            raise WvError(f"features {opts.features!r} and {name!r} were made by different models; embed val with the model of train")
 
 
 def duplicates_run(root: Root, opts: DuplicateOptions, name: str, train: pl.DataFrame, val: pl.DataFrame, dim: int, against: Against,
@@ -372,7 +390,8 @@ def duplicates_run(root: Root, opts: DuplicateOptions, name: str, train: pl.Data
     with Workers(workers, executor, ray_address) as pool:
         figures["shards_hashed"] = hash_all(root, name, shards, pool, progress)
     starts = np.concatenate([[0], np.cumsum(pl.concat([train, val])["samples"].to_numpy())]).astype(np.int64)
-    sets = Sets(root, opts.features, shards, starts, sizes, against.features, dim)
+    names = [opts.features] * train.height + [opts.val_features] * val.height
+    sets = Sets(root, names, shards, starts, sizes, against.features, dim)
     near = search(sets, opts, name, memory_gb, progress)
     figures.update(cells=near.cells, mode="exact" if near.cells == 1 else "approximate", cell_groups_resumed=near.groups_resumed)
     hashes = read_hashes(root, name, shards)

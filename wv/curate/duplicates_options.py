@@ -12,6 +12,8 @@ MODES = ("auto", "exact", "approximate")
 @dataclass(frozen=True)
 class DuplicateOptions:
     features: str = opt("", "Which ROOT/features/NAME to use (default: the only one there); train and val both need them.")
+    val_features: str = opt("", "The val shards' features when `wv embed --split val` wrote them under another name "
+                                "(the same model; default: --features).")
     threshold: float = opt(0.95, "Near duplicates: cosine similarity of the features at or above this (0 to 1].")
     against: str = opt("", "Another dataset to check for leaks: a .npy of features, a .parquet with a features column "
                            "(and __key__), or a folder of images (embedded with the model of --features).", metavar="PATH")
