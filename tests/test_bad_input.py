@@ -106,6 +106,12 @@ CASES = [
     ("build-split-unknown", None, ("shard", "build", "{src}", "{out}", "--split", "test")),
     ("train-epochs-not-a-number", None, (*TRAIN, "--epochs", "many")),
     ("select-no-root", None, ("select",)),
+    ("duplicates-threshold-zero", None, ("score", "duplicates", "{root}", "--features", "lda", "--threshold", "0")),
+    ("duplicates-threshold-above-one", None, ("score", "duplicates", "{root}", "--features", "lda", "--threshold", "1.5")),
+    ("duplicates-threshold-nan", None, ("score", "duplicates", "{root}", "--features", "lda", "--threshold", "nan")),
+    ("duplicates-features-missing", None, ("score", "duplicates", "{root}", "--features", "nope")),
+    ("duplicates-val-features-missing", None, ("score", "duplicates", "{root}", "--features", "lda")),
+    ("duplicates-against-not-features", None, ("score", "duplicates", "{root}", "--features", "lda", "--against", "{file}")),
     ("no-such-command", None, ("shard", "rebuild", "{root}")),
     # pseudo-labels and ensembles
     ("relabel-no-model", None, ("relabel", "{root}")),

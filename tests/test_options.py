@@ -9,6 +9,7 @@ import click
 import pytest
 
 from wv.cli import main
+from wv.curate.duplicates_options import DuplicateOptions
 from wv.curate.noise_options import NoiseOptions, ProbeOptions
 from wv.curate.options import AuditOptions, ConfidenceOptions, CurriculumOptions, DensityOptions, DensityResources, EmbedOptions, KeywordOptions, LdaOptions, LoopOptions, SelectOptions
 from wv.curate.relabel_options import RelabelOptions
@@ -31,6 +32,7 @@ DATACLASSES = {
     "wv score confidence": (ConfidenceOptions, LoopOptions),
     "wv score noise": (NoiseOptions, ProbeOptions),
     "wv score labelissues": (ProbeOptions,),
+    "wv score duplicates": (DuplicateOptions,),
     "wv select": (SelectOptions,),
     "wv audit": (AuditOptions,),
     "wv stream": (SamplerConfig,),
@@ -137,6 +139,9 @@ CLAIMS = [
     ("wv score density", "exact_max", "`--exact-max` samples ({:,})"),
     ("wv score density", "anchors", "`--anchors` ({:,})"),
     ("wv score density", "memory_gb", "`--memory-gb` ({})"),
+    ("wv score duplicates", "threshold", "`--threshold` ({}; see"),
+    ("wv score duplicates", "exact_max", "`--exact-max` samples ({:,}; train"),
+    ("wv score duplicates", "probes", "`--probes` ({}) nearest"),
     ("wv select", "min_per_class", "`--min-per-class` samples ({})"),
     ("wv select", "max_drop_fraction", "`--max-drop-fraction` of them ({})"),
     ("wv audit", "thumb_size", "(`--thumb-size`, {} px)"),

@@ -189,7 +189,60 @@ def plan_samples(opts: SynthOptions) -> list[dict]:
             "split": "val", "source": "val", "query": "", "query_id": 0, "image_id": f"val{index + 1:06d}",
             "label": label, "true_label": label, "noise": "clean", "text_kind": "none", "seed": [opts.seed, 4, index], "text_label": label,
         })
-    return samples
+    return samples + plan_copies(opts, samples, used_ids, digits) if opts.duplicates else samples
+
+
+COPY_KINDS = ("identical", "recompressed", "resized", "cropped", "jittered")
+EXACT_KINDS = ("identical", "recompressed", "resized")  # the same pixels at low resolution: `wv score duplicates` calls them exact
+COPY_PLACES = ("same query", "other query", "other source", "val")
+
+
+def plan_copies(opts: SynthOptions, samples: list, used_ids: set, digits: int) -> list[dict]:
+    """Copies of round(duplicates x train) train images, each of a distinct original (never a copy).
+    Its own random stream (seed, 7), so the rest of the plan is the same as without copies."""
+    rng = np.random.default_rng([opts.seed, 7])
+    train = [i for i, s in enumerate(samples) if s["split"] == "train"]
+    count = min(len(train), round(opts.duplicates * len(train)))
+    copies = []
+    for n, index in enumerate(sorted(rng.choice(train, size=count, replace=False).tolist())):
+        original = samples[index]
+        kind, place = COPY_KINDS[int(rng.integers(len(COPY_KINDS)))], COPY_PLACES[int(rng.integers(len(COPY_PLACES)))]
+        if place == "val" and original["noise"] != "clean":
+            place = "same query"  # a val image carries its true label
+        copy = {**original, "copy_of": index, "copy_kind": kind, "copy_place": place, "copy_seed": [opts.seed, 8, n]}
+        if place == "val":
+            copy.update(split="val", source="val", query="", query_id=0, image_id=f"valcopy{n + 1:06d}", label=original["true_label"],
+                        text_kind="none")
+        else:
+            source = original["source"]
+            if place == "other source":
+                source = "google" if source == "flickr" else "flickr"
+            query_id = original["query_id"]
+            if place == "other query" and opts.queries_per_class > 1:
+                first = original["label"] * opts.queries_per_class + 1
+                query_id = first + (query_id - first + 1 + int(rng.integers(opts.queries_per_class - 1))) % opts.queries_per_class
+            copy.update(source=source, query_id=query_id, query=f"q{query_id:0{digits}d}", image_id=new_image_id(source, rng, used_ids))
+        copies.append(copy)
+    return copies
+
+
+def copy_pixels(pixels: np.ndarray, kind: str, rng) -> tuple[np.ndarray, int]:
+    """A copy as the web makes them: (pixels, JPEG quality)."""
+    height, width = pixels.shape[:2]
+    if kind == "recompressed":
+        return pixels, int(rng.integers(55, 75))
+    if kind == "resized":
+        scale = rng.uniform(0.5, 0.8)
+        size = (max(16, round(width * scale)), max(16, round(height * scale)))
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC)), 90
+    if kind == "cropped":
+        dx, dy = (max(1, round(side * rng.uniform(0.04, 0.08))) for side in (width, height))
+        left, top = int(rng.integers(0, dx + 1)), int(rng.integers(0, dy + 1))
+        return pixels[top:top + height - dy, left:left + width - dx].copy(), 90
+    if kind == "jittered":
+        gain, offset = rng.uniform(0.88, 1.12, size=3), rng.uniform(-12, 12, size=3)
+        return np.clip(pixels.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8), 90
+    return pixels, 90
 
 
 def noise_kind(opts: SynthOptions, draw: float) -> str:
@@ -227,7 +280,11 @@ def render_sample(job) -> tuple[str, dict]:
     style = styles[truth] if truth is not None and truth >= 0 else None
     path = Path(out) / image_folder(opts, sample) / f"{sample['image_id']}.jpg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(jpeg_bytes(render_image(style, rng, opts.width, opts.height)))
+    pixels, quality = render_image(style, rng, opts.width, opts.height), 90
+    if "copy_kind" in sample:  # the original's pixels (same seed), changed; its own web text
+        rng = np.random.default_rng(sample["copy_seed"])
+        pixels, quality = copy_pixels(pixels, sample["copy_kind"], rng)
+    path.write_bytes(jpeg_bytes(pixels, quality))
     about = sample["text_label"]
     text_style = styles[about] if about is not None and about >= 0 else None
     text = render_text(text_style, sample["text_kind"], sample["source"], rng) if sample["split"] == "train" else {}
@@ -247,8 +304,11 @@ def write_synth(out: str | Path, opts: SynthOptions, workers: int = 1, progress:
     write_meta(out, opts, samples, texts)
     truth = write_ground_truth(out, samples)
     defects = plant_defects(out, opts, samples) if opts.defects else {}
-    return {"out": str(out), "train": sum(s["split"] == "train" for s in samples), "val": sum(s["split"] == "val" for s in samples),
-            "noisy": int(truth["is_noisy"].sum()), "classes": opts.classes, "version": opts.version, "defects": defects}
+    figures = {"out": str(out), "train": sum(s["split"] == "train" for s in samples), "val": sum(s["split"] == "val" for s in samples),
+               "noisy": int(truth["is_noisy"].sum()), "classes": opts.classes, "version": opts.version, "defects": defects}
+    if opts.duplicates:
+        figures["duplicates"] = {place: sum(s.get("copy_place") == place for s in samples) for place in COPY_PLACES}
+    return figures
 
 
 def write_info(out: Path, opts: SynthOptions, styles: list, samples: list) -> None:
@@ -301,11 +361,18 @@ def meta_record(opts: SynthOptions, sample: dict, text: dict, rank: int) -> dict
 
 
 def write_ground_truth(out: Path, samples: list) -> pl.DataFrame:
+    """One row per sample; with planted copies also duplicate_of (the original's key), copy_kind
+    (identical, recompressed, resized, cropped, jittered) and copy_place (same query, other query,
+    other source, val)."""
+    key = lambda s: sample_key(s["source"], s["query"], s["image_id"])  # noqa: E731
+    copies = any("copy_kind" in s for s in samples)
     truth = pl.DataFrame([{
-        "__key__": sample_key(s["source"], s["query"], s["image_id"]), "split": s["split"], "source": s["source"],
+        "__key__": key(s), "split": s["split"], "source": s["source"],
         "query": s["query"], "image_id": s["image_id"], "label": s["label"], "true_label": s["true_label"],
         "is_noisy": s["true_label"] != s["label"], "noise": s["noise"], "text_kind": s["text_kind"],
-    } for s in samples])
+        **({"duplicate_of": key(samples[s["copy_of"]]) if "copy_of" in s else None, "copy_kind": s.get("copy_kind"),
+            "copy_place": s.get("copy_place")} if copies else {}),
+    } for s in samples], infer_schema_length=None)
     truth.write_parquet(out / "ground_truth.parquet")
     return truth
 

@@ -29,6 +29,8 @@ class SynthOptions:
     empty_text: float = 0.04
     foreign_text: float = 0.02
     defects: bool = opt(False, "Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
+    duplicates: float = opt(0.0, "Plant this fraction of train images again as copies (identical, recompressed, resized, cropped, "
+                                 "colour-jittered; same query, other query or source, and into val), listed in the ground truth.")
 
     def validate(self) -> None:
         if self.version not in ("1.0", "2.0"):
@@ -41,6 +43,8 @@ class SynthOptions:
             raise WvError("--noise, --outlier-share, --image-flip-share and --offtopic-text must be fractions between 0 and 1")
         if self.outlier_share + self.image_flip_share > 1:
             raise WvError("--outlier-share plus --image-flip-share must be at most 1 (the rest of the noisy images are label flips)")
+        if not 0 <= self.duplicates <= 1:
+            raise WvError("--duplicates must be a fraction between 0 and 1")
         if self.imbalance < 1:
             raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
         if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):

@@ -14,6 +14,7 @@ CORES = {
     "wv.curate.rules": "wv.curate.select",
     "wv.curate.noise_core": "wv.curate.noise",
     "wv.curate.probe_core": "wv.curate.probe",
+    "wv.curate.duplicates_core": "wv.curate.duplicates",
 }
 DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.atomic", "wv.progress", "wv.runtime")
 

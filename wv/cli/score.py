@@ -11,6 +11,7 @@ SCORERS = {
     "confidence": "wv.cli.score_image:confidence",
     "noise": "wv.cli.score_noise:noise",
     "labelissues": "wv.cli.score_noise:labelissues",
+    "duplicates": "wv.cli.score_duplicates:duplicates",
 }
 
 

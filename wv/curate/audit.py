@@ -194,9 +194,15 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
     report = pages.Report(root=root, out=out, rules=texts, figures=figures, table=table, histograms=list(zip(specs, hists)),
                           cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas,
                           relabel=audit_relabel.figures(relabelled))
+    from wv.curate.audit_duplicates import PAGE, duplicate_scores
+
+    with_duplicates = bool(duplicate_scores(root, shards))
+    report.links = [{"href": PAGE, "text": "Duplicates and leaks"}] if with_duplicates else []
     written = report.write()
     remove_stale(out, cards, written)
-    figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out)}}
+    duplicates = duplicates_page(root, out, options) if with_duplicates else None  # after remove_stale: its thumbnails stay
+    figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out),
+                                    **({"duplicates": str(out / duplicates)} if duplicates else {})}}
     if relabelled:
         picks = audit_relabel.write_thumbs(root, relabelled, options.split, out, options.thumb_size)
         audit_relabel.write_page(root, relabelled, picks, out)
@@ -205,6 +211,16 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
         (out / audit_relabel.PAGE).unlink()  # an earlier report's
     write_json(out / "report.json", {"format": FORMAT, "options": asdict(options), "complete": True, **figures})
     return figures
+
+
+def duplicates_page(root: Root, out: Path, options: AuditOptions) -> str | None:
+    """OUT/duplicates.html when the root has a `wv score duplicates` sidecar (wv.curate.audit_duplicates)."""
+    from wv.curate.audit_duplicates import write_duplicates_page
+
+    def thumb(row: dict) -> str | None:
+        return write_thumb(root.shard_path(row["shard"]), out, row["__key__"], row["label"], row["offset"], row["length"], options.thumb_size)
+
+    return write_duplicates_page(root, out, options.split, options.thumb_size, thumb)
 
 
 def prepare_out(out: Path, options: AuditOptions) -> None:

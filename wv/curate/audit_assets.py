@@ -12,6 +12,7 @@ the templates' autoescape or, in the browser, textContent; the index's class tab
 into plain values for the templates.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -102,6 +103,7 @@ class Report:
     options: object  # AuditOptions
     schemas: dict
     relabel: dict | None = None  # wv.curate.audit_relabel.figures: the index links to its page
+    links: list = dataclasses.field(default_factory=list)  # [{href, text}]: other pages of the report (e.g. duplicates.html)
 
     def write(self) -> set:
         """Writes index.html and a page per class; returns the class pages written (relative paths)."""
@@ -139,7 +141,7 @@ class Report:
         }
         return {"title": f"wv audit · {self.root.path.name}", "root": str(self.root.path), "options": self.options, "figures": f,
                 "stats": [{"name": k, "kind": k.split()[0], "value": v, "extra": x} for k, v, x in stats],
-                "rules": rules, "tiles": self.mosaic_view(names), "sources": sources, "data": data, "relabel": self.relabel}
+                "rules": rules, "tiles": self.mosaic_view(names), "sources": sources, "data": data, "relabel": self.relabel, "links": self.links}
 
     def mosaic_view(self, names: dict) -> list:
         if not self.cards.height or not self.options.overview:
