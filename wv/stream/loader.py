@@ -33,7 +33,8 @@ from wv.runtime import derive_seed, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
-from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of
+from wv.jpeg import DecodeFailed
+from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of, open_image, undecodable
 from wv.stream.sampling import Planner, RankPlan
 from wv.stream.table import load_table
 from wv.stream.urls import UrlPlanner
@@ -101,14 +102,23 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        image = decode_image(sample.pop("__image__"), sample["__key__"], sample["__shard__"])
+        data, key, shard = sample.pop("__image__"), sample["__key__"], sample["__shard__"]
         if self.transform is None:
-            image = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+            image = torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
         else:
             seed_everything(derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
-            image = self.transform(image)
+            image = self.transformed(data, key, shard)
         sample["image"] = image
         return sample
+
+    def transformed(self, data: bytes, key: str, shard: str):
+        """A transform that decodes for itself (at the scale its random crop allows) gets the image undecoded."""
+        if not getattr(self.transform, "accepts_unloaded", False):
+            return self.transform(decode_image(data, key, shard))
+        try:
+            return self.transform(open_image(data, key, shard))
+        except DecodeFailed as error:
+            raise undecodable(error, key, shard) from None
 
 
 def collate(samples: list) -> dict:
