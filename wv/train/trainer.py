@@ -129,7 +129,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=options.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
         self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=train_transform(self.size),
-                             workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main)
+                             workers=options.workers, pin_memory=world.device.type == "cuda", persistent_workers=True,
+                             progress=progress and world.main)
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
         # loss and kept share summed on the device: since the last log record, and over the epoch (this rank's;
         # rank 0 carries all ranks' from a checkpoint)
