@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import stats
 from torchvision import transforms as T
 
-from wv.jpeg import DecodeFailed, ScaledRandomResizedCrop, draft, draft_for_short_side, load_scaled, reduce_factor
+from wv.jpeg import DecodeFailed, ScaledRandomResizedCrop, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
 
 
 def photo_like(width: int, height: int, seed: int = 0) -> bytes:
@@ -114,3 +114,21 @@ def test_damaged_bytes_fail_at_every_scale(cut):
     for reduce in (1, 2, 4, 8):
         with pytest.raises(DecodeFailed):
             load_scaled(Image.open(io.BytesIO(truncated)), reduce)
+
+
+def test_evaluation_preprocessing_decodes_at_the_scale_its_resize_allows():
+    from open_clip.transform import image_transform
+
+    from wv.models import eval_transform
+
+    ours, clip = eval_transform({"size": 112, "mean": [0.5] * 3, "std": [0.25] * 3}), image_transform(224, is_train=False)
+    assert short_side_target(ours) == 112 and short_side_target(clip) == 224
+    assert short_side_target(T.Compose([T.CenterCrop(10), T.Resize(5)])) is None
+    assert short_side_target(T.Compose([T.Resize((20, 30))])) is None
+    data = photo_like(1000, 600)
+    lazy = Image.open(io.BytesIO(data))
+    draft_for_short_side(lazy, 112)
+    assert lazy.size == (250, 150)
+    fast, full = ours(lazy), ours(Image.open(io.BytesIO(data)))
+    assert fast.shape == full.shape == (3, 112, 112)
+    assert (fast - full).abs().mean().item() < 0.03  # normalised units (std 0.25): under 2 of 255 levels

@@ -10,6 +10,7 @@ output needs, and the rest of the shrink is an ordinary resize.
                                    in the same order, as torchvision's; the decode scale is picked
                                    after the crop box is drawn on the full-size geometry (the header)
     draft_for_short_side(img, n)   before an evaluation transform that resizes the short side to n
+    short_side_target(preprocess)  that n, read off a torchvision / open_clip evaluation Compose
     load_scaled(img, reduce)       draft + decode + RGB (and the reduction used); damaged bytes: DecodeFailed
 """
 
@@ -47,6 +48,20 @@ def draft_for_short_side(image: Image.Image, short_side: int) -> None:
     width, height = image.size
     side = min(width, height)
     draft(image, reduce_factor(side, side, short_side, short_side))
+
+
+def short_side_target(preprocess) -> int | None:
+    """The short side an evaluation preprocessing (a Compose that starts with conversions, then a
+    short-side Resize: torchvision's and open_clip's) resizes to; None for anything else."""
+    for step in getattr(preprocess, "transforms", ()):
+        if isinstance(step, T.Resize):
+            size = step.size
+            if isinstance(size, int):
+                return size
+            return size[0] if isinstance(size, (list, tuple)) and len(size) == 1 else None
+        if not isinstance(step, T.Lambda):  # a colour conversion may come first; anything else: no guess
+            return None
+    return None
 
 
 def load_scaled(image: Image.Image, reduce: int = 1) -> tuple[Image.Image, int]:
