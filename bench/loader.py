@@ -238,12 +238,16 @@ def run_litdata(lit: Path, args) -> tuple[int, float]:
     return count(loader, lambda b: b[0])
 
 
+def identity(x):
+    return x
+
+
 def run_webdataset(root: Path, args) -> tuple[int, float]:
     import webdataset as wds
 
     urls = shard_urls(root)
     dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False, seed=0).shuffle(1000).decode("pil")
-               .to_tuple("jpg", "cls").map_tuple(train_transform(), lambda x: x).batched(args.batch_size, partial=False))
+               .to_tuple("jpg", "cls").map_tuple(train_transform(), identity).batched(args.batch_size, partial=False))
     loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers)
     return count(loader, lambda b: b[0])
 
@@ -325,6 +329,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--crop", type=int, default=224, help="RandomResizedCrop size")
     parser.add_argument("--out", default="bench-out/loader")
+    parser.add_argument("--loaders", default="", help="Only these of the others (comma-separated names), beside wv's two.")
     parser.add_argument("--plan-samples", type=int, default=0, help="Only time the planning of an epoch of this many samples (no images).")
     parser.add_argument("--world-size", type=int, default=8, help="World size of --plan-samples.")
     args = parser.parse_args()
@@ -335,6 +340,7 @@ def main() -> None:
 
     root, tree = prepare(Path(args.out), args.classes, args.per_class, args.size, args.workers)
     peers = write_peers(tree, Path(args.out), f"{args.classes}x{args.per_class}-{args.size}", args.workers)
+    torch.multiprocessing.set_start_method("fork", force=True)  # litData's writer switches the process to spawn
     warmed = warm(root, tree) + sum(len(p.read_bytes()) for folder in peers.values() for p in folder.rglob("*") if p.is_file())
     images = Root(root).shards("train")["samples"].sum()
     print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, "
@@ -350,6 +356,8 @@ def main() -> None:
         runners["MosaicML"] = lambda: run_mosaic(peers["MosaicML"], args)
     if "litData" in peers:
         runners["litData"] = lambda: run_litdata(peers["litData"], args)
+    if args.loaders:
+        runners = {name: run for name, run in runners.items() if name in {*args.loaders.split(","), "wv stream", "wv full-size"}}
     for round_ in range(args.rounds):
         for name, runner in runners.items():
             n, rate, ms = runner()
