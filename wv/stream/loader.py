@@ -214,6 +214,8 @@ class Stream:
     config      SamplerConfig (batch size, selection, weighting, curriculum, gates ...)
     rank, world_size   default: torch.distributed, else RANK / WORLD_SIZE, else 0 of 1
     transform   applied to each decoded PIL RGB image (e.g. torchvision RandomResizedCrop + ToTensor);
+                one with `accepts_unloaded = True` (wv.train.crops.train_transform) gets the image
+                with only its header read and decodes it itself, at the DCT scale its crop allows;
                 None gives uint8 CHW tensors (a list when sizes differ)
     workers, pin_memory, prefetch_factor   DataLoader settings (workers=0: in this process)
     persistent_workers   keep the loader workers from one epoch (and one `iter`) to the next: no
