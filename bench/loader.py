@@ -334,6 +334,7 @@ def main() -> None:
     parser.add_argument("--world-size", type=int, default=8, help="World size of --plan-samples.")
     args = parser.parse_args()
     CROP[0] = args.crop
+    sys.stdout.reconfigure(line_buffering=True)  # a run cut short by a timeout keeps what it printed
     if args.plan_samples:
         return plan_at_scale(args.plan_samples, args.world_size)
     torch.set_num_threads(1)
