@@ -1,24 +1,41 @@
-"""Streaming loader speed: wv's Stream beside a plain webdataset pipeline and torchvision ImageFolder,
-same images, same transform, same worker count, one run; plus the single-core decode limit and the
-bytes a curriculum's first stage reads.
+"""Streaming loader speed: wv's Stream beside MosaicML Streaming, litData, a plain webdataset pipeline
+and torchvision ImageFolder, same images, same crop, same worker count, one interleaved run; plus the
+single-core decode + augment limit and the bytes a curriculum's first stage reads.
 
     python bench/loader.py --classes 20 --per-class 300 --workers 2 --batch-size 64
+    python bench/loader.py --classes 10 --per-class 100 --size 1024x768 --rounds 3   # large originals
     python bench/loader.py --plan-samples 16000000 --world-size 8     # planning alone, WebVision 2.0 scale
 
-    wv stream     Stream over the dataset root with class-balanced draws, curriculum subsets (the
-                  final stage, all subsets, so it sees as many images as the others) and subset
-                  loss weights switched on; batches carry image, label, weight, subset, key
+MosaicML Streaming pins numpy<2.2, below the project's, so the peers live in their own virtualenv
+with the project's torch and the bench runs from there (without them it measures the other loaders):
+    python -m venv /work/venv-bench && /work/venv-bench/bin/pip install torch==2.14.1 torchvision==0.29.1 \
+        mosaicml-streaming litdata click tqdm pillow polars pyarrow webdataset
+    PYTHONPATH=. /work/venv-bench/bin/python bench/loader.py ...
+
+    wv stream     as `wv train` uses it: Stream over the dataset root with class-balanced draws,
+                  curriculum subsets (the final stage, all subsets, so it sees as many images as the
+                  others) and subset loss weights switched on; wv.train.crops.train_transform (the
+                  crop box drawn on the header's geometry, the JPEG decoded at the 1/2, 1/4 or 1/8
+                  DCT scale the crop allows, uint8 out: normalised on the device by the trainer)
+    wv full-size  the same stream, torchvision's RandomResizedCrop + flip + PILToTensor on a full decode
+    MosaicML      MDSWriter once ('jpeg' column: the file's bytes as they are), StreamingDataset
+                  subclass applying the transform, shuffle on, StreamingDataLoader
+    litData       litdata.optimize once (the PIL JpegImageFile: the file's bytes as they are),
+                  StreamingDataset subclass, shuffle on, StreamingDataLoader; litData decodes
+                  to a uint8 tensor with torchvision.io.decode_jpeg, so the crop runs on tensors
     webdataset    WebDataset(urls).shuffle(1000).decode("pil").to_tuple("jpg", "cls") -> transform
                   -> batched, in a WebLoader (shards split by worker)
     ImageFolder   the same JPEG bytes extracted once to ROOT-tree/{label}/{key}.jpg, shuffled DataLoader
-    decode limit  one core: JPEG decode alone, and decode + the transform; x workers is the ceiling
-The transform is RandomResizedCrop(--crop, 224) + horizontal flip + ToTensor. The page cache is warmed first.
-Each loader runs --rounds times, interleaved; prints samples/s, the best round of each and the
-ratios (of the best rounds, and the median of the per-round ratios).
+    decode limit  one core: JPEG decode alone, decode + the peers' transform, decode + wv's; x workers
+The peers' transform is RandomResizedCrop(--crop) + horizontal flip + ToTensor (float32 batches), as
+their documentation shows. The page cache is warmed first. Each loader runs --rounds times,
+interleaved; prints samples/s, CPU ms per sample, the best round of each and the ratios (of the best
+rounds, and the median of the per-round ratios).
 """
 
 import argparse
 import io
+import os
 import shutil
 import sys
 import time
@@ -85,21 +102,40 @@ def train_transform():
     return transforms.Compose([transforms.RandomResizedCrop(CROP[0], antialias=True), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
 
 
-def decode_limit(tree: Path, images: int) -> tuple[float, float]:
-    """Single core: JPEG decodes per second, and decode + transform per second."""
+def tensor_transform():
+    """The same augmentation on a decoded uint8 tensor (litData hands those over), float32 out like ToTensor."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(CROP[0], antialias=True), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def wv_transform():
+    from wv.train.crops import train_transform as trainer_transform
+
+    return trainer_transform(CROP[0])
+
+
+def full_size_transform():
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.RandomResizedCrop(CROP[0], antialias=True), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+
+
+def decode_limit(tree: Path, images: int) -> dict:
+    """Single core, images/s: JPEG decode alone, decode + the peers' transform, wv's transform (which decodes for itself)."""
+    from wv.stream.range_reader import open_image
+
     paths = sorted(tree.rglob("*.jpg"))[:images]
     data = [p.read_bytes() for p in paths]
-    transform = train_transform()
-    start = time.perf_counter()
-    for d in data:
-        Image.open(io.BytesIO(d)).convert("RGB")
-    decode = len(data) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    for d in data:
-        transform(Image.open(io.BytesIO(d)).convert("RGB"))
-    return decode, len(data) / (time.perf_counter() - start)
-
-
+    rates, peers, ours = {}, train_transform(), wv_transform()
+    for name, run in (("decode", lambda d: Image.open(io.BytesIO(d)).convert("RGB")),
+                      ("decode + transform", lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB"))),
+                      ("wv transform", lambda d: ours(open_image(d)))):
+        start = time.perf_counter()
+        for d in data:
+            run(d)
+        rates[name] = len(data) / (time.perf_counter() - start)
+    return rates
 
 
 def count(loader, image_of) -> tuple[int, float, float]:
@@ -112,14 +148,98 @@ def count(loader, image_of) -> tuple[int, float, float]:
     return n, n / seconds, (cpu_seconds() - cpu) * 1000 / n
 
 
-def run_wv(root: Path, args) -> tuple[int, float]:
+def run_wv(root: Path, args, transform=None) -> tuple[int, float]:
     from wv.stream import SamplerConfig, Stream
 
     config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2",
                            subset_weights="1,0.5,0.5", rounding="trim", seed=0)
-    stream = Stream(root, config, transform=train_transform(), workers=args.workers)
+    stream = Stream(root, config, transform=transform or wv_transform(), workers=args.workers)
     stream.set_epoch(2)  # the last stage: every subset
     return count(stream, lambda b: b["image"])
+
+
+def write_peers(tree: Path, out: Path, name: str, workers: int) -> dict:
+    """Each peer's own format, written once from the tree's JPEG files (their bytes as they are)."""
+    from torchvision.datasets import ImageFolder
+
+    samples = ImageFolder(str(tree)).samples
+    written = {}
+    mds = out / f"mds-{name}"
+    if peer_available("streaming"):
+        if not (mds / ".complete").is_file():
+            from streaming import MDSWriter
+
+            shutil.rmtree(mds, ignore_errors=True)
+            with MDSWriter(out=str(mds), columns={"image": "jpeg", "label": "int"}) as writer:
+                for path, label in samples:
+                    writer.write({"image": Image.open(path), "label": label})
+            (mds / ".complete").write_text("")
+        written["MosaicML"] = mds
+    lit = out / f"litdata-{name}"
+    if peer_available("litdata"):
+        if not (lit / ".complete").is_file():
+            import litdata
+
+            shutil.rmtree(lit, ignore_errors=True)
+            litdata.optimize(fn=litdata_item, inputs=samples, output_dir=str(lit), chunk_bytes="64MB", num_workers=workers,
+                             verbose=False)
+            (lit / ".complete").write_text("")
+        written["litData"] = lit
+    return written
+
+
+def litdata_item(sample):
+    path, label = sample
+    return {"image": Image.open(path), "label": label}
+
+
+def peer_available(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError as error:
+        print(f"  {module} cannot be imported here ({error}); see the docstring for its virtualenv")
+        return False
+    return True
+
+
+def run_mosaic(mds: Path, args) -> tuple[int, float]:
+    from streaming import StreamingDataLoader, StreamingDataset
+    from streaming.base.util import clean_stale_shared_memory
+
+    class Images(StreamingDataset):
+        def __init__(self, transform, **kwargs):
+            super().__init__(**kwargs)
+            self.transform = transform
+
+        def __getitem__(self, index):
+            sample = super().__getitem__(index)
+            return self.transform(sample["image"].convert("RGB")), sample["label"]
+
+    clean_stale_shared_memory()
+    dataset = Images(train_transform(), local=str(mds), shuffle=True, batch_size=args.batch_size, shuffle_seed=0)
+    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+    return count(loader, lambda b: b[0])
+
+
+def run_litdata(lit: Path, args) -> tuple[int, float]:
+    from litdata import StreamingDataLoader, StreamingDataset
+
+    class Images(StreamingDataset):
+        def __init__(self, input_dir, transform):
+            super().__init__(input_dir, shuffle=True, drop_last=True)
+            self.augment = transform
+
+        def __getitem__(self, index):
+            sample = super().__getitem__(index)
+            return self.augment(sample["image"]), sample["label"]
+
+    dataset = Images(str(lit), tensor_transform())
+    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+    return count(loader, lambda b: b[0])
+
+
+def identity(x):
+    return x
 
 
 def run_webdataset(root: Path, args) -> tuple[int, float]:
@@ -127,7 +247,7 @@ def run_webdataset(root: Path, args) -> tuple[int, float]:
 
     urls = shard_urls(root)
     dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False, seed=0).shuffle(1000).decode("pil")
-               .to_tuple("jpg", "cls").map_tuple(train_transform(), lambda x: x).batched(args.batch_size, partial=False))
+               .to_tuple("jpg", "cls").map_tuple(train_transform(), identity).batched(args.batch_size, partial=False))
     loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers)
     return count(loader, lambda b: b[0])
 
@@ -209,43 +329,55 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--crop", type=int, default=224, help="RandomResizedCrop size")
     parser.add_argument("--out", default="bench-out/loader")
+    parser.add_argument("--loaders", default="", help="Only these of the others (comma-separated names), beside wv's two.")
     parser.add_argument("--plan-samples", type=int, default=0, help="Only time the planning of an epoch of this many samples (no images).")
     parser.add_argument("--world-size", type=int, default=8, help="World size of --plan-samples.")
     args = parser.parse_args()
     CROP[0] = args.crop
+    sys.stdout.reconfigure(line_buffering=True)  # a run cut short by a timeout keeps what it printed
     if args.plan_samples:
         return plan_at_scale(args.plan_samples, args.world_size)
     torch.set_num_threads(1)
 
     root, tree = prepare(Path(args.out), args.classes, args.per_class, args.size, args.workers)
-    warmed = warm(root, tree)
+    peers = write_peers(tree, Path(args.out), f"{args.classes}x{args.per_class}-{args.size}", args.workers)
+    torch.multiprocessing.set_start_method("fork", force=True)  # litData's writer switches the process to spawn
+    warmed = warm(root, tree) + sum(len(p.read_bytes()) for folder in peers.values() for p in folder.rglob("*") if p.is_file())
     images = Root(root).shards("train")["samples"].sum()
-    print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, crop {args.crop}")
-    decode, decode_transform = decode_limit(tree, 1000)
-    print(f"decode limit (1 core): decode {decode:,.0f} img/s; decode + transform {decode_transform:,.0f} img/s "
-          f"(x{args.workers} workers: {decode_transform * args.workers:,.0f})")
+    print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, "
+          f"crop {args.crop}; load average before {os.getloadavg()[0]:.2f}")
+    limit = decode_limit(tree, 1000)
+    print(f"decode limit (1 core): decode {limit['decode']:,.0f} img/s; decode + transform {limit['decode + transform']:,.0f} "
+          f"img/s; wv's transform (scaled decode, uint8) {limit['wv transform']:,.0f} img/s")
 
     rates, cpu = {}, {}
-    runners = {"wv stream": lambda: run_wv(root, args), "webdataset": lambda: run_webdataset(root, args),
-               "ImageFolder": lambda: run_imagefolder(tree, args)}
+    runners = {"wv stream": lambda: run_wv(root, args), "wv full-size": lambda: run_wv(root, args, full_size_transform()),
+               "webdataset": lambda: run_webdataset(root, args), "ImageFolder": lambda: run_imagefolder(tree, args)}
+    if "MosaicML" in peers:
+        runners["MosaicML"] = lambda: run_mosaic(peers["MosaicML"], args)
+    if "litData" in peers:
+        runners["litData"] = lambda: run_litdata(peers["litData"], args)
+    if args.loaders:
+        runners = {name: run for name, run in runners.items() if name in {*args.loaders.split(","), "wv stream", "wv full-size"}}
     for round_ in range(args.rounds):
         for name, runner in runners.items():
             n, rate, ms = runner()
-            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample")
+            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample", flush=True)
             rates.setdefault(name, []).append(rate)
             cpu.setdefault(name, []).append(ms)
-    ceiling = decode_transform * args.workers
-    print("best of rounds:")
+    print("best of rounds (limit: the 1-core rate of each loader's own decode + transform x workers):")
     for name, values in rates.items():
-        print(f"  {name:<12} {max(values):>8,.0f} samples/s  = {max(values) / ceiling:.2f} of the decode + transform limit; "
-              f"median {np.median(cpu[name]):.3f} CPU ms/sample (decode + transform alone: {1000 / decode_transform:.3f})")
-    for other in ("webdataset", "ImageFolder"):
+        own = limit["wv transform"] if name == "wv stream" else limit["decode + transform"]
+        print(f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {max(values) / (own * args.workers):.2f} "
+              f"of the decode + augment limit; median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 / own:.3f})")
+    others = [name for name in rates if name not in ("wv stream", "wv full-size")]
+    for other in [*others, "wv full-size"]:
         paired = np.array(rates["wv stream"]) / np.array(rates[other])
-        print(f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, "
-              f"median of rounds {np.median(paired):.3f} (rounds: {', '.join(f'{r:.2f}' for r in paired)})")
-
-    for other in ("webdataset", "ImageFolder"):
-        print(f"CPU per sample wv / {other:<12} {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f} (medians)")
+        print(f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, median of rounds {np.median(paired):.3f} "
+              f"(rounds: {', '.join(f'{r:.2f}' for r in paired)}); CPU per sample {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f}")
+    best_peer = max(others, key=lambda name: np.median(rates[name]))
+    paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
+    print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
 
     stage = first_stage_bytes(root, args)
     print(f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "

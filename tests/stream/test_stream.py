@@ -14,6 +14,7 @@ from wv.errors import WvError
 from wv.shards.read import read_sample
 from wv.shards.root import Root
 from wv.stream import SamplerConfig, Stream
+from wv.train.crops import train_transform
 
 THIRD_PARTY = Path(__file__).parents[1] / "data" / "webdataset_sample.tgz"
 AUGMENT = transforms.Compose([transforms.RandomResizedCrop(16, antialias=True), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
@@ -109,6 +110,38 @@ def test_stopping_mid_epoch_and_iterating_again_continues(stream_root):
         if len(head) == 7:
             break
     assert same_batches(head + epoch_batches(stream), reference)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_persistent_workers_give_the_same_batches_epoch_after_epoch(stream_root, workers):
+    """One set of workers for every epoch: the same batches (pixels included) as a fresh DataLoader per
+    epoch, also after stopping mid-epoch, and after a resume that jumps back into an earlier epoch."""
+    config = SamplerConfig(batch_size=8, class_balance="draw", curriculum="0:0;1:0,1,2", seed=2)
+    fresh = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=workers)
+    expected = [epoch_batches(fresh), epoch_batches(fresh)]
+    stream = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=workers,
+                    persistent_workers=True)
+    head = []
+    for batch in stream:
+        head.append(batch)
+        if len(head) == 3:
+            break
+    assert same_batches(head + epoch_batches(stream), expected[0])
+    assert same_batches(epoch_batches(stream), expected[1])
+    stream.load_state_dict({**stream.state_dict(), "epoch": 1, "step": 4})
+    assert same_batches(epoch_batches(stream), expected[1][4:])
+    plans = stream._persistent[0].plan_dir
+    assert len(list(Path(plans).iterdir())) == 1
+    del stream
+    assert not Path(plans).exists()
+
+
+def test_persistent_workers_on_plain_shards():
+    config = SamplerConfig(batch_size=8, shuffle_window=50)
+    fresh = Stream(str(THIRD_PARTY), config, rank=1, world_size=2, workers=2)
+    expected = [epoch_batches(fresh), epoch_batches(fresh)]
+    stream = Stream(str(THIRD_PARTY), config, rank=1, world_size=2, workers=2, persistent_workers=True)
+    assert same_batches(epoch_batches(stream), expected[0]) and same_batches(epoch_batches(stream), expected[1])
 
 
 def test_state_from_other_options_is_refused_mid_epoch(stream_root):

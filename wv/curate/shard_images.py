@@ -1,7 +1,8 @@
 """Every image of a split's shards through an image model, per rank: the loop that `wv embed` and
 `wv score confidence` share.
 
-Images are decoded from the shards with the model's own evaluation preprocessing, in DataLoader
+Images are decoded from the shards with the model's own evaluation preprocessing (a JPEG at the
+1/2, 1/4 or 1/8 DCT scale that still leaves its short side at least the resize's), in DataLoader
 workers (`loader_workers`), each worker reading whole shards; the model runs in batches on the GPU
 when there is one. Under torchrun each rank takes a disjoint share of the shards (RANK, WORLD_SIZE
 from the environment; no process group is needed) and a re-run skips the shards already written.
@@ -17,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from wv.errors import WvError
+from wv.jpeg import draft_for_short_side, short_side_target
 from wv.models import ImageModel
 from wv.runtime import one_thread, rank_and_world, unwrap_errors
 from wv.shards import sidecars
@@ -30,6 +32,7 @@ class ShardImages(torch.utils.data.IterableDataset):
 
     def __init__(self, root: str, shards: list[tuple[str, int]], preprocess, batch_size: int):
         self.root, self.shards, self.preprocess, self.batch_size = root, shards, preprocess, batch_size
+        self.short_side = short_side_target(preprocess)  # JPEGs are decoded at the DCT scale this resize allows
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -59,6 +62,8 @@ class ShardImages(torch.utils.data.IterableDataset):
     def decode(self, shard: str, sample: dict) -> torch.Tensor:
         try:
             with Image.open(io.BytesIO(sample["jpg"])) as image:
+                if self.short_side:
+                    draft_for_short_side(image, self.short_side)
                 return self.preprocess(image)
         except Exception as error:  # PIL raises many types for damaged bytes
             raise WvError(f"{shard}: image {sample['__key__']} cannot be decoded ({error}); run `wv shard verify`") from None

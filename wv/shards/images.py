@@ -1,9 +1,12 @@
 """Checking that an image file is usable, and turning it into the JPEG bytes a shard stores.
 
 Two checks (`--check`):
-  full   decodes every pixel: catches missing, empty, non-image and truncated files, and every file
-         the decoder refuses (damaged Huffman tables, scan headers, markers). Damage inside the
+  full   decodes the whole image: catches missing, empty, non-image and truncated files, and every
+         file the decoder refuses (damaged Huffman tables, scan headers, markers). Damage inside the
          entropy-coded data that libjpeg repairs silently is not an error here, nor at training time.
+         A JPEG that is stored as it is gets decoded at 1/8 scale (libjpeg's DCT scaling): every
+         entropy-coded byte is still read and checked, so the verdict is a full decode's
+         (tests/shards/test_check_corpus.py), but the inverse DCT and colour conversion shrink 64-fold.
   cheap  parses the header and looks for the format's end marker (JPEG FFD9, PNG IEND, GIF ';'):
          catches missing, empty, non-image and truncated files, not damaged tables or data inside
          the image; it also rejects the rare JPEG that carries bytes after its end marker.
@@ -23,8 +26,11 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from wv.jpeg import draft
+
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
 TRAILING_PADDING = b"\x00\r\n \t"
+CHECK_REDUCE = 8  # the full check's DCT scale for a JPEG kept as it is
 MAX_IMAGE_BYTES = 64 << 20  # a WebVision image is 10-200 KB; no real one comes near this
 FILE_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
               (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
@@ -89,17 +95,20 @@ def prepare_image(data: bytes, check: str = "full", resize: int | None = None, q
     fmt = image.format or "unknown"
     if check == "cheap" and fmt in END_MARKERS and not data.rstrip(TRAILING_PADDING).endswith(END_MARKERS[fmt]):
         raise BadImage(f"truncated image (no {fmt} end marker)")
+    width, height = image.size
     needs_resize = resize is not None and min(image.size) > resize
     if check == "full" or fmt != "JPEG" or needs_resize:
         if needs_resize and fmt == "JPEG":
             image.draft("RGB", scaled_size(image.size, resize))
+        elif fmt == "JPEG":  # the full check of a JPEG kept as it is: every entropy-coded byte, at 1/8 scale
+            draft(image, CHECK_REDUCE)
         decode(image)
     if needs_resize:
-        image = image.resize(scaled_size(image.size, resize), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        image = image.resize(scaled_size((width, height), resize), Image.Resampling.BICUBIC, reducing_gap=3.0)
         return encode_jpeg(image, quality, fmt)
     if fmt != "JPEG":
         return encode_jpeg(image, 95, fmt)
-    return PreparedImage(data, image.size[0], image.size[1], fmt)
+    return PreparedImage(data, width, height, fmt)
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:

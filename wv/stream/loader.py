@@ -20,7 +20,11 @@ so on a dataset root the batches (augmentations included) do not depend on the n
 """
 
 import contextlib
+import pickle
 import random
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +32,14 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
+from wv.atomic import write_bytes
 from wv.errors import WvError
+from wv.jpeg import DecodeFailed
 from wv.runtime import derive_seed, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
-from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of
+from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of, open_image, undecodable
 from wv.stream.sampling import Planner, RankPlan
 from wv.stream.table import load_table
 from wv.stream.urls import UrlPlanner
@@ -101,14 +107,23 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        image = decode_image(sample.pop("__image__"), sample["__key__"], sample["__shard__"])
+        data, key, shard = sample.pop("__image__"), sample["__key__"], sample["__shard__"]
         if self.transform is None:
-            image = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+            image = torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
         else:
             seed_everything(derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
-            image = self.transform(image)
+            image = self.transformed(data, key, shard)
         sample["image"] = image
         return sample
+
+    def transformed(self, data: bytes, key: str, shard: str):
+        """A transform that decodes for itself (at the scale its random crop allows) gets the image undecoded."""
+        if not getattr(self.transform, "accepts_unloaded", False):
+            return self.transform(decode_image(data, key, shard))
+        try:
+            return self.transform(open_image(data, key, shard))
+        except DecodeFailed as error:
+            raise undecodable(error, key, shard) from None
 
 
 def collate(samples: list) -> dict:
@@ -174,6 +189,33 @@ def checked_draw_weight(weights, samples: int) -> np.ndarray:
     return weights
 
 
+class PersistentDataset(IterableDataset):
+    """What persistent DataLoader workers run, epoch after epoch: each pass reads where to start
+    (epoch, first batch) from shared memory and, on a dataset root, that epoch's rank plan from the
+    file the Stream wrote for it (planned once, in the Stream's process), then runs EpochDataset."""
+
+    def __init__(self, urls: UrlPlanner | None, rank: int, config: SamplerConfig, transform, plan_dir: str):
+        self.urls, self.rank, self.config, self.transform, self.plan_dir = urls, rank, config, transform, plan_dir
+        self.position = torch.zeros(2, dtype=torch.int64).share_memory_()  # epoch, start
+        self.cached: tuple[int, RankPlan] | None = None  # in each worker: the plan of the epoch it runs
+
+    def __iter__(self):
+        epoch, start = (int(v) for v in self.position.tolist())
+        if self.urls is not None:
+            source = self.urls
+        else:
+            if self.cached is None or self.cached[0] != epoch:
+                self.cached = None
+                with open(plan_file(self.plan_dir, epoch), "rb") as file:
+                    self.cached = (epoch, pickle.load(file))
+            source = self.cached[1]
+        yield from EpochDataset(source, epoch, self.rank, start, self.config, self.transform)
+
+
+def plan_file(plan_dir: str, epoch: int) -> Path:
+    return Path(plan_dir) / f"rank-plan-{epoch}.pickle"
+
+
 class Stream:
     """One rank's batches of a dataset root or of plain shard URLs (see the module docstring).
 
@@ -181,14 +223,20 @@ class Stream:
     config      SamplerConfig (batch size, selection, weighting, curriculum, gates ...)
     rank, world_size   default: torch.distributed, else RANK / WORLD_SIZE, else 0 of 1
     transform   applied to each decoded PIL RGB image (e.g. torchvision RandomResizedCrop + ToTensor);
+                one with `accepts_unloaded = True` (wv.train.crops.train_transform) gets the image
+                with only its header read and decodes it itself, at the DCT scale its crop allows;
                 None gives uint8 CHW tensors (a list when sizes differ)
     workers, pin_memory, prefetch_factor   DataLoader settings (workers=0: in this process)
     draw_weight a factor of every sample's draw weight (dataset roots: one value, 0 or more, per sample of the
                 split in shard order), e.g. a pre-training task's balance over keywords; part of the data fingerprint
+    persistent_workers   keep the loader workers from one epoch (and one `iter`) to the next: no
+                start-up per epoch; each epoch's plan reaches them through a file in a private
+                temporary folder (removed with the Stream). The batches are the same either way.
     """
 
     def __init__(self, source, config: SamplerConfig | None = None, *, rank=None, world_size=None, transform=None,
-                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, progress: bool = False, draw_weight=None):
+                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, persistent_workers: bool = False,
+                 progress: bool = False, draw_weight=None):
         self.config = config or SamplerConfig()
         self.rank, self.world_size = rank_and_world(rank, world_size)
         self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
@@ -208,6 +256,8 @@ class Stream:
             self.planner = UrlPlanner(urls, self.config, self.world_size, progress=progress)
         self.epoch, self.step = 0, 0
         self._plan: RankPlan | None = None
+        self.persistent_workers = persistent_workers and workers > 0
+        self._persistent: tuple[PersistentDataset, DataLoader] | None = None
 
     # -- the plan ------------------------------------------------------------------------------
     def steps(self, epoch: int | None = None) -> int:
@@ -234,10 +284,28 @@ class Stream:
         return EpochDataset(source, epoch, self.rank, start, self.config, self.transform)
 
     def loader(self, epoch: int | None = None, start: int | None = None) -> DataLoader:
-        """A DataLoader over `dataset()`: batches in order, one per worker in turn."""
+        """A DataLoader over `dataset()`: batches in order, one per worker in turn (with persistent
+        workers: the Stream's one DataLoader, pointed at this epoch and batch)."""
+        if self.persistent_workers:
+            return self.persistent_loader(self.epoch if epoch is None else epoch, self.step if start is None else start)
         extra = {"prefetch_factor": self.prefetch_factor} if self.workers else {}
         return DataLoader(self.dataset(epoch, start), batch_size=None, num_workers=self.workers,
                           pin_memory=self.pin_memory, persistent_workers=False, **extra)
+
+    def persistent_loader(self, epoch: int, start: int) -> DataLoader:
+        if self._persistent is None:
+            plan_dir = tempfile.mkdtemp(prefix="wv-stream-plans-")
+            weakref.finalize(self, shutil.rmtree, plan_dir, True)
+            dataset = PersistentDataset(self.planner if self.kind == "urls" else None, self.rank, self.config, self.transform, plan_dir)
+            self._persistent = dataset, DataLoader(dataset, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory,
+                                                   persistent_workers=True, prefetch_factor=self.prefetch_factor)
+        dataset, loader = self._persistent
+        if self.kind == "root" and not plan_file(dataset.plan_dir, epoch).is_file():
+            for old in Path(dataset.plan_dir).glob("rank-plan-*.pickle"):  # the workers keep the plan they run in memory
+                old.unlink()
+            write_bytes(plan_file(dataset.plan_dir, epoch), pickle.dumps(self.rank_plan(epoch), protocol=pickle.HIGHEST_PROTOCOL))
+        dataset.position.copy_(torch.tensor([epoch, start]))
+        return loader
 
     # -- iteration and state -------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

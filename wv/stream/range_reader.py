@@ -135,15 +135,27 @@ def image_bytes(sample: dict) -> bytes:
 
 def decode_image(data: bytes, key: str | None = None, shard: str | None = None) -> Image.Image:
     """PIL image in RGB; an image that cannot be decoded is a WvError naming its key and shard."""
+    image = open_image(data, key, shard)
     try:
-        image = Image.open(io.BytesIO(data))
         image.load()
         return image if image.mode == "RGB" else image.convert("RGB")
     except Exception as error:  # PIL raises many types for damaged bytes
-        where = f" of {shard}" if shard else ""
-        unknown = isinstance(error, UnidentifiedImageError) or not str(error)
-        reason = "no image format PIL knows" if unknown else str(error).splitlines()[0]
-        raise WvError(f"image {key!r}{where} cannot be decoded ({reason}); run `wv shard verify`") from None
+        raise undecodable(error, key, shard) from None
+
+
+def open_image(data: bytes, key: str | None = None, shard: str | None = None) -> Image.Image:
+    """The image with its header read and its pixels not yet decoded (a decoder can still be told a scale)."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Exception as error:
+        raise undecodable(error, key, shard) from None
+
+
+def undecodable(error: Exception, key: str | None, shard: str | None) -> WvError:
+    where = f" of {shard}" if shard else ""
+    unknown = isinstance(error, UnidentifiedImageError) or not str(error)
+    reason = "no image format PIL knows" if unknown else str(error).splitlines()[0]
+    return WvError(f"image {key!r}{where} cannot be decoded ({reason}); run `wv shard verify`")
 
 
 def label_of(sample: dict) -> int:

@@ -1,6 +1,7 @@
 """Image transforms of training and evaluation: uint8 tensors out, normalised on the device.
 
-    train_transform(size)   RandomResizedCrop + horizontal flip (the ImageNet recipe)
+    train_transform(size)   RandomResizedCrop + horizontal flip (the ImageNet recipe), decoded at
+                            1/2, 1/4 or 1/8 scale where the crop is shrunk that much anyway
     eval_crops(size, n)     1: resize the short side to size/0.875, centre crop
                             10: the same resize, four corners + centre, and their mirrors
                             144: GoogLeNet's multi-crop: 4 scales x 3 squares x (5 crops + the
@@ -12,13 +13,16 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
+from wv.jpeg import ScaledRandomResizedCrop
+
 CROPS = (1, 10, 144)
 CENTRE_RATIO = 0.875  # 224 of 256
 SCALES_144 = (256, 288, 320, 352)  # short sides for a 224 crop (Szegedy et al., 2015)
 
 
 def train_transform(size: int):
-    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])
+    """RandomResizedCrop(size) + flip -> uint8, decoding JPEGs at the DCT scale the crop allows (wv.jpeg)."""
+    return ScaledRandomResizedCrop(size)
 
 
 def resize_short(image, short: int):

@@ -142,7 +142,8 @@ class Trainer:
                                          weight_decay=options.weight_decay)
         self.lr_schedule, self.lrs = LrSchedule.of(options), {}
         self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=self.task.transform(self.size),
-                             workers=options.workers, pin_memory=world.device.type == "cuda", progress=progress and world.main,
+                             workers=options.workers, pin_memory=world.device.type == "cuda", persistent_workers=True,
+                             progress=progress and world.main,
                              draw_weight=self.task.draw_weight(sampler) if self.is_root else None)
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
         # loss and kept share summed on the device: since the last log record, and over the epoch (this rank's;

@@ -1,0 +1,134 @@
+"""Reduced-scale JPEG decodes (wv.jpeg): the training crop keeps torchvision's random geometry draw
+for draw, its pixels stay close to a full-size decode, and the build's full check rejects exactly
+what a full-size decode rejects."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from torchvision import transforms as T
+
+from wv.jpeg import DecodeFailed, ScaledRandomResizedCrop, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> bytes:
+    """A JPEG with smooth gradients and some texture (what a photo has; not flat, not noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    texture = np.sin(x / 7.0) * np.cos(y / 11.0) * 40 + rng.normal(0, 6, (height, width))
+    pixels = np.stack([x / width * 200 + texture, y / height * 200 + texture, (x + y) / (width + height) * 255 - texture], axis=-1)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def torchvision_recipe(size: int):
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])
+
+
+def test_reduce_factor_leaves_at_least_the_output_pixels():
+    assert reduce_factor(224, 224, 224, 224) == reduce_factor(40, 35, 224, 224) == 1
+    assert reduce_factor(447, 900, 224, 224) == 1
+    assert reduce_factor(448, 900, 224, 224) == 2
+    assert reduce_factor(1000, 1000, 224, 224) == 4
+    assert reduce_factor(1792, 1800, 224, 224) == 8
+
+
+def test_crop_geometry_and_flips_are_torchvisions_draw_for_draw():
+    """Same seed, same crop box and flip: after each call the random generator stands where torchvision's leaves it."""
+    image = Image.open(io.BytesIO(photo_like(1024, 768)))
+    ours, theirs = ScaledRandomResizedCrop(224), torchvision_recipe(224)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        ours(Image.open(io.BytesIO(photo_like(64, 48))) if seed % 2 else image.copy())
+        after_ours = torch.get_rng_state()
+        torch.manual_seed(seed)
+        theirs(Image.open(io.BytesIO(photo_like(64, 48))).convert("RGB") if seed % 2 else image.copy())
+        assert torch.equal(after_ours, torch.get_rng_state())
+
+
+def test_crop_box_distribution_matches_random_resized_crop():
+    """Two-sample KS tests on the crop's area share, aspect ratio and centre: ours (independent seeds) vs torchvision's get_params."""
+    image = Image.new("RGB", (1024, 768))
+    ours, theirs = ScaledRandomResizedCrop(224), T.RandomResizedCrop(224)
+    torch.manual_seed(0)
+    a = np.array([ours.box(image) for _ in range(3000)], dtype=np.float64)
+    torch.manual_seed(1)
+    b = np.array([theirs.get_params(image, theirs.scale, theirs.ratio) for _ in range(3000)], dtype=np.float64)
+    for column in (lambda m: m[:, 2] * m[:, 3] / (1024 * 768), lambda m: m[:, 3] / m[:, 2],
+                   lambda m: m[:, 1] + m[:, 3] / 2, lambda m: m[:, 0] + m[:, 2] / 2):
+        assert stats.ks_2samp(column(a), column(b)).pvalue > 0.001
+
+
+def test_pixels_close_to_the_full_decode_and_equal_at_full_scale():
+    data = photo_like(1024, 768)
+    ours, theirs = ScaledRandomResizedCrop(224), torchvision_recipe(224)
+    reduced, differences = 0, []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        top, left, height, width = T.RandomResizedCrop.get_params(Image.new("RGB", (1024, 768)), [0.08, 1.0], [3 / 4, 4 / 3])
+        torch.manual_seed(seed)
+        fast = ours(Image.open(io.BytesIO(data)))
+        torch.manual_seed(seed)
+        full = theirs(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert fast.shape == full.shape == (3, 224, 224) and fast.dtype == torch.uint8
+        difference = (fast.float() - full.float()).abs().mean().item()
+        if reduce_factor(width, height, 224, 224) == 1:
+            assert difference == 0
+        else:
+            reduced += 1
+            differences.append(difference)
+    assert reduced >= 10
+    assert np.median(differences) < 2.5 and max(differences) < 5, differences
+
+
+def test_non_jpeg_and_decoded_images_are_left_at_full_size():
+    png = io.BytesIO()
+    Image.new("RGBA", (900, 900), (10, 20, 30, 128)).save(png, format="PNG")
+    image, used = load_scaled(Image.open(io.BytesIO(png.getvalue())), 4)
+    assert used == 1 and image.size == (900, 900) and image.mode == "RGB"
+    loaded = Image.open(io.BytesIO(photo_like(800, 600)))
+    loaded.load()
+    assert draft(loaded, 4) == 1 and loaded.size == (800, 600)
+    lazy = Image.open(io.BytesIO(photo_like(800, 600)))
+    draft_for_short_side(lazy, 140)
+    assert lazy.size == (200, 150)
+
+
+def test_grayscale_and_cmyk_jpegs_come_out_rgb():
+    for mode in ("L", "CMYK"):
+        out = io.BytesIO()
+        Image.new(mode, (640, 480)).save(out, format="JPEG")
+        torch.manual_seed(0)
+        tensor = ScaledRandomResizedCrop(64)(Image.open(io.BytesIO(out.getvalue())))
+        assert tensor.shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
+def test_damaged_bytes_fail_at_every_scale(cut):
+    data = photo_like(800, 600)
+    truncated = data[: int(len(data) * cut)]
+    for reduce in (1, 2, 4, 8):
+        with pytest.raises(DecodeFailed):
+            load_scaled(Image.open(io.BytesIO(truncated)), reduce)
+
+
+def test_evaluation_preprocessing_decodes_at_the_scale_its_resize_allows():
+    from open_clip.transform import image_transform
+
+    from wv.models import eval_transform
+
+    ours, clip = eval_transform({"size": 112, "mean": [0.5] * 3, "std": [0.25] * 3}), image_transform(224, is_train=False)
+    assert short_side_target(ours) == 112 and short_side_target(clip) == 224
+    assert short_side_target(T.Compose([T.CenterCrop(10), T.Resize(5)])) is None
+    assert short_side_target(T.Compose([T.Resize((20, 30))])) is None
+    data = photo_like(1000, 600)
+    lazy = Image.open(io.BytesIO(data))
+    draft_for_short_side(lazy, 112)
+    assert lazy.size == (250, 150)
+    fast, full = ours(lazy), ours(Image.open(io.BytesIO(data)))
+    assert fast.shape == full.shape == (3, 112, 112)
+    assert (fast - full).abs().mean().item() < 0.03  # normalised units (std 0.25): under 2 of 255 levels
