@@ -126,6 +126,11 @@ CASES = [
     ("train-labels-no-column", None, (*TRAIN, "--labels", "selection")),
     ("eval-ensemble-not-a-checkpoint", None, (*EVAL, "--checkpoint", "{file}")),
     ("confidence-ensemble-with-clip", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--model", "ViT-B-32")),
+    # process counts that would start processes until the machine runs out of memory
+    ("eval-workers-huge", None, (*EVAL, "--workers", "100000")),
+    ("train-workers-huge", None, (*TRAIN, "--workers", "100000")),
+    ("embed-loader-workers-huge", None, ("embed", "{root}", "--model", "{ckpt}", "--loader-workers", "100000")),
+    ("density-workers-huge", None, ("score", "density", "{root}", "--features", "lda", "--workers", "100000")),
     # a damaged root
     *[(f"{'-'.join(command[:2 if command[0] == 'shard' else 1])}-{damage}", damage, command) for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
       for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)],
@@ -169,7 +174,9 @@ NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zer
          "pretrain-grid": "--grid must", "pretrain-tiles-too-small": "tiles of 10 pixels", "pretrain-label-weights-garbage": "re-run",
          "relabel-min-confidence-zero": "--min-confidence must",
          "relabel-min-confidence-nan": "--min-confidence must", "train-labels-not-classes": "must hold class numbers",
-         "stream-labels-not-classes": "must hold class numbers"}
+         "stream-labels-not-classes": "must hold class numbers",
+         "eval-workers-huge": "between 0 and 1,024", "train-workers-huge": "between 0 and 1,024",
+         "embed-loader-workers-huge": "between 0 and 1,024", "density-workers-huge": "between 1 and 1,024"}
 
 
 # -- the roots -------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 
 from wv.errors import WvError
-from wv.runtime import worker_errors
+from wv.runtime import check_processes, worker_errors
 
 EXECUTORS = ("local", "ray")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -37,6 +37,8 @@ def check_workers(workers: int, executor: str = "local") -> None:
         raise WvError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise WvError("--workers must be at least 1")
+    if executor == "local":
+        check_processes(workers, "--workers", least=1)
 
 
 class Workers:

@@ -18,12 +18,21 @@ from wv.errors import WvError
 
 SEED_LIMIT = 2 ** 63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+MAX_PROCESSES = 1024  # local worker processes one command may start: beyond it, a typo (not a machine)
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
 T = TypeVar("T")
+
+
+# -- processes -----------------------------------------------------------------------------------------------
+def check_processes(count: int, flag: str, least: int = 0) -> None:
+    """One sentence unless `count` local processes (--workers, --loader-workers) is from `least` to MAX_PROCESSES:
+    a loader asked for 2**64 workers would otherwise start processes until the machine runs out of memory."""
+    if not least <= count <= MAX_PROCESSES:
+        raise WvError(f"{flag} must be between {least} and {MAX_PROCESSES:,} (processes on this machine), not {count}")
 
 
 # -- seeds ---------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from wv.errors import WvError
 from wv.options import opt
-from wv.runtime import check_seed
+from wv.runtime import check_processes, check_seed
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,5 @@ class RelabelOptions:
             raise WvError("--split must be train or val")
         if self.batch_size < 1 or self.loader_workers < 0:
             raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
+        check_processes(self.loader_workers, "--loader-workers")
         check_seed(self.seed)

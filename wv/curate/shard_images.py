@@ -20,7 +20,7 @@ from tqdm import tqdm
 from wv.errors import WvError
 from wv.jpeg import draft_for_short_side, short_side_target
 from wv.models import ImageModel
-from wv.runtime import one_thread, rank_and_world, unwrap_errors
+from wv.runtime import check_processes, one_thread, rank_and_world, unwrap_errors
 from wv.shards import sidecars
 from wv.shards.lock import writing
 from wv.shards.read import shard_samples
@@ -97,6 +97,7 @@ def my_shards(root: Root, kind: str, name: str, options: dict, overwrite: bool, 
 def check_loader(batch_size: int, loader_workers: int) -> None:
     if batch_size < 1 or loader_workers < 0:
         raise WvError("--batch-size must be at least 1 and --loader-workers at least 0")
+    check_processes(loader_workers, "--loader-workers")
 
 
 def rank_lock(root: Root, command: str) -> contextlib.AbstractContextManager:

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 from wv.atomic import write_bytes
 from wv.errors import WvError
 from wv.jpeg import DecodeFailed
-from wv.runtime import derive_seed, rank_and_world, unwrap_errors
+from wv.runtime import check_processes, derive_seed, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
@@ -240,8 +240,7 @@ class Stream:
         self.config = config or SamplerConfig()
         self.rank, self.world_size = rank_and_world(rank, world_size)
         self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
-        if workers < 0:
-            raise WvError("--workers must be 0 or more")
+        check_processes(workers, "--workers")
         if isinstance(source, (str, Path)) and Root(source).exists():
             self.kind = "root"
             table = load_table(source, self.config)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from wv.atomic import atomic_path, write_json
 from wv.errors import WvError
 from wv.progress import bar_options
-from wv.runtime import one_thread, unwrap_errors
+from wv.runtime import check_processes, one_thread, unwrap_errors
 from wv.shards.read import iter_samples, shard_urls
 from wv.shards.root import Root
 from wv.stream.range_reader import decode_image, image_bytes, label_of
@@ -192,6 +192,7 @@ def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val",
     paths = [str(p) for p in checkpoint_path] if isinstance(checkpoint_path, (list, tuple)) else [str(checkpoint_path)]
     if batch_size < 1 or workers < 0:
         raise WvError("--batch-size must be at least 1 and --workers 0 or more")
+    check_processes(workers, "--workers")
     if not paths:
         raise WvError("give --checkpoint: a `wv train` checkpoint (repeat it for an ensemble)")
     folder = f"eval-{crops}crop" if len(paths) == 1 else f"eval-ensemble{len(paths)}-{crops}crop"

@@ -39,7 +39,7 @@ from wv.atomic import write_json
 from wv.errors import WvError
 from wv.models import check_arch, check_input_size, default_input, read_checkpoint, save_checkpoint, size_options
 from wv.progress import bar_options
-from wv.runtime import derive_seed
+from wv.runtime import check_processes, derive_seed
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
 from wv.stream.loader import Stream
@@ -78,6 +78,7 @@ def check_options(options: TrainOptions) -> None:
         raise WvError("--lr must be positive, --lr-gamma in (0, 1], --weight-decay 0 or more and --momentum in [0, 1)")
     if options.workers < 0 or options.checkpoint_every < 0 or options.warmup_steps < 0 or options.freeze_body_epochs < 0:
         raise WvError("--workers, --checkpoint-every, --warmup-steps and --freeze-body-epochs must be 0 or more")
+    check_processes(options.workers, "--workers")
     if options.head_lr_mult < 0:
         raise WvError("--head-lr-mult must be 0 or more")
     if options.lr_schedule not in ("step", "cosine") or options.lr_step_unit not in ("epoch", "step"):
