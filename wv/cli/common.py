@@ -116,11 +116,25 @@ def worker_options(fn=None, *, workers: int | None = None, tasks: str = "shard t
     with wv.parallel.Workers; `@worker_options(workers=1, tasks=...)` for another default and help."""
     if fn is None:
         return functools.partial(worker_options, workers=workers, tasks=tasks)
+    fn = checking_workers(fn)
     fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
     fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, callback=check_executor,
                       help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
     default = (os.cpu_count() or 1) if workers is None else workers
     return click.option("--workers", default=default, show_default=True, help=f"Parallel {tasks}.")(fn)
+
+
+def checking_workers(fn):
+    """The command, checking --workers and --executor before it runs (so before anything is written)."""
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        from wv.parallel import check_workers
+
+        check_workers(kwargs["workers"], kwargs["executor"])
+        return fn(*args, **kwargs)
+
+    return checked
 
 
 def options_from(cls, *names: str):
