@@ -128,6 +128,7 @@ CASES = [
     ("confidence-ensemble-with-clip", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--model", "ViT-B-32")),
     # process counts that would start processes until the machine runs out of memory
     ("eval-workers-huge", None, (*EVAL, "--workers", "100000")),
+    ("lda-passes-huge", None, ("score", "lda", "{root}", "--passes", "18446744073709551616")),
     ("train-workers-huge", None, (*TRAIN, "--workers", "100000")),
     ("embed-loader-workers-huge", None, ("embed", "{root}", "--model", "{ckpt}", "--loader-workers", "100000")),
     ("density-workers-huge", None, ("score", "density", "{root}", "--features", "lda", "--workers", "100000")),
@@ -176,7 +177,8 @@ NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zer
          "relabel-min-confidence-nan": "--min-confidence must", "train-labels-not-classes": "must hold class numbers",
          "stream-labels-not-classes": "must hold class numbers",
          "eval-workers-huge": "between 0 and 1,024", "train-workers-huge": "between 0 and 1,024",
-         "embed-loader-workers-huge": "between 0 and 1,024", "density-workers-huge": "between 1 and 1,024"}
+         "embed-loader-workers-huge": "between 0 and 1,024", "density-workers-huge": "between 1 and 1,024",
+         "lda-passes-huge": "--passes must be at most"}
 
 
 # -- the roots -------------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class LdaOptions:
         check_seed(self.seed)
         if min(self.passes, self.iterations, self.chunksize, self.keep_n) < 1:
             raise WvError("--passes, --iterations, --chunksize and --keep-n must be at least 1")
+        if self.passes > 10_000 or self.iterations > 1_000_000:
+            raise WvError("--passes must be at most 10,000 and --iterations at most 1,000,000 (each runs over every document)")
         if self.no_below < 1 or not 0 < self.no_above <= 1:
             raise WvError("--no-below must be at least 1 and --no-above a fraction in (0, 1]")
         if self.fit_docs is not None and self.fit_docs < 1:
