@@ -140,6 +140,9 @@ def test_recipe_runs_end_to_end(write_up, recipe_root, tmp_path):
         out = option(words, "--out")
         if words[1] in ("train", "pretrain"):
             assert (Path(out) / "checkpoint.pt").is_file() and (Path(out) / "train.json").is_file(), shlex.join(words)
+            if "--init" in words:  # the chain carries the weights on: the whole body of the run it starts from
+                init = json.loads((Path(out) / "train.json").read_text())["init"]
+                assert init["body_loaded"] == init["body_tensors"] > 0, shlex.join(words)
         if words[1] == "relabel":
             assert list((root / "scores" / (option(words, "--name") or "pseudo")).glob("train-*.parquet"))
     last = ran[-1]
