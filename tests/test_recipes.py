@@ -27,7 +27,7 @@ WRITE_UPS = ("gombru 2017", "Malong 2017", "SenseTime 2018", "ACRV/ANU 2018", "W
 CLASSES, PER_CLASS, VAL_PER_CLASS = 4, 12, 2
 
 # -- toy overrides, appended to each verb's line ---------------------------------------------------
-TRAINING = ("--arch", "tinycnn", "--width", "16", "--epochs", "2", "--batch-size", "16", "--workers", "0",
+TRAINING = ("--arch", "tinycnn", "--width", "16", "--epochs", "4", "--batch-size", "16", "--workers", "0",
             "--device", "cpu", "--log-every", "2")
 LOADER = ("--batch-size", "16", "--loader-workers", "0", "--device", "cpu")
 OVERRIDES = {
