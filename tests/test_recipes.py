@@ -49,7 +49,8 @@ TOY_SIZE, TOY_LARGER = 32, 48  # 48 where the recipe asks for a larger size, and
 
 
 def toy_overrides(words: list[str]) -> tuple[str, ...]:
-    verb = next(v for v in OVERRIDES if tuple(words[1:1 + len(v)]) == v)
+    verb = next((v for v in OVERRIDES if tuple(words[1:1 + len(v)]) == v), None)
+    assert verb, f"no toy overrides for `{shlex.join(words[:3])}`: add the verb to OVERRIDES (an empty tuple if it needs none)"
     if verb not in (("train",), ("pretrain",)):
         return OVERRIDES[verb]
     larger = "--image-size" in words or "permutation" in words
