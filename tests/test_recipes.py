@@ -1,4 +1,4 @@
-"""Every ```sh block of docs/recipes.md runs, line by line, on a small `wv synth` root.
+"""Every `sh` code block of docs/recipes.md runs, line by line, on a small `wv synth` root.
 
 The first block (the shards) builds the root from a synthetic WebVision; each write-up's block then
 runs on a copy of that root of its own (recipes write score sidecars under fixed names, and one
