@@ -191,3 +191,54 @@ def test_every_parenthesised_readme_default_is_checked():
     checked = {f"--{name.replace('_', '-')}" for _, name, _ in CLAIMS} | {"--image-size"}
     stated = set(re.findall(r"`(--[a-z0-9-]+)`[a-z ,]{0,24}\(\d", README))
     assert stated <= checked, f"README defaults not checked against the command line: {sorted(stated - checked)}"
+
+
+# -- docs/recipes.md's stated defaults ---------------------------------------------------------------
+RECIPES_DOC = re.sub(r"\s+", " ", (Path(__file__).parents[1] / "docs" / "recipes.md").read_text())
+# (command, option, the doc's words with {} for the default): where a recipe says "wv's default"
+RECIPE_CLAIMS = [
+    ("wv train", "momentum", "`--momentum` {}"),
+    ("wv train", "weight_decay", "`--weight-decay` {}"),
+    ("wv train", "lr", "`--lr` {} times"),
+    ("wv train", "lr_gamma", "`--lr-gamma` {} every"),
+    ("wv train", "lr_step", "`--lr-step` {} epochs"),
+    ("wv train", "epochs", "`--epochs` {},"),
+    ("wv train", "batch_size", "`--batch-size` {} per rank"),
+    ("wv train", "epochs", "wv's defaults are {} epochs"),
+    ("wv train", "batch_size", "and {} per rank"),
+    ("wv train", "topic_weight", "loss weight {} is also wv's default (`--topic-weight`)"),
+    ("wv train", "topic_loss", "as is `--topic-loss {}`"),
+    ("wv train", "soft_threshold", "wv's `--soft-threshold` default is {},"),
+    ("wv train", "head_lr_mult", "wv's default `--head-lr-mult` is {} (one rate for all)"),
+    ("wv train", "subset_weights_as", "(`--subset-weights-as {}`, wv's default)"),
+    ("wv train", "class_balance", "wv's default is `--class-balance {}`"),
+    ("wv train", "max_repeat", "at most `--max-repeat` {} times"),
+    ("wv score lda", "similarity", "wv's default is cosine (`--similarity {}`)"),
+    ("wv score lda", "top_classes", "`--top-classes` {} most similar classes"),
+    ("wv select", "max_drop_fraction", "wv's default cap is {}."),
+    ("wv score density", "quantile", "`--quantile {}` and"),
+    ("wv curriculum split", "subsets", "`--subsets {}` are wv's defaults too"),
+    ("wv pretrain", "grid", "(`--grid` {}, wv's default)"),
+    ("wv pretrain", "permutations", "of {:,} permutations (wv's default)"),
+    ("wv pretrain", "sinkhorn_iters", "`--sinkhorn-iters` {} normalisations"),
+    ("wv pretrain", "temperature", "at `--temperature` {}, wv's defaults"),
+    ("wv eval", "crops", "wv's default is `--crops {}`"),
+    ("wv score keywords", "min_docs", "`--min-docs` {} and"),
+    ("wv score keywords", "max_doc_share", "`--max-doc-share` {} are wv's defaults"),
+    ("wv relabel", "min_confidence", "`--min-confidence` {} (wv's default)"),
+]
+
+
+@pytest.mark.parametrize("path, name, words", RECIPE_CLAIMS, ids=[f"{c[0]} {c[1]}" for c in RECIPE_CLAIMS])
+def test_recipes_doc_states_the_command_line_default(path, name, words):
+    default = options(path)[name].default
+    stated = words.format(format(default, "g") if isinstance(default, float) else default)
+    assert stated in RECIPES_DOC, f"docs/recipes.md should say {stated!r} (the default of {path} --{name.replace('_', '-')})"
+
+
+def test_recipes_doc_image_sizes_are_the_models():
+    from wv.models import default_input
+
+    sizes = {arch: default_input(arch)["size"] for arch in ("resnet50", "inception_v3", "resnest101e")}
+    assert "`--image-size` the architecture's own ({resnet50}; {inception_v3} for `inception_v3`, {resnest101e} for `resnest101e`)".format(**sizes) in RECIPES_DOC
+    assert f"(`resnest101e`'s own size is {sizes['resnest101e']})" in RECIPES_DOC
