@@ -17,10 +17,10 @@ from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wv.jpeg import ScaledRandomResizedCrop  # noqa: E402
 from wv.shards import images  # noqa: E402
 from wv.shards.images import prepare_image  # noqa: E402
 from wv.stream.range_reader import open_image  # noqa: E402
+from wv.train.crops import ScaledRandomResizedCrop  # noqa: E402
 
 
 def check(data: list, reduce: int) -> None:

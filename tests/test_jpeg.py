@@ -11,7 +11,8 @@ from PIL import Image
 from scipy import stats
 from torchvision import transforms as T
 
-from wv.jpeg import DecodeFailed, ScaledRandomResizedCrop, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
+from wv.jpeg import DecodeFailed, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
+from wv.train.crops import ScaledRandomResizedCrop
 
 
 def photo_like(width: int, height: int, seed: int = 0) -> bytes:

@@ -18,6 +18,7 @@ from image_data import auroc, noisy_root, tiny_clip, trained_checkpoint, truth_b
 from PIL import Image
 
 from wv.curate.confidence import class_names
+from wv.jpeg import short_side_target
 from wv.models import FORMAT, build_model
 from wv.shards import sidecars
 from wv.shards.read import iter_samples
@@ -77,6 +78,13 @@ def test_torchrun_ranks_score_disjoint_shards_and_skip_finished_ones(root, tmp_p
             np.testing.assert_allclose(after[column].to_numpy(), before[shard][column].to_numpy(), rtol=1e-5, atol=1e-7)
 
 
+def decoded_as_documented(data: bytes, short_side: int) -> Image.Image:
+    """The image at the DCT scale the model's short-side resize allows (wv.jpeg), as `wv score confidence` decodes it."""
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (max(1, image.width * short_side // min(image.size)), max(1, image.height * short_side // min(image.size))))
+    return image
+
+
 def test_clip_zero_shot_matches_a_computation_by_hand(root, tmp_path_factory, wv_cli, last_json):
     root, _ = root
     config, weights = tiny_clip(tmp_path_factory)
@@ -95,7 +103,7 @@ def test_clip_zero_shot_matches_a_computation_by_hand(root, tmp_path_factory, wv
         text = text / text.norm(dim=1, keepdim=True)
         shard = Root(root).shard_names("train")[0]
         samples = list(iter_samples([str(Root(root).shard_path(shard))]))
-        images = torch.stack([preprocess(Image.open(io.BytesIO(s["jpg"]))) for s in samples])
+        images = torch.stack([preprocess(decoded_as_documented(s["jpg"], short_side_target(preprocess))) for s in samples])
         probs = (model.logit_scale.exp() * model.encode_image(images, normalize=True) @ text.T).softmax(1)
     labels = torch.tensor([int(s["cls"]) for s in samples])
     mine = scores.filter(pl.col("shard") == shard)

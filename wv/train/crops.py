@@ -10,14 +10,51 @@ Workers hand over uint8 tensors (4x fewer bytes than float32); `normalise` runs 
 """
 
 import torch
+from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
-from wv.jpeg import ScaledRandomResizedCrop
+from wv.jpeg import load_scaled, reduce_factor
 
 CROPS = (1, 10, 144)
 CENTRE_RATIO = 0.875  # 224 of 256
 SCALES_144 = (256, 288, 320, 352)  # short sides for a 224 crop (Szegedy et al., 2015)
+
+
+class ScaledRandomResizedCrop:
+    """PIL image (opened; decoded or not) -> uint8 tensor [3, size, size]: RandomResizedCrop(size) +
+    RandomHorizontalFlip + PILToTensor, decoding a JPEG at 1/2, 1/4 or 1/8 where the crop allows.
+
+    The crop box and the flip come from the same calls to torch's random generator, in the same order,
+    as `T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])`, so a seeded
+    sample gets the same geometry; at full scale the pixels are identical too. At a reduced scale the
+    box is mapped onto the smaller image (sub-pixel exact) and resized with the same bilinear filter.
+    """
+
+    accepts_unloaded = True  # wv.stream's Prepare hands it the image before decoding (for the draft)
+
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.size, self.scale, self.ratio = size, scale, ratio
+
+    def box(self, image: Image.Image) -> tuple[int, int, int, int]:
+        """The crop (top, left, height, width) on the full-size geometry: torchvision's own draw."""
+        return T.RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        top, left, height, width = self.box(image)
+        reduce = reduce_factor(width, height, self.size, self.size)
+        image, used = load_scaled(image, reduce)
+        if used == 1:
+            out = F.resized_crop(image, top, left, height, width, [self.size, self.size], antialias=True)
+        else:
+            box = (left / used, top / used, (left + width) / used, (top + height) / used)
+            out = image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
+        if torch.rand(1) < 0.5:
+            out = F.hflip(out)
+        return F.pil_to_tensor(out)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
 
 def train_transform(size: int):

@@ -386,13 +386,13 @@ class PermutationTask(Task):
 
     def validate_on(self, model, trainer) -> dict:
         urls, _ = eval_urls(self.options.val, "val", self.world)
-        loader = torch.utils.data.DataLoader(EvalSamples(urls, trainer.size, 1), batch_size=self.options.val_batch_size,
+        loader = torch.utils.data.DataLoader(EvalSamples(urls, [trainer.size], 1), batch_size=self.options.val_batch_size,
                                              num_workers=min(self.options.workers, 2, len(urls))) if urls else []
         was = model.training
         model.eval()
         sums = torch.zeros(3, dtype=torch.float64)
         seen = 0
-        for images, _ in loader:
+        for (images,), _ in loader:  # one size, one crop
             images = prepared(trainer, images[:, 0].to(self.world.device))
             index = (torch.arange(seen, seen + len(images)) * 7919 + self.world.rank) % len(self.set)
             seen += len(images)
