@@ -25,6 +25,7 @@ system-test: setup
 
 test: system-test
 	$(BIN)/ruff check wv tests bench tools
+	$(BIN)/ruff format --check wv tests bench tools
 	$(BIN)/python -m pytest -q
 
 demo: system-demo

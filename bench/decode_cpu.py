@@ -31,7 +31,7 @@ def check(data: list, reduce: int) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)
-    data = [p.read_bytes() for p in sorted(Path(sys.argv[1]).rglob("*.jpg"))[:int(sys.argv[2])]]
+    data = [p.read_bytes() for p in sorted(Path(sys.argv[1]).rglob("*.jpg"))[: int(sys.argv[2])]]
     full = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.PILToTensor()])
     ours = ScaledRandomResizedCrop(224)
     methods = {

@@ -48,7 +48,7 @@ def class_features(n: int, dim: int, seed: int) -> np.ndarray:
 
 def run_baseline(features_path: str, out_path: str, memory_gb: float, queue) -> None:
     if memory_gb:
-        limit = int(memory_gb * 2 ** 30)
+        limit = int(memory_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         from reference_curriculumnet import reference_curriculum
@@ -81,10 +81,6 @@ def run_wv(features_path: str, out_path: str, anchors: int, queue) -> None:
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     np.savez(out_path, subsets=subsets, densities=result.density)
     queue.put({"seconds": seconds, "cpu": cpu, "peak_gb": peak_mb() / 1024, "path": result.path})
-
-
-
-
 
 
 class Folders:
@@ -123,19 +119,17 @@ def quality(classes: int, per_class: int, noise: float, epochs: int) -> None:
         score_confidence(root, spec, loader_workers=0)
         truth = truth_by_shard_order(root, synth)
         scores = {name: sidecars.read_scores(Root(root), name, split="train").collect() for name in ("curriculum", "density", "confidence")}
-        table = truth.with_columns(subset=scores["curriculum"]["subset"], density=scores["density"]["density"],
-                                   p_label=scores["confidence"]["p_label"])
+        table = truth.with_columns(subset=scores["curriculum"]["subset"], density=scores["density"]["density"], p_label=scores["confidence"]["p_label"])
     noisy, subset = table["is_noisy"].to_numpy(), table["subset"].to_numpy()
-    print(f"{classes} classes x {per_class}, planted noise {noisy.mean():.3f} (flips and outliers); TinyCNN trained {epochs} epochs "
-          "on the noisy labels, its penultimate features")
-    print(table.group_by("subset").agg(pl.len().alias("samples"), pl.col("is_noisy").mean().alias("noisy share"),
-                                       (pl.col("noise") == "flip").sum().alias("flips"),
-                                       (pl.col("noise") == "outlier").sum().alias("outliers")).sort("subset"))
+    print(f"{classes} classes x {per_class}, planted noise {noisy.mean():.3f} (flips and outliers); TinyCNN trained {epochs} epochs on the noisy labels, its penultimate features")
+    print(
+        table.group_by("subset")
+        .agg(pl.len().alias("samples"), pl.col("is_noisy").mean().alias("noisy share"), (pl.col("noise") == "flip").sum().alias("flips"), (pl.col("noise") == "outlier").sum().alias("outliers"))
+        .sort("subset")
+    )
     last = subset == subset.max()
-    print(f"'noisy' = last subset: precision {noisy[last].mean():.3f}, recall {last[noisy].mean():.3f}; "
-          f"subsets 1-2: precision {noisy[subset > 0].mean():.3f}, recall {(subset > 0)[noisy].mean():.3f}")
-    print(f"AUROC for noisy: confidence p_label {auroc(-table['p_label'].to_numpy(), noisy):.4f}, "
-          f"density {auroc(-table['density'].to_numpy().astype(float), noisy):.4f}")
+    print(f"'noisy' = last subset: precision {noisy[last].mean():.3f}, recall {last[noisy].mean():.3f}; subsets 1-2: precision {noisy[subset > 0].mean():.3f}, recall {(subset > 0)[noisy].mean():.3f}")
+    print(f"AUROC for noisy: confidence p_label {auroc(-table['p_label'].to_numpy(), noisy):.4f}, density {auroc(-table['density'].to_numpy().astype(float), noisy):.4f}")
 
 
 def main() -> None:
@@ -144,8 +138,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512, help="Feature width (CLIP ViT-B: 512; PCA to 256 when wider).")
     parser.add_argument("--repeat", type=int, default=5, help="Runs per side for sizes up to 5,000 (best is kept); 1 above.")
     parser.add_argument("--baseline-memory-gb", type=float, default=0, help="Cap the baseline's address space (0: no cap).")
-    parser.add_argument("--anchors", type=int, default=0,
-                        help="Run wv's approximate mode with this many anchors (then: the share of subsets it gets right).")
+    parser.add_argument("--anchors", type=int, default=0, help="Run wv's approximate mode with this many anchors (then: the share of subsets it gets right).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quality", action="store_true", help="Instead: the pipeline's quality on a synthetic set with planted noise.")
     parser.add_argument("--classes", type=int, default=10, help="--quality: classes of the synthetic set.")
@@ -156,8 +149,7 @@ def main() -> None:
     if args.quality:
         quality(args.classes, args.per_class, args.noise, args.epochs)
         return
-    print(f"density per class, {args.dim}-d float16 features, PCA to 256; best of {args.repeat} up to N=5,000; "
-          f"baseline memory cap: {args.baseline_memory_gb or 'none'} GB")
+    print(f"density per class, {args.dim}-d float16 features, PCA to 256; best of {args.repeat} up to N=5,000; baseline memory cap: {args.baseline_memory_gb or 'none'} GB")
     print(f"{'N':>7} {'baseline s':>11} {'wv s':>7} {'ratio':>6} {'CPU ratio':>9} {'baseline GB':>12} {'wv GB':>6}  identical  wv path")
     with tempfile.TemporaryDirectory() as folder:
         for n in (int(s) for s in args.sizes.split(",")):
@@ -177,9 +169,12 @@ def main() -> None:
             a, b = np.load(f"{folder}/wv-{n}.npz"), np.load(f"{folder}/baseline-{n}.npz")
             same = np.array_equal(a["subsets"], b["subsets"]) and np.array_equal(a["densities"], b["densities"].astype(np.int64))
             verdict = f"{(a['subsets'] == b['subsets']).mean():.1%} same" if args.anchors else ("yes" if same else "NO")
-            print(f"{n:>7} {theirs['seconds']:>11.2f} {mine['seconds']:>7.2f} {theirs['seconds'] / mine['seconds']:>5.1f}x "
-                  f"{theirs['cpu'] / mine['cpu']:>8.1f}x {theirs['peak_gb']:>12.2f} {mine['peak_gb']:>6.2f}  {verdict:9}  "
-                  f"{mine['path']}", flush=True)
+            print(
+                f"{n:>7} {theirs['seconds']:>11.2f} {mine['seconds']:>7.2f} {theirs['seconds'] / mine['seconds']:>5.1f}x "
+                f"{theirs['cpu'] / mine['cpu']:>8.1f}x {theirs['peak_gb']:>12.2f} {mine['peak_gb']:>6.2f}  {verdict:9}  "
+                f"{mine['path']}",
+                flush=True,
+            )
             if not same and not args.anchors:
                 raise SystemExit(f"N={n}: the subsets differ from the reference's")
 

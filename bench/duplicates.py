@@ -84,8 +84,7 @@ def main():
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         synth, root = Path(tmp) / "synth", Path(tmp) / "root"
-        write_synth(synth, SynthOptions(classes=args.classes, per_class=args.per_class, val_per_class=10, duplicates=args.fraction, seed=1),
-                    workers=args.workers)
+        write_synth(synth, SynthOptions(classes=args.classes, per_class=args.per_class, val_per_class=10, duplicates=args.fraction, seed=1), workers=args.workers)
         for split in ("train", "val"):
             build(synth, root, BuildOptions(split=split, shard_size=500), workers=args.workers, progress=False)
         truth_table = pl.read_parquet(synth / "ground_truth.parquet")
@@ -93,12 +92,13 @@ def main():
         copies = truth_table.filter(pl.col("duplicate_of").is_not_null())
         planted = {tuple(sorted(p)) for p in copies.select("__key__", "duplicate_of").iter_rows()}
         same_split = {p for p in planted if p[0] in train and p[1] in train}
-        exact_truth = {tuple(sorted((a, b))) for a, b, kind in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows()
-                       if a in train and b in train and kind in EXACT_KINDS}
+        exact_truth = {tuple(sorted((a, b))) for a, b, kind in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows() if a in train and b in train and kind in EXACT_KINDS}
         leak_truth = set(copies.filter(pl.col("copy_place") == "val")["duplicate_of"])
         images = len(truth_table)
-        print(f"{images} images ({len(train)} train), {len(planted)} planted copies, {len(same_split)} pairs within train "
-              f"({len(exact_truth)} identical/recompressed/resized), {len(leak_truth)} planted into val")
+        print(
+            f"{images} images ({len(train)} train), {len(planted)} planted copies, {len(same_split)} pairs within train "
+            f"({len(exact_truth)} identical/recompressed/resized), {len(leak_truth)} planted into val"
+        )
 
         began = time.perf_counter()
         write_features(Root(root))
@@ -106,16 +106,14 @@ def main():
         rows, wv_seconds = [], None
         for t in THRESHOLDS:
             began = time.perf_counter()
-            figures = score_duplicates(root, DuplicateOptions(features="pix", threshold=t), name=f"d{int(t * 100)}", workers=args.workers,
-                                       progress=False)
+            figures = score_duplicates(root, DuplicateOptions(features="pix", threshold=t), name=f"d{int(t * 100)}", workers=args.workers, progress=False)
             seconds = time.perf_counter() - began
             wv_seconds = seconds if wv_seconds is None else min(wv_seconds, seconds)
             frame = sidecars.read_scores(Root(root), f"d{int(t * 100)}", split="train").collect()
             if t == THRESHOLDS[0]:
                 rows.append(("wv exact (bytes or pixel hash)", *score(group_pairs(frame, "exact_group"), exact_truth, planted), None, None))
             leaks = set(frame.filter(pl.col("leaks"))["__key__"])
-            rows.append((f"wv near, cosine >= {t}", *score(group_pairs(frame, "near_group"), same_split, planted),
-                         len(leaks & leak_truth) / max(1, len(leak_truth)), len(leaks - leak_truth)))
+            rows.append((f"wv near, cosine >= {t}", *score(group_pairs(frame, "near_group"), same_split, planted), len(leaks & leak_truth) / max(1, len(leak_truth)), len(leaks - leak_truth)))
             del figures
 
         images_dir = Path(tmp) / "images"  # the same JPEG files, without the lists and meta beside them
@@ -139,8 +137,7 @@ def main():
             pairs = {tuple(sorted((key_of[a], key_of[b]))) for a, dups in found.items() for b in dups if a in key_of and b in key_of}
             train_pairs = {p for p in pairs if p[0] in train and p[1] in train}
             leaks = {a for p in pairs for a, b in (p, p[::-1]) if a in train and b not in train}
-            rows.append((f"imagededup PHash, distance <= {k}", *score(train_pairs, same_split, planted),
-                         len(leaks & leak_truth) / max(1, len(leak_truth)), len(leaks - leak_truth)))
+            rows.append((f"imagededup PHash, distance <= {k}", *score(train_pairs, same_split, planted), len(leaks & leak_truth) / max(1, len(leak_truth)), len(leaks - leak_truth)))
         table = pl.DataFrame(rows, schema=["method", "precision", "recall", "leak recall", "false leaks"], orient="row")
         with pl.Config(tbl_rows=40, tbl_width_chars=140, float_precision=3):
             print(table)
@@ -148,20 +145,23 @@ def main():
         # the approximate search against the exact one, on the same features: tiny cells force many of them
         duplicates_module.CELL_SAMPLES = 100
         exact_frame = sidecars.read_scores(Root(root), "d90").collect()
-        figures = score_duplicates(root, DuplicateOptions(features="pix", threshold=0.9, mode="approximate"), name="approx",
-                                   workers=args.workers, progress=False)
+        figures = score_duplicates(root, DuplicateOptions(features="pix", threshold=0.9, mode="approximate"), name="approx", workers=args.workers, progress=False)
         approx_frame = sidecars.read_scores(Root(root), "approx").collect()
         exact_pairs, approx_pairs = group_pairs(exact_frame, "near_group"), group_pairs(approx_frame, "near_group")
         nearest_same = (exact_frame["other_key"] == approx_frame["other_key"]).mean()
-        print(f"approximate search, {figures['cells']} cells, --probes 3: recall of the exact near pairs "
-              f"{len(exact_pairs & approx_pairs) / max(1, len(exact_pairs)):.4f}, extra pairs {len(approx_pairs - exact_pairs)}, "
-              f"same nearest other-split sample {nearest_same:.4f}")
+        print(
+            f"approximate search, {figures['cells']} cells, --probes 3: recall of the exact near pairs "
+            f"{len(exact_pairs & approx_pairs) / max(1, len(exact_pairs)):.4f}, extra pairs {len(approx_pairs - exact_pairs)}, "
+            f"same nearest other-split sample {nearest_same:.4f}"
+        )
         wv_total = wv_seconds + feature_seconds
         baseline = encode_seconds + search_seconds
-        print(f"seconds per 1,000 images: wv {1000 * wv_total / images:.3f} (hash + search {1000 * wv_seconds / images:.3f}, "
-              f"features {1000 * feature_seconds / images:.3f}); imagededup {1000 * baseline / images:.3f} "
-              f"(encode {1000 * encode_seconds / images:.3f}, search {1000 * search_seconds / images:.3f}); "
-              f"imagededup / wv = {baseline / wv_total:.2f}")
+        print(
+            f"seconds per 1,000 images: wv {1000 * wv_total / images:.3f} (hash + search {1000 * wv_seconds / images:.3f}, "
+            f"features {1000 * feature_seconds / images:.3f}); imagededup {1000 * baseline / images:.3f} "
+            f"(encode {1000 * encode_seconds / images:.3f}, search {1000 * search_seconds / images:.3f}); "
+            f"imagededup / wv = {baseline / wv_total:.2f}"
+        )
 
 
 if __name__ == "__main__":

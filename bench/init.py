@@ -30,8 +30,7 @@ from wv.train.trainer import TrainOptions, train  # noqa: E402
 def prepare(out: Path, classes: int, per_class: int, seed: int) -> Path:
     source, root = out / f"init-synth-{classes}x{per_class}-{seed}", out / f"init-root-{classes}x{per_class}-{seed}"
     if not (source / "ground_truth.parquet").is_file():
-        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=10, noise=0.2, width=64, height=48,
-                                         seed=seed), workers=2)
+        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=10, noise=0.2, width=64, height=48, seed=seed), workers=2)
     if not Root(root).exists():
         for split in ("train", "val"):
             build(source, root, BuildOptions(split=split, shard_size=200, check="cheap"), workers=2, progress=False)
@@ -39,8 +38,7 @@ def prepare(out: Path, classes: int, per_class: int, seed: int) -> Path:
 
 
 def run(root: Path, out: Path, seed: int, size: int, epochs: int, batch: int, init: str | None = None) -> dict:
-    options = TrainOptions(out=str(out), arch="tinycnn", width=32, image_size=size, epochs=epochs, lr=0.05, workers=1,
-                           val=str(root), log_every=1000, device="cpu", init=init)
+    options = TrainOptions(out=str(out), arch="tinycnn", width=32, image_size=size, epochs=epochs, lr=0.05, workers=1, val=str(root), log_every=1000, device="cpu", init=init)
     summary = train(str(root), options, SamplerConfig(batch_size=batch, seed=seed), progress=False, say=lambda *a: None)
     first = next(json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"kind": "epoch"' in line)
     return {"first_epoch_top1": first["val_top1"], "final_top1": summary["val_top1"], "init": summary["init"]}
@@ -65,12 +63,14 @@ def main() -> None:
         scratch = run(root, runs / "scratch", seed, 48, args.epochs, args.batch_size)
         rows.append((init["first_epoch_top1"], scratch["first_epoch_top1"]))
         report = init["init"]
-        print(f"seed {seed}: first-epoch val top-1  init {rows[-1][0]:.3f}  scratch {rows[-1][1]:.3f}   "
-              f"(init: {report['loaded']} loaded, {report['reinitialised']} re-initialised, {report['ignored']} ignored; "
-              f"head {report['head']})", flush=True)
+        print(
+            f"seed {seed}: first-epoch val top-1  init {rows[-1][0]:.3f}  scratch {rows[-1][1]:.3f}   "
+            f"(init: {report['loaded']} loaded, {report['reinitialised']} re-initialised, {report['ignored']} ignored; "
+            f"head {report['head']})",
+            flush=True,
+        )
     init_mean, scratch_mean = statistics.mean(r[0] for r in rows), statistics.mean(r[1] for r in rows)
-    print(f"mean over {len(rows)} seeds: init {init_mean:.3f}  scratch {scratch_mean:.3f}  ratio {init_mean / max(scratch_mean, 1e-9):.2f}x  "
-          f"(chance 0.050)")
+    print(f"mean over {len(rows)} seeds: init {init_mean:.3f}  scratch {scratch_mean:.3f}  ratio {init_mean / max(scratch_mean, 1e-9):.2f}x  (chance 0.050)")
 
 
 if __name__ == "__main__":

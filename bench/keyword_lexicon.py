@@ -69,9 +69,14 @@ def compare(texts: list[str], tagger) -> dict:
             sums[name]["jaccard"] += len(reference & words) / len(union) if union else 1.0
             sums[name]["agreed"] += len(reference & words)
             sums[name]["kept"] += len(words)
-    return {name: {"mean_jaccard": round(s["jaccard"] / len(texts), 3),
-                   "recall_of_tagger_words": round(s["agreed"] / max(reference_total, 1), 3),
-                   "precision_vs_tagger": round(s["agreed"] / max(s["kept"], 1), 3)} for name, s in sums.items()}
+    return {
+        name: {
+            "mean_jaccard": round(s["jaccard"] / len(texts), 3),
+            "recall_of_tagger_words": round(s["agreed"] / max(reference_total, 1), 3),
+            "precision_vs_tagger": round(s["agreed"] / max(s["kept"], 1), 3),
+        }
+        for name, s in sums.items()
+    }
 
 
 def checked_list(tagger) -> dict:

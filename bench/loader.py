@@ -66,8 +66,7 @@ def prepare(out: Path, classes: int, per_class: int, size: str, workers: int) ->
     width, height = (int(v) for v in size.split("x"))
     if not (source / "ground_truth.parquet").is_file():
         shutil.rmtree(source, ignore_errors=True)
-        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=0, noise=0.3, imbalance=3.0,
-                                         width=width, height=height, seed=0), workers=workers)
+        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=0, noise=0.3, imbalance=3.0, width=width, height=height, seed=0), workers=workers)
     if not Root(root).exists() or not Root(root).shards_table_path.is_file():
         build(source, root, BuildOptions(split="train", shard_size=250, check="cheap"), workers=workers, progress=False)
     r = Root(root)
@@ -128,9 +127,11 @@ def decode_limit(tree: Path, images: int) -> dict:
     paths = sorted(tree.rglob("*.jpg"))[:images]
     data = [p.read_bytes() for p in paths]
     rates, peers, ours = {}, train_transform(), wv_transform()
-    for name, run in (("decode", lambda d: Image.open(io.BytesIO(d)).convert("RGB")),
-                      ("decode + transform", lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB"))),
-                      ("wv transform", lambda d: ours(open_image(d)))):
+    for name, run in (
+        ("decode", lambda d: Image.open(io.BytesIO(d)).convert("RGB")),
+        ("decode + transform", lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB"))),
+        ("wv transform", lambda d: ours(open_image(d))),
+    ):
         start = time.perf_counter()
         for d in data:
             run(d)
@@ -151,8 +152,7 @@ def count(loader, image_of) -> tuple[int, float, float]:
 def run_wv(root: Path, args, transform=None) -> tuple[int, float]:
     from wv.stream import SamplerConfig, Stream
 
-    config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2",
-                           subset_weights="1,0.5,0.5", rounding="trim", seed=0)
+    config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2", subset_weights="1,0.5,0.5", rounding="trim", seed=0)
     stream = Stream(root, config, transform=transform or wv_transform(), workers=args.workers)
     stream.set_epoch(2)  # the last stage: every subset
     return count(stream, lambda b: b["image"])
@@ -181,8 +181,7 @@ def write_peers(tree: Path, out: Path, name: str, workers: int) -> dict:
             import litdata
 
             shutil.rmtree(lit, ignore_errors=True)
-            litdata.optimize(fn=litdata_item, inputs=samples, output_dir=str(lit), chunk_bytes="64MB", num_workers=workers,
-                             verbose=False)
+            litdata.optimize(fn=litdata_item, inputs=samples, output_dir=str(lit), chunk_bytes="64MB", num_workers=workers, verbose=False)
             (lit / ".complete").write_text("")
         written["litData"] = lit
     return written
@@ -246,8 +245,14 @@ def run_webdataset(root: Path, args) -> tuple[int, float]:
     import webdataset as wds
 
     urls = shard_urls(root)
-    dataset = (wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False, seed=0).shuffle(1000).decode("pil")
-               .to_tuple("jpg", "cls").map_tuple(train_transform(), identity).batched(args.batch_size, partial=False))
+    dataset = (
+        wds.WebDataset(urls, shardshuffle=len(urls), empty_check=False, seed=0)
+        .shuffle(1000)
+        .decode("pil")
+        .to_tuple("jpg", "cls")
+        .map_tuple(train_transform(), identity)
+        .batched(args.batch_size, partial=False)
+    )
     loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers)
     return count(loader, lambda b: b[0])
 
@@ -255,8 +260,7 @@ def run_webdataset(root: Path, args) -> tuple[int, float]:
 def run_imagefolder(tree: Path, args) -> tuple[int, float]:
     from torchvision.datasets import ImageFolder
 
-    loader = torch.utils.data.DataLoader(ImageFolder(str(tree), train_transform()), batch_size=args.batch_size, shuffle=True,
-                                         num_workers=args.workers, drop_last=True)
+    loader = torch.utils.data.DataLoader(ImageFolder(str(tree), train_transform()), batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True)
     return count(loader, lambda b: b[0])
 
 
@@ -274,8 +278,15 @@ def first_stage_bytes(root: Path, args) -> dict:
         read += batch["read_bytes"]
         samples += len(batch["key"])
     seconds = time.perf_counter() - start
-    return {"shard_bytes": plan["shards"]["bytes_total"], "planned": plan["shards"]["bytes_read"], "read": read,
-            "pool": plan["funnel"]["pool"], "samples": plan["funnel"]["samples"], "seconds": seconds, "rate": samples / seconds}
+    return {
+        "shard_bytes": plan["shards"]["bytes_total"],
+        "planned": plan["shards"]["bytes_read"],
+        "read": read,
+        "pool": plan["funnel"]["pool"],
+        "samples": plan["funnel"]["samples"],
+        "seconds": seconds,
+        "rate": samples / seconds,
+    }
 
 
 def plan_at_scale(samples: int, world_size: int) -> None:
@@ -290,19 +301,25 @@ def plan_at_scale(samples: int, world_size: int) -> None:
     shards, per_shard = samples // 1000, 1000
     sizes = rng.gamma(1.0, 1.0, 5000)
     table = SampleTable(
-        root="synthetic", split="train", shard_names=[f"train-{i:06d}" for i in range(shards)],
+        root="synthetic",
+        split="train",
+        shard_names=[f"train-{i:06d}" for i in range(shards)],
         shard_paths=[f"train-{i:06d}.tar" for i in range(shards)],
-        shard_start=np.arange(shards + 1, dtype=np.int64) * per_shard, shard_bytes=np.full(shards, 30_000_000, dtype=np.int64),
-        shard_id=np.repeat(np.arange(shards, dtype=np.int32), per_shard), offset=np.tile(np.arange(per_shard, dtype=np.int64) * 30_000, shards),
-        length=np.full(shards * per_shard, 30_000, dtype=np.int32), label=rng.choice(5000, shards * per_shard, p=sizes / sizes.sum()).astype(np.int32),
-        class_names={}, keep=rng.random(shards * per_shard) < 0.8, subset=rng.integers(0, 3, shards * per_shard).astype(np.int16),
-        scores={"confidence.p_label": rng.random(shards * per_shard).astype(np.float32)})
-    config = SamplerConfig(batch_size=256, class_balance="draw", curriculum="0:0;3:0,1;6:0,1,2", subset_weights="1,0.5,0.5",
-                           gates=("confidence.p_label >= 0.5@0,0@10",), max_repeat=50)
+        shard_start=np.arange(shards + 1, dtype=np.int64) * per_shard,
+        shard_bytes=np.full(shards, 30_000_000, dtype=np.int64),
+        shard_id=np.repeat(np.arange(shards, dtype=np.int32), per_shard),
+        offset=np.tile(np.arange(per_shard, dtype=np.int64) * 30_000, shards),
+        length=np.full(shards * per_shard, 30_000, dtype=np.int32),
+        label=rng.choice(5000, shards * per_shard, p=sizes / sizes.sum()).astype(np.int32),
+        class_names={},
+        keep=rng.random(shards * per_shard) < 0.8,
+        subset=rng.integers(0, 3, shards * per_shard).astype(np.int16),
+        scores={"confidence.p_label": rng.random(shards * per_shard).astype(np.float32)},
+    )
+    config = SamplerConfig(batch_size=256, class_balance="draw", curriculum="0:0;3:0,1;6:0,1,2", subset_weights="1,0.5,0.5", gates=("confidence.p_label >= 0.5@0,0@10",), max_repeat=50)
     planner = Planner(table, config, world_size)
     tracemalloc.start()
-    print(f"plan at scale: {table.size:,} samples, {shards:,} shards, 5,000 classes, world size {world_size}; "
-          f"table {table.nbytes() / table.size:.0f} bytes/sample")
+    print(f"plan at scale: {table.size:,} samples, {shards:,} shards, 5,000 classes, world size {world_size}; table {table.nbytes() / table.size:.0f} bytes/sample")
     for epoch in (0, 7):
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
@@ -313,9 +330,11 @@ def plan_at_scale(samples: int, world_size: int) -> None:
         rank = planner.rank_plan(plan, 0)
         ranked = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1] - base
-        print(f"  epoch {epoch}: pool {plan.funnel['pool']:,}, {plan.steps:,} steps per rank; epoch plan {planned:.2f} s, "
-              f"rank plan {ranked:.2f} s ({rank.rows.size:,} draws); planning peak {peak / 1e6:,.0f} MB above the "
-              f"{table.nbytes() / 1e6:,.0f} MB table, the rank plan keeps {sum(a.nbytes for a in (rank.rows, rank.shard, rank.offset, rank.length, rank.label, rank.subset, rank.weight)) / 1e6:,.0f} MB")
+        print(
+            f"  epoch {epoch}: pool {plan.funnel['pool']:,}, {plan.steps:,} steps per rank; epoch plan {planned:.2f} s, "
+            f"rank plan {ranked:.2f} s ({rank.rows.size:,} draws); planning peak {peak / 1e6:,.0f} MB above the "
+            f"{table.nbytes() / 1e6:,.0f} MB table, the rank plan keeps {sum(a.nbytes for a in (rank.rows, rank.shard, rank.offset, rank.length, rank.label, rank.subset, rank.weight)) / 1e6:,.0f} MB"
+        )
         del plan, rank
 
 
@@ -344,15 +363,20 @@ def main() -> None:
     torch.multiprocessing.set_start_method("fork", force=True)  # litData's writer switches the process to spawn
     warmed = warm(root, tree) + sum(len(p.read_bytes()) for folder in peers.values() for p in folder.rglob("*") if p.is_file())
     images = Root(root).shards("train")["samples"].sum()
-    print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, "
-          f"crop {args.crop}; load average before {os.getloadavg()[0]:.2f}")
+    print(f"{images} images ({args.size}), {warmed / 1e6:.0f} MB warmed; {args.workers} workers, batch {args.batch_size}, crop {args.crop}; load average before {os.getloadavg()[0]:.2f}")
     limit = decode_limit(tree, 1000)
-    print(f"decode limit (1 core): decode {limit['decode']:,.0f} img/s; decode + transform {limit['decode + transform']:,.0f} "
-          f"img/s; wv's transform (scaled decode, uint8) {limit['wv transform']:,.0f} img/s")
+    print(
+        f"decode limit (1 core): decode {limit['decode']:,.0f} img/s; decode + transform {limit['decode + transform']:,.0f} "
+        f"img/s; wv's transform (scaled decode, uint8) {limit['wv transform']:,.0f} img/s"
+    )
 
     rates, cpu = {}, {}
-    runners = {"wv stream": lambda: run_wv(root, args), "wv full-size": lambda: run_wv(root, args, full_size_transform()),
-               "webdataset": lambda: run_webdataset(root, args), "ImageFolder": lambda: run_imagefolder(tree, args)}
+    runners = {
+        "wv stream": lambda: run_wv(root, args),
+        "wv full-size": lambda: run_wv(root, args, full_size_transform()),
+        "webdataset": lambda: run_webdataset(root, args),
+        "ImageFolder": lambda: run_imagefolder(tree, args),
+    }
     if "MosaicML" in peers:
         runners["MosaicML"] = lambda: run_mosaic(peers["MosaicML"], args)
     if "litData" in peers:
@@ -368,21 +392,27 @@ def main() -> None:
     print("best of rounds (limit: the 1-core rate of each loader's own decode + transform x workers):")
     for name, values in rates.items():
         own = limit["wv transform"] if name == "wv stream" else limit["decode + transform"]
-        print(f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {max(values) / (own * args.workers):.2f} "
-              f"of the decode + augment limit; median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 / own:.3f})")
+        print(
+            f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {max(values) / (own * args.workers):.2f} "
+            f"of the decode + augment limit; median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 / own:.3f})"
+        )
     others = [name for name in rates if name not in ("wv stream", "wv full-size")]
     for other in [*others, "wv full-size"]:
         paired = np.array(rates["wv stream"]) / np.array(rates[other])
-        print(f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, median of rounds {np.median(paired):.3f} "
-              f"(rounds: {', '.join(f'{r:.2f}' for r in paired)}); CPU per sample {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f}")
+        print(
+            f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, median of rounds {np.median(paired):.3f} "
+            f"(rounds: {', '.join(f'{r:.2f}' for r in paired)}); CPU per sample {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f}"
+        )
     best_peer = max(others, key=lambda name: np.median(rates[name]))
     paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
     print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
 
     stage = first_stage_bytes(root, args)
-    print(f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "
-          f"{stage['read'] / 1e6:.1f} MB (planned {stage['planned'] / 1e6:.1f} MB) of {stage['shard_bytes'] / 1e6:.1f} MB of shards "
-          f"= {stage['read'] / stage['shard_bytes']:.3f}; whole-shard streaming reads 1.000 ({stage['rate']:,.0f} samples/s)")
+    print(
+        f"curriculum stage 0 (clean subset: {stage['pool']:,} of {stage['samples']:,} samples): bytes read "
+        f"{stage['read'] / 1e6:.1f} MB (planned {stage['planned'] / 1e6:.1f} MB) of {stage['shard_bytes'] / 1e6:.1f} MB of shards "
+        f"= {stage['read'] / stage['shard_bytes']:.3f}; whole-shard streaming reads 1.000 ({stage['rate']:,.0f} samples/s)"
+    )
 
 
 if __name__ == "__main__":

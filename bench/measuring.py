@@ -25,7 +25,7 @@ def peak_mb() -> float:
 
 def resident_mb() -> float:
     """This process's resident memory now (Linux), e.g. after its imports, to subtract from the peak."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2 ** 20
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
 def in_child(target, *args) -> dict:

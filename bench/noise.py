@@ -52,17 +52,25 @@ from wv.synth import SynthOptions, write_synth  # noqa: E402
 
 KINDS = ("flip", "image_flip", "outlier", "offtopic_text")
 # (score, the command that wrote it, column, higher is noisier, group): every single score the root holds
-SINGLE = [("lda", "score lda", "similarity", False, "text"), ("keywords", "score keywords", "keywords", False, "text"),
-          ("density", "score density", "density", False, "image"), ("curriculum", "curriculum split", "subset", True, "image"),
-          ("confidence", "score confidence", "p_label", False, "image"), ("probe", "score probe", "p_label", False, "image")]
+SINGLE = [
+    ("lda", "score lda", "similarity", False, "text"),
+    ("keywords", "score keywords", "keywords", False, "text"),
+    ("density", "score density", "density", False, "image"),
+    ("curriculum", "curriculum split", "subset", True, "image"),
+    ("confidence", "score confidence", "p_label", False, "image"),
+    ("probe", "score probe", "p_label", False, "image"),
+]
 
 
 def make_root(out: Path, classes: int, per_class: int, noise: float, size: int, seed: int, workers: int) -> tuple[Path, Path]:
     source, root = out / "synth", out / "root"
     if not (source / "ground_truth.parquet").is_file():
         shutil.rmtree(source, ignore_errors=True)
-        write_synth(source, SynthOptions(classes=classes, per_class=per_class, noise=noise, outlier_share=0.3, image_flip_share=0.3,
-                                         offtopic_text=0.1, val_per_class=5, width=size, height=size * 3 // 4, seed=seed), workers)
+        write_synth(
+            source,
+            SynthOptions(classes=classes, per_class=per_class, noise=noise, outlier_share=0.3, image_flip_share=0.3, offtopic_text=0.1, val_per_class=5, width=size, height=size * 3 // 4, seed=seed),
+            workers,
+        )
     if not (root / "shards.parquet").is_file():  # built: a copy of an out folder keeps its root (and its scores) as they are
         build(source, root, BuildOptions(split="train", shard_size=max(per_class * classes // 10, 20)), workers=workers, progress=False)
     return source, root
@@ -87,8 +95,7 @@ def train_tinycnn(root: Path, out: Path, epochs: int, size: int = 48, seed: int 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    save_checkpoint(path, model.eval(), "tinycnn", len(classes), [c["synset"] for c in classes],
-                    {"input": {**default_input("tinycnn"), "size": size}, "arch_options": {"width": 16}, "step": epochs})
+    save_checkpoint(path, model.eval(), "tinycnn", len(classes), [c["synset"] for c in classes], {"input": {**default_input("tinycnn"), "size": size}, "arch_options": {"width": 16}, "step": epochs})
     return path
 
 
@@ -149,8 +156,8 @@ def metrics(truth: pl.DataFrame, suspicion: np.ndarray, flagged: np.ndarray | No
 def evaluate(root: Path, source: Path) -> dict:
     r = Root(root)
     truth = pl.concat([pl.read_parquet(r.meta_path(s), columns=["__key__"]) for s in r.shard_names("train")]).join(
-        pl.read_parquet(source / "ground_truth.parquet", columns=["__key__", "is_noisy", "noise"]), on="__key__", how="left",
-        maintain_order="left")
+        pl.read_parquet(source / "ground_truth.parquet", columns=["__key__", "is_noisy", "noise"]), on="__key__", how="left", maintain_order="left"
+    )
     rows = {}
     for name, command, column, higher, group in SINGLE:
         suspicion, flags = single_score(r, Component(name, command, column, higher, group))
@@ -158,19 +165,15 @@ def evaluate(root: Path, source: Path) -> dict:
     noise = sidecars.read_scores(r, "noise", split="train", columns=["p_noisy", "noisy"]).collect()
     rows["wv score noise (p_noisy > 0.5)"] = metrics(truth, noise["p_noisy"].cast(pl.Float64).to_numpy(), noise["noisy"].to_numpy())
     issues = sidecars.read_scores(r, "labelissues", split="train", columns=["label_issue", "label_quality"]).collect()
-    rows["cleanlab find_label_issues"] = metrics(truth, -issues["label_quality"].cast(pl.Float64).to_numpy(),
-                                                 issues["label_issue"].to_numpy())
-    return {"samples": truth.height, "noisy": int(truth["is_noisy"].sum()),
-            "kinds": dict(truth.group_by("noise").len().sort("noise").iter_rows()), "methods": rows}
+    rows["cleanlab find_label_issues"] = metrics(truth, -issues["label_quality"].cast(pl.Float64).to_numpy(), issues["label_issue"].to_numpy())
+    return {"samples": truth.height, "noisy": int(truth["is_noisy"].sum()), "kinds": dict(truth.group_by("noise").len().sort("noise").iter_rows()), "methods": rows}
 
 
 def table(result: dict) -> str:
-    lines = ["| method | AUROC | precision | recall | F1 | best-threshold F1 | flagged: " + " / ".join(("clean", *KINDS)) + " |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | AUROC | precision | recall | F1 | best-threshold F1 | flagged: " + " / ".join(("clean", *KINDS)) + " |", "|---|---|---|---|---|---|---|"]
     for name, m in result["methods"].items():
         kinds = " / ".join(f"{m['flagged_by_kind'].get(k, float('nan')):.2f}" for k in ("clean", *KINDS))
-        lines.append(f"| {name} | {m['auroc']:.3f} | {m.get('precision', '-')} | {m.get('recall', '-')} | {m.get('f1', '-')} | "
-                     f"{m['best_f1']:.3f} | {kinds} |")
+        lines.append(f"| {name} | {m['auroc']:.3f} | {m.get('precision', '-')} | {m.get('recall', '-')} | {m.get('f1', '-')} | {m['best_f1']:.3f} | {kinds} |")
     return "\n".join(lines)
 
 

@@ -70,8 +70,7 @@ def run_polars(root: str) -> dict:
 
     started = time.perf_counter()
     tables = [
-        pl.read_csv(path, has_header=False, separator=" ", new_columns=["path", "label"], schema_overrides={"label": pl.Int32})
-        for path in sorted(Path(root, "info").glob("train_filelist_*.txt"))
+        pl.read_csv(path, has_header=False, separator=" ", new_columns=["path", "label"], schema_overrides={"label": pl.Int32}) for path in sorted(Path(root, "info").glob("train_filelist_*.txt"))
     ]
     return {"seconds": time.perf_counter() - started, "rows": sum(t.height for t in tables)}
 

@@ -44,9 +44,19 @@ def prepare(out: Path, classes: int, per_class: int) -> Path:
 
 
 def run(root: Path, out: Path, seed: int, epochs: int, lr: float, args, init=None, pretrain=None) -> dict:
-    options = TrainOptions(out=str(out), arch="tinycnn", width=args.width, image_size=32, epochs=epochs, lr=lr, lr_step=100,
-                           workers=args.workers, log_every=1000, val=str(root) if pretrain is None or pretrain.task != "keywords" else None,
-                           init=str(init) if init else None)
+    options = TrainOptions(
+        out=str(out),
+        arch="tinycnn",
+        width=args.width,
+        image_size=32,
+        epochs=epochs,
+        lr=lr,
+        lr_step=100,
+        workers=args.workers,
+        log_every=1000,
+        val=str(root) if pretrain is None or pretrain.task != "keywords" else None,
+        init=str(init) if init else None,
+    )
     sampler = SamplerConfig(batch_size=args.batch_size, seed=seed, selection="none")
     return train(root, options, sampler, progress=False, say=lambda *a: None, pretrain=pretrain)
 
@@ -67,8 +77,7 @@ def main() -> None:
         tmp = Path(tmp)
         started = time.perf_counter()
         root = prepare(tmp, args.classes, args.per_class)
-        print(f"root: {args.classes} classes x {args.per_class} train images (20% noise), 10 val each; "
-              f"scored in {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"root: {args.classes} classes x {args.per_class} train images (20% noise), 10 val each; scored in {time.perf_counter() - started:.0f} s", flush=True)
         results = {name: [] for name in ("scratch", *TASKS)}
         for seed in args.seeds:
             results["scratch"].append(run(root, tmp / f"scratch-{seed}", seed, args.finetune_epochs, args.lr, args)["val_top1"])
@@ -78,17 +87,18 @@ def main() -> None:
                 tuned = run(root, tmp / f"{task}-{seed}-ft", seed, args.finetune_epochs, args.lr, args, init=Path(pre["paths"]["checkpoint"]))
                 results[task].append(tuned["val_top1"])
                 metric = {k: round(v, 3) for k, v in pre.items() if k.startswith(("val_", "train_tile")) and isinstance(v, float)}
-                print(f"seed {seed} {task}: pre-training loss {pre['first_loss']:.3f} -> {pre['final_loss']:.3f} {metric}; "
-                      f"fine-tuned val top-1 {tuned['val_top1']:.3f} (scratch {results['scratch'][-1]:.3f})", flush=True)
+                print(
+                    f"seed {seed} {task}: pre-training loss {pre['first_loss']:.3f} -> {pre['final_loss']:.3f} {metric}; "
+                    f"fine-tuned val top-1 {tuned['val_top1']:.3f} (scratch {results['scratch'][-1]:.3f})",
+                    flush=True,
+                )
         base = statistics.mean(results["scratch"])
-        print(f"\nval top-1 after {args.finetune_epochs} fine-tuning epochs, {len(args.seeds)} seeds "
-              f"(pre-training: {args.pretrain_epochs} epochs on top)")
+        print(f"\nval top-1 after {args.finetune_epochs} fine-tuning epochs, {len(args.seeds)} seeds (pre-training: {args.pretrain_epochs} epochs on top)")
         print("| start | mean | std | min..max | vs scratch |")
         print("|---|---|---|---|---|")
         for name, values in results.items():
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            print(f"| {name} | {statistics.mean(values):.3f} | {spread:.3f} | {min(values):.3f}..{max(values):.3f} | "
-                  f"{statistics.mean(values) - base:+.3f} |")
+            print(f"| {name} | {statistics.mean(values):.3f} | {spread:.3f} | {min(values):.3f}..{max(values):.3f} | {statistics.mean(values) - base:+.3f} |")
         print(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -56,15 +56,12 @@ RECIPES = [
     ("everything (no curation)", "none", lambda e: {}, lambda e: {}),
     ("clean subset (ceiling: ground truth)", "sel_truth", lambda e: {}, lambda e: {}),
     ("LDA: drop the lowest 10% per class (gombru)", "sel_lda10", lambda e: {}, lambda e: {}),
-    ("LDA soft labels (weight similarity/median below the median)", "none",
-     lambda e: {"soft_label": "lda.similarity", "soft_threshold": "MEDIAN"}, lambda e: {}),
-    ("CurriculumNet: stages 0 / 0,1 / 0,1,2, subset weights 1/0.5/0.5", "none", lambda e: {},
-     lambda e: {"curriculum": stages(e), "subset_weights": "1,0.5,0.5"}),
+    ("LDA soft labels (weight similarity/median below the median)", "none", lambda e: {"soft_label": "lda.similarity", "soft_threshold": "MEDIAN"}, lambda e: {}),
+    ("CurriculumNet: stages 0 / 0,1 / 0,1,2, subset weights 1/0.5/0.5", "none", lambda e: {}, lambda e: {"curriculum": stages(e), "subset_weights": "1,0.5,0.5"}),
     ("gated backprop 0.5 lowered to 0 (SenseTime)", "none", lambda e: {"backprop_gate": gate_to_zero(e)}, lambda e: {}),
     ("inverse-frequency sampling (ACRV)", "none", lambda e: {}, lambda e: {"class_balance": "draw"}),
     ("wv score noise: drop noise.noisy", "sel_noise", lambda e: {}, lambda e: {}),
-    ("wv score noise drop + CurriculumNet subset weights", "sel_noise", lambda e: {},
-     lambda e: {"curriculum": stages(e), "subset_weights": "1,0.5,0.5"}),
+    ("wv score noise drop + CurriculumNet subset weights", "sel_noise", lambda e: {}, lambda e: {"curriculum": stages(e), "subset_weights": "1,0.5,0.5"}),
     ("label weights pretraining (WeChat)", None, None, None),  # TODO: H17's pre-training, once merged
     ("pseudo-labels via wv relabel (WeChat)", None, None, None),  # TODO: H16b's `wv relabel`, once merged
     ("fine-tune from --init (pre-trained)", None, None, None),  # TODO: H16a's trainer --init, once merged
@@ -74,18 +71,28 @@ RECIPES = [
 def make_root(out: Path, args) -> tuple[Path, Path]:
     source, root = out / "synth", out / "root"
     if not (source / "ground_truth.parquet").is_file():
-        write_synth(source, SynthOptions(classes=args.classes, per_class=args.per_class, noise=args.noise, outlier_share=0.1,
-                                         image_flip_share=0.3, val_per_class=args.val_per_class, width=args.image_size,
-                                         height=args.image_size * 3 // 4, seed=args.data_seed), args.workers)
+        write_synth(
+            source,
+            SynthOptions(
+                classes=args.classes,
+                per_class=args.per_class,
+                noise=args.noise,
+                outlier_share=0.1,
+                image_flip_share=0.3,
+                val_per_class=args.val_per_class,
+                width=args.image_size,
+                height=args.image_size * 3 // 4,
+                seed=args.data_seed,
+            ),
+            args.workers,
+        )
     for split in ("train", "val"):
-        build(source, root, BuildOptions(split=split, shard_size=max(args.classes * args.per_class // 8, 20)), workers=args.workers,
-              progress=False)
+        build(source, root, BuildOptions(split=split, shard_size=max(args.classes * args.per_class // 8, 20)), workers=args.workers, progress=False)
     return source, root
 
 
 def base_options(out: Path, args, seed: int, **kw) -> tuple[TrainOptions, dict]:
-    train_options = dict(out=str(out), arch="tinycnn", image_size=args.image_size, epochs=args.epochs, lr=0.05,
-                         lr_step=max(args.epochs - 2, 1), workers=0, device="cpu", **kw)
+    train_options = dict(out=str(out), arch="tinycnn", image_size=args.image_size, epochs=args.epochs, lr=0.05, lr_step=max(args.epochs - 2, 1), workers=0, device="cpu", **kw)
     return train_options, {"batch_size": 32, "seed": seed}
 
 
@@ -124,8 +131,7 @@ def run_recipe(root: Path, out: Path, args, name: str, selection: str, train_kw,
     folder = out / "runs" / f"{RECIPES_INDEX[name]:02d}-seed{seed}"
     options, sampler = base_options(folder, args, seed, val=str(root), **kw)
     options["resume"] = (folder / "checkpoint.pt").is_file()
-    summary = train(root, TrainOptions(**options), SamplerConfig(**sampler, selection=selection, **sampler_kw(args.epochs)),
-                    progress=False, say=lambda *a: None)
+    summary = train(root, TrainOptions(**options), SamplerConfig(**sampler, selection=selection, **sampler_kw(args.epochs)), progress=False, say=lambda *a: None)
     return float(summary["val_top1"])
 
 
@@ -159,8 +165,7 @@ def main():
         if selection is None:
             continue
         scores = [run_recipe(root, out, args, name, selection, train_kw, sampler_kw, seed) for seed in range(args.seeds)]
-        rows[index] = {"recipe": name, "top1": scores, "mean": statistics.mean(scores),
-                       "spread": statistics.stdev(scores) if len(scores) > 1 else 0.0}
+        rows[index] = {"recipe": name, "top1": scores, "mean": statistics.mean(scores), "spread": statistics.stdev(scores) if len(scores) > 1 else 0.0}
         print(f"{name}: {statistics.mean(scores):.3f} (+- {rows[index]['spread']:.3f}) {scores}", flush=True)
     (out / "recipes.json").write_text(json.dumps({"args": vars(args), "prepare_seconds": prepared, "rows": rows}, indent=2))
     print("| recipe | clean val top-1 (mean +- sd over seeds) | seeds |\n|---|---|---|")

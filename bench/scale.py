@@ -66,9 +66,15 @@ POOL_STAGES = {"build", "verify", "lda", "keywords", "select", "audit"}  # stage
 WEBVISION2_IMAGE_BYTES = 0.5e12 / 16e6  # DESIGN.md: WebVision 2.0 at 256 px is about 0.5 TB for 16M samples
 FEATURE_DIM = 128
 OUTPUTS = {  # what each stage writes under ROOT, removed before a repeated run ("" = the whole root)
-    "build": [""], "verify": [], "lda": ["scores/lda", "scores/label_weights", "features/lda", "models/lda"],
-    "keywords": ["scores/keywords", "models/keywords"], "select": ["scores/selection"], "stream": [],
-    "density": ["scores/density"], "curriculum": ["scores/curriculum"], "audit": ["reports/audit"],
+    "build": [""],
+    "verify": [],
+    "lda": ["scores/lda", "scores/label_weights", "features/lda", "models/lda"],
+    "keywords": ["scores/keywords", "models/keywords"],
+    "select": ["scores/selection"],
+    "stream": [],
+    "density": ["scores/density"],
+    "curriculum": ["scores/curriculum"],
+    "audit": ["reports/audit"],
 }
 
 
@@ -103,7 +109,7 @@ def process_table() -> dict:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) "; fields[0] is the state
+        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "; fields[0] is the state
         table[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICK)
     return table
 
@@ -152,9 +158,15 @@ def measure(args_list: list, log: Path, interval: float = 0.05) -> dict:
     workers = [rss for pid, rss in peak_rss.items() if pid != proc.pid]
     cpu_total = usage.ru_utime + usage.ru_stime
     return {
-        "wall": wall, "cpu": cpu_total, "driver_cpu": min(last_cpu.get(proc.pid, 0.0), cpu_total),
-        "driver_rss": peak_rss.get(proc.pid, 0), "worker_rss": max(workers, default=0), "tree_rss": tree_peak,
-        "max_rss": usage.ru_maxrss * 1024, "processes": len(peak_rss), "figures": json.loads(lines[-1]) if lines else {},
+        "wall": wall,
+        "cpu": cpu_total,
+        "driver_cpu": min(last_cpu.get(proc.pid, 0.0), cpu_total),
+        "driver_rss": peak_rss.get(proc.pid, 0),
+        "worker_rss": max(workers, default=0),
+        "tree_rss": tree_peak,
+        "max_rss": usage.ru_maxrss * 1024,
+        "processes": len(peak_rss),
+        "figures": json.loads(lines[-1]) if lines else {},
     }
 
 
@@ -178,9 +190,32 @@ def synth_once(out: Path, samples: int, args) -> tuple[Path, float | None]:
         return source, None
     shutil.rmtree(source, ignore_errors=True)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "wv", "synth", str(source), "--classes", str(classes), "--per-class", str(per_class),
-                    "--val-per-class", "0", "--image-size", args.image_size, "--version", "2", "--noise", "0.2",
-                    "--workers", str(args.workers)], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TQDM_DISABLE": "1"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wv",
+            "synth",
+            str(source),
+            "--classes",
+            str(classes),
+            "--per-class",
+            str(per_class),
+            "--val-per-class",
+            "0",
+            "--image-size",
+            args.image_size,
+            "--version",
+            "2",
+            "--noise",
+            "0.2",
+            "--workers",
+            str(args.workers),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
     return source, time.perf_counter() - started
 
 
@@ -229,23 +264,44 @@ def write_sidecar_root(root: Path, samples: int, per_class: int, shard_size: int
         labels = rng.integers(0, classes, n).astype(np.int32)
         keys = [f"google-q{number:05d}-{i:08d}" for i in range(n)]
         text = [" ".join(words[rng.integers(0, len(words), 5)]) for _ in range(n)]
-        pl.DataFrame({"__key__": keys, "label": labels, "source": "google", "query": f"q{number:05d}", "title": text,
-                      "description": text, "tags": [t.split() for t in text], "text": text}).write_parquet(root / "meta" / f"{name}.parquet")
+        pl.DataFrame(
+            {"__key__": keys, "label": labels, "source": "google", "query": f"q{number:05d}", "title": text, "description": text, "tags": [t.split() for t in text], "text": text}
+        ).write_parquet(root / "meta" / f"{name}.parquet")
         pl.DataFrame({"__key__": keys, "similarity": rng.random(n, dtype=np.float32)}).write_parquet(root / "scores/lda" / f"{name}.parquet")
-        pl.DataFrame({"__key__": keys, "keywords": [t.split()[:3] for t in text], "count": rng.integers(0, 6, n).astype(np.int32)}
-                     ).write_parquet(root / "scores/keywords" / f"{name}.parquet")
+        pl.DataFrame({"__key__": keys, "keywords": [t.split()[:3] for t in text], "count": rng.integers(0, 6, n).astype(np.int32)}).write_parquet(root / "scores/keywords" / f"{name}.parquet")
         features = rng.normal(size=(n, 16)).astype(np.float32) + labels[:, None] % 7
         features /= np.linalg.norm(features, axis=1, keepdims=True)
         np.save(root / "features/synthetic" / f"{name}.npy", features.astype(np.float16))
         shards.append({"name": name, "split": "train", "samples": n, "bytes": n * 7000, "sha256": "", "path": f"shards/{name}.tar"})
-        manifests.append(pl.DataFrame({"__key__": keys, "split": "train", "shard": name, "index": np.arange(n), "offset": np.arange(n) * 7000,
-                                       "length": np.full(n, 7000), "label": labels, "source": "google", "query": f"q{number:05d}",
-                                       "image_id": [k[-8:] for k in keys], "path": "", "bytes": np.full(n, 6000), "width": 64,
-                                       "height": 48, "format": "JPEG", "meta": "ok"}))
+        manifests.append(
+            pl.DataFrame(
+                {
+                    "__key__": keys,
+                    "split": "train",
+                    "shard": name,
+                    "index": np.arange(n),
+                    "offset": np.arange(n) * 7000,
+                    "length": np.full(n, 7000),
+                    "label": labels,
+                    "source": "google",
+                    "query": f"q{number:05d}",
+                    "image_id": [k[-8:] for k in keys],
+                    "path": "",
+                    "bytes": np.full(n, 6000),
+                    "width": 64,
+                    "height": 48,
+                    "format": "JPEG",
+                    "meta": "ok",
+                }
+            )
+        )
     pl.concat(manifests).write_parquet(root / "manifest.parquet", row_group_size=100_000)
     pl.DataFrame(shards).write_parquet(root / "shards.parquet")
-    info = {"format": FORMAT, "classes": [{"label": i, "synset": f"n{i:08d}", "names": f"class {i}"} for i in range(classes)],
-            "splits": {"train": {"options": {}, "complete": True, "samples": samples}}}
+    info = {
+        "format": FORMAT,
+        "classes": [{"label": i, "synset": f"n{i:08d}", "names": f"class {i}"} for i in range(classes)],
+        "splits": {"train": {"options": {}, "complete": True, "samples": samples}},
+    }
     (root / "wv.json").write_text(json.dumps(info))
 
 
@@ -267,8 +323,7 @@ def probe(args) -> None:
                 args_list = ["select", root, "--drop", "lda.similarity < 0.2", "--drop", "keywords.count == 0", "--workers", args.workers]
             m = measure(args_list, out / f"probe-{size}-{stage}")
             rows[stage].append(m)
-            print(f"  N={size:>10,} {stage:<10} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  rss driver {m['driver_rss'] / 2**20:6.0f} MB, "
-                  f"worker {m['worker_rss'] / 2**20:5.0f} MB", flush=True)
+            print(f"  N={size:>10,} {stage:<10} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  rss driver {m['driver_rss'] / 2**20:6.0f} MB, worker {m['worker_rss'] / 2**20:5.0f} MB", flush=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print()
@@ -277,8 +332,7 @@ def probe(args) -> None:
         peaks = [r["driver_rss"] for r in rows[stage]]
         _, per_sample = linear(sizes, peaks)
         at = memory_at(sizes, peaks, args.target)[0]
-        print(f"{stage:<12}" + "".join(f"{r['wall']:>10.1f} s {r['driver_rss'] / 2**20:>6.0f} MB" for r in rows[stage])
-              + f"   {per_sample:14.1f}  {human_bytes(at, True):>10}")
+        print(f"{stage:<12}" + "".join(f"{r['wall']:>10.1f} s {r['driver_rss'] / 2**20:>6.0f} MB" for r in rows[stage]) + f"   {per_sample:14.1f}  {human_bytes(at, True):>10}")
 
 
 def image_bytes(root: Path) -> int:
@@ -333,8 +387,8 @@ def human_bytes(n: float, binary: bool = False) -> str:
     """Disk in decimal units (as DESIGN.md's 0.5 TB); memory (binary=True) in units of 2^10, like every RSS here."""
     base = 1024 if binary else 1000
     for unit, power in (("TB", 4), ("GB", 3), ("MB", 2), ("KB", 1)):
-        if abs(n) >= base ** power:
-            return f"{n / base ** power:.1f} {unit}"
+        if abs(n) >= base**power:
+            return f"{n / base**power:.1f} {unit}"
     return f"{n:.0f} B"
 
 
@@ -355,8 +409,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,40000,160000", help="Sample counts, comma-separated.")
     parser.add_argument("--per-class", type=int, default=200, help="Samples per class (classes = size / per-class).")
-    parser.add_argument("--classes", type=int, default=None,
-                        help="Fixed number of classes instead (per class = size / classes): separates per-class from per-sample growth.")
+    parser.add_argument("--classes", type=int, default=None, help="Fixed number of classes instead (per class = size / classes): separates per-class from per-sample growth.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each stage (on a fresh copy of its input); the fastest counts.")
     parser.add_argument("--image-size", default="64x48")
     parser.add_argument("--shard-size", type=int, default=1000)
@@ -368,12 +421,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out/scale")
     parser.add_argument("--keep", action="store_true", help="Keep each size's root (default: removed after its stages).")
     parser.add_argument("--json", dest="json_out", default=None, help="Also write every measurement to this JSON file.")
-    parser.add_argument("--probe", default=None, metavar="SIZES",
-                        help="Only the sidecar-only memory probe at these sample counts (see the docstring).")
+    parser.add_argument("--probe", default=None, metavar="SIZES", help="Only the sidecar-only memory probe at these sample counts (see the docstring).")
     parser.add_argument("--probe-per-class", type=int, default=1000)
     parser.add_argument("--probe-shard-size", type=int, default=10_000)
-    parser.add_argument("--report", default=None, metavar="JSON",
-                        help="Measure nothing: print the tables again from a --json file (with this run's --target, --target-workers).")
+    parser.add_argument("--report", default=None, metavar="JSON", help="Measure nothing: print the tables again from a --json file (with this run's --target, --target-workers).")
     args = parser.parse_args()
     if args.probe:
         probe(args)
@@ -383,8 +434,7 @@ def main() -> None:
         for key in ("per_class", "classes", "workers", "topics", "image_size", "shard_size"):
             setattr(args, key, saved["args"].get(key))
         results, sizes = saved["results"], saved["sizes"]
-        report(results, list(results), sizes, {int(k): v for k, v in saved["synth_seconds"].items()},
-               {int(k): v for k, v in saved["image_bytes"].items()}, args)
+        report(results, list(results), sizes, {int(k): v for k, v in saved["synth_seconds"].items()}, {int(k): v for k, v in saved["image_bytes"].items()}, args)
         return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     stages = [s for s in args.stages.split(",") if s]
@@ -399,9 +449,12 @@ def main() -> None:
     synth_seconds, real_sizes, image_share = {}, [], {}
 
     shape = f"{args.classes} classes" if args.classes else f"{args.per_class} per class"
-    print(f"scale model: sizes {sizes}, {shape}, {args.image_size} images, shards of {args.shard_size}, "
-          f"{args.workers} workers, LDA {args.topics} topics; machine: {os.cpu_count()} CPUs, "
-          f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GB", flush=True)
+    print(
+        f"scale model: sizes {sizes}, {shape}, {args.image_size} images, shards of {args.shard_size}, "
+        f"{args.workers} workers, LDA {args.topics} topics; machine: {os.cpu_count()} CPUs, "
+        f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GB",
+        flush=True,
+    )
     for size in sizes:
         synth, seconds = synth_once(out, size, args)
         synth_seconds[size] = seconds
@@ -424,18 +477,19 @@ def main() -> None:
                 real = m["figures"]["written"]
                 image_share[real] = image_bytes(root)
             results[stage].append(m)
-            print(f"  N={size:>8,} {stage:<10} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s (driver {m['driver_cpu']:6.2f})  "
-                  f"rss driver {m['driver_rss'] / 2**20:6.0f} MB, worker {m['worker_rss'] / 2**20:5.0f} MB, "
-                  f"tree {m['tree_rss'] / 2**20:6.0f} MB  disk +{human_bytes(m['disk'])}"
-                  + (f"  (runs {m['walls']})" if len(runs) > 1 else ""), flush=True)
+            print(
+                f"  N={size:>8,} {stage:<10} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s (driver {m['driver_cpu']:6.2f})  "
+                f"rss driver {m['driver_rss'] / 2**20:6.0f} MB, worker {m['worker_rss'] / 2**20:5.0f} MB, "
+                f"tree {m['tree_rss'] / 2**20:6.0f} MB  disk +{human_bytes(m['disk'])}" + (f"  (runs {m['walls']})" if len(runs) > 1 else ""),
+                flush=True,
+            )
         real_sizes.append(real)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
     report(results, stages, real_sizes, synth_seconds, image_share, args)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"args": vars(args), "sizes": real_sizes, "synth_seconds": synth_seconds,
-                                                   "image_bytes": image_share, "results": results}, indent=1, default=str))
+        Path(args.json_out).write_text(json.dumps({"args": vars(args), "sizes": real_sizes, "synth_seconds": synth_seconds, "image_bytes": image_share, "results": results}, indent=1, default=str))
 
 
 def report(results: dict, stages: list, sizes: list, synth_seconds: dict, image_share: dict, args) -> None:
@@ -461,8 +515,10 @@ def report(results: dict, stages: list, sizes: list, synth_seconds: dict, image_
     print("per stage at the largest size: CPU s (driver), worker peak MB, largest process MB, tree peak MB, disk")
     for stage in stages:
         r = results[stage][-1]
-        print(f"  {stage:<11} cpu {r['cpu']:7.2f} ({r['driver_cpu']:6.2f})  worker {r['worker_rss'] / 2**20:5.0f} MB  "
-              f"largest {r['max_rss'] / 2**20:5.0f} MB  tree {r['tree_rss'] / 2**20:6.0f} MB  disk {human_bytes(r['disk'])}")
+        print(
+            f"  {stage:<11} cpu {r['cpu']:7.2f} ({r['driver_cpu']:6.2f})  worker {r['worker_rss'] / 2**20:5.0f} MB  "
+            f"largest {r['max_rss'] / 2**20:5.0f} MB  tree {r['tree_rss'] / 2**20:6.0f} MB  disk {human_bytes(r['disk'])}"
+        )
     print()
     print(f"extrapolated to {target:,} samples (from {sizes[0]:,}..{sizes[-1]:,}; see the docstring for the model):")
     print(f"  {'stage':<11}" + "".join(f"{'time on ' + str(k):>14}" for k in ks) + f"{'driver mem':>13}{'worker mem':>13}{'disk':>10}")
@@ -486,8 +542,7 @@ def report(results: dict, stages: list, sizes: list, synth_seconds: dict, image_
         for k in ks:
             totals[k] += times[k]
         worker = human_bytes(worker_mem, True) + ("+" if worker_grows else " ") if stage in POOL_STAGES else "- "
-        print(f"  {stage:<11}" + "".join(f"{human_seconds(times[k]):>14}" for k in ks)
-              + f"{human_bytes(driver_mem, True) + ('+' if driver_grows else ' '):>13}{worker:>13}{human_bytes(disk):>10}")
+        print(f"  {stage:<11}" + "".join(f"{human_seconds(times[k]):>14}" for k in ks) + f"{human_bytes(driver_mem, True) + ('+' if driver_grows else ' '):>13}{worker:>13}{human_bytes(disk):>10}")
     print(f"  {'all':<11}" + "".join(f"{human_seconds(totals[k]):>14}" for k in ks) + f"{'':>26}{human_bytes(disk_total):>10}")
     print(f"  (+: the peak grew at every size, by more than {GROWTH:.0%} in all: a straight-line fit; otherwise the largest peak measured)")
     if "lda" in results:

@@ -48,8 +48,7 @@ def make_root(out: Path, classes: int, per_class: int, size: str, workers: int) 
     if not (source / "ground_truth.parquet").is_file():
         shutil.rmtree(source, ignore_errors=True)
         width, height = (int(v) for v in size.split("x"))
-        write_synth(source, SynthOptions(classes=classes, per_class=per_class, noise=0.3, imbalance=3.0, val_per_class=0,
-                                         width=width, height=height, version="2.0", seed=0), workers=workers)
+        write_synth(source, SynthOptions(classes=classes, per_class=per_class, noise=0.3, imbalance=3.0, val_per_class=0, width=width, height=height, version="2.0", seed=0), workers=workers)
     if not Root(root).exists() or not (root / "shards.parquet").is_file():
         build(source, root, BuildOptions(split="train", shard_size=500, check="cheap"), workers=workers, progress=False)
     truth = pl.read_parquet(source / "ground_truth.parquet").select("__key__", "is_noisy")
@@ -57,9 +56,14 @@ def make_root(out: Path, classes: int, per_class: int, size: str, workers: int) 
     for shard in Root(root).shard_names("train"):
         frame = sidecars.shard_keys(Root(root), shard).to_frame().join(truth, on="__key__", how="left", maintain_order="left")
         noisy = frame["is_noisy"].cast(pl.Float64).to_numpy()
-        sidecars.write_scores(Root(root), "synthetic", shard, frame.select("__key__").with_columns(
-            pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32),
-            pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8)))
+        sidecars.write_scores(
+            Root(root),
+            "synthetic",
+            shard,
+            frame.select("__key__").with_columns(
+                pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32), pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8)
+            ),
+        )
     return source, root
 
 
@@ -68,12 +72,11 @@ def select_in_memory(root: Path, min_per_class: int, fraction: float) -> int:
     scores = sidecars.read_scores(Root(root), "synthetic", split="train").collect()
     labels = Root(root).manifest("train").select("__key__", "label").collect()
     frame = scores.join(labels, on="__key__")
-    first = (pl.when(pl.col("clean") < 0.35).then(0).when((pl.col("subset") == 2) & (pl.col("clean") < 0.45)).then(1))
+    first = pl.when(pl.col("clean") < 0.35).then(0).when((pl.col("subset") == 2) & (pl.col("clean") < 0.45)).then(1)
     frame = frame.with_columns(first.alias("first"), pl.len().over("label").cast(pl.Int64).alias("n"))
     allowed = pl.min_horizontal(pl.col("n") - min_per_class, (pl.col("n") * fraction).floor()).clip(lower_bound=0)
     badness = pl.when(pl.col("first") == 0).then(-pl.col("clean")).otherwise(0.0)
-    ranked = frame.filter(pl.col("first").is_not_null()).with_columns(
-        (badness.rank("ordinal", descending=True).over("label")).alias("worst"), allowed.alias("allowed"))
+    ranked = frame.filter(pl.col("first").is_not_null()).with_columns((badness.rank("ordinal", descending=True).over("label")).alias("worst"), allowed.alias("allowed"))
     return ranked.filter(pl.col("worst") <= pl.col("allowed")).height
 
 
@@ -90,8 +93,7 @@ def make_scores_only_root(out: Path, samples: int, per_shard: int = 10_000, clas
         meta = pl.DataFrame({"__key__": keys, "label": labels, "source": "google", "query": "q"})
         (root / "meta").mkdir(parents=True, exist_ok=True)
         meta.write_parquet(root / "meta" / f"{name}.parquet")
-        score = pl.DataFrame({"__key__": keys, "clean": rng.normal(0.6, 0.25, per_shard).astype(np.float32),
-                              "subset": rng.integers(0, 3, per_shard).astype(np.int8)})
+        score = pl.DataFrame({"__key__": keys, "clean": rng.normal(0.6, 0.25, per_shard).astype(np.float32), "subset": rng.integers(0, 3, per_shard).astype(np.int8)})
         (root / "scores" / "synthetic").mkdir(parents=True, exist_ok=True)
         score.write_parquet(root / "scores" / "synthetic" / f"{name}.parquet")
         shards.append({"name": name, "split": "train", "samples": per_shard, "bytes": 0, "sha256": ""})
@@ -113,8 +115,6 @@ def child(kind: str, root: str) -> None:
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "dropped": dropped}))
 
 
-
-
 def select_at_scale(out: Path, samples: int) -> None:
     root = make_scores_only_root(out, samples)
     runs = {}
@@ -122,9 +122,11 @@ def select_at_scale(out: Path, samples: int) -> None:
         done = subprocess.run([sys.executable, __file__, "--child", kind, str(root)], check=True, capture_output=True, text=True)
         runs[kind] = json.loads(done.stdout.strip().splitlines()[-1])
     wv, base = runs["wv"], runs["in-memory"]
-    print(f"select at {samples:,} samples (1,000 classes): wv {wv['seconds']:.2f} s, peak {wv['peak_mb']:.0f} MB; "
-          f"in-memory polars {base['seconds']:.2f} s, peak {base['peak_mb']:.0f} MB; time ratio wv/baseline "
-          f"{wv['seconds'] / base['seconds']:.2f}, memory ratio {wv['peak_mb'] / base['peak_mb']:.2f}; dropped {wv['dropped']} vs {base['dropped']}")
+    print(
+        f"select at {samples:,} samples (1,000 classes): wv {wv['seconds']:.2f} s, peak {wv['peak_mb']:.0f} MB; "
+        f"in-memory polars {base['seconds']:.2f} s, peak {base['peak_mb']:.0f} MB; time ratio wv/baseline "
+        f"{wv['seconds'] / base['seconds']:.2f}, memory ratio {wv['peak_mb'] / base['peak_mb']:.2f}; dropped {wv['dropped']} vs {base['dropped']}"
+    )
     assert wv["dropped"] == base["dropped"]
 
 
@@ -170,8 +172,10 @@ def main():
 
     figures, wv_select = timed(select, root, RULES, min_per_class=10, max_drop_fraction=0.5, overwrite=True, workers=1, progress=False)
     baseline_dropped, in_memory = timed(select_in_memory, root, 10, 0.5)
-    print(f"select      wv {wv_select:.2f} s ({samples / wv_select:,.0f} samples/s), in-memory polars {in_memory:.2f} s; "
-          f"ratio wv/baseline {wv_select / in_memory:.2f}; dropped {figures['dropped']} vs {baseline_dropped}")
+    print(
+        f"select      wv {wv_select:.2f} s ({samples / wv_select:,.0f} samples/s), in-memory polars {in_memory:.2f} s; "
+        f"ratio wv/baseline {wv_select / in_memory:.2f}; dropped {figures['dropped']} vs {baseline_dropped}"
+    )
     assert figures["dropped"] == baseline_dropped
 
     report = out / "audit-report"
@@ -184,15 +188,12 @@ def main():
     keys = {p.stem for p in thumbs}
     made, full = timed(thumbnails_by_full_decode, root, keys, 160)
     image_pass = thumbs_only - pages_only
-    print(f"audit       wv {first_run:.2f} s in all ({len(thumbs)} thumbnails of {samples} samples; re-run with thumbnails "
-          f"reused {pages_only:.2f} s)")
-    print(f"thumbnails  wv byte ranges {image_pass:.2f} s, webdataset decode-everything {full:.2f} s ({made} made); "
-          f"ratio baseline/wv {full / max(image_pass, 1e-6):.1f}x")
+    print(f"audit       wv {first_run:.2f} s in all ({len(thumbs)} thumbnails of {samples} samples; re-run with thumbnails reused {pages_only:.2f} s)")
+    print(f"thumbnails  wv byte ranges {image_pass:.2f} s, webdataset decode-everything {full:.2f} s ({made} made); ratio baseline/wv {full / max(image_pass, 1e-6):.1f}x")
     truth = pl.read_parquet(source / "ground_truth.parquet")
     noisy = set(truth.filter(pl.col("is_noisy"))["__key__"].to_list())
     dropped = [k for page in (report / "classes").glob("*.html") for k in re.findall(r"card dropped' data-key='([^']+)'", page.read_text())]
-    print(f"quality     noisy share of dropped thumbnails {np.mean([k in noisy for k in dropped]):.3f} "
-          f"(base rate {truth['is_noisy'].mean():.3f}, {len(dropped)} thumbnails)")
+    print(f"quality     noisy share of dropped thumbnails {np.mean([k in noisy for k in dropped]):.3f} (base rate {truth['is_noisy'].mean():.3f}, {len(dropped)} thumbnails)")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ def synth_once(out: Path, images: int, size: str, workers: int) -> Path:
         shutil.rmtree(source, ignore_errors=True)
         width, height = (int(v) for v in size.split("x"))
         classes = 20
-        write_synth(source, SynthOptions(classes=classes, per_class=images // classes, val_per_class=0, noise=0.2,
-                                         width=width, height=height, seed=0), workers=workers)
+        write_synth(source, SynthOptions(classes=classes, per_class=images // classes, val_per_class=0, noise=0.2, width=width, height=height, seed=0), workers=workers)
     return source
 
 
@@ -65,8 +64,6 @@ def time_tar(source: Path, out: Path) -> float:
     seconds = time.perf_counter() - start
     (out / "plain.tar").unlink()
     return seconds
-
-
 
 
 def time_decode(source: Path, entries, limit: int = 3000) -> tuple[float, float]:
@@ -98,9 +95,15 @@ def time_shardwriter(source: Path, entries, out: Path, check: str) -> float:
             except (BadImage, FileNotFoundError):
                 continue
             text = normalise(meta.get((src, query, image_id)), "ok")
-            sink.write({"__key__": f"{src}-{query}-{image_id}", "cls": str(label), "jpg": image.data,
-                        "json": json.dumps({"label": label, "path": path, **{k: text[k] for k in ("title", "description", "tags", "url")}}),
-                        "txt": text["text"]})
+            sink.write(
+                {
+                    "__key__": f"{src}-{query}-{image_id}",
+                    "cls": str(label),
+                    "jpg": image.data,
+                    "json": json.dumps({"label": label, "path": path, **{k: text[k] for k in ("title", "description", "tags", "url")}}),
+                    "txt": text["text"],
+                }
+            )
     seconds = time.perf_counter() - start
     shutil.rmtree(target)
     return seconds
@@ -130,8 +133,7 @@ def main():
     entries = list_images(source)
     n = len(entries)
     total_bytes = warm(source, entries)
-    print(f"{n} images, {total_bytes / n / 1024:.1f} KB each on average, {args.size}, {args.workers} workers, "
-          f"best of {args.repeat}; load average before {os.getloadavg()[0]:.2f}")
+    print(f"{n} images, {total_bytes / n / 1024:.1f} KB each on average, {args.size}, {args.workers} workers, best of {args.repeat}; load average before {os.getloadavg()[0]:.2f}")
 
     import webdataset  # noqa: F401  (imports torch) once here, outside every timing and CPU count
 
@@ -154,8 +156,7 @@ def main():
     results = {}
     for check in ("full", "cheap"):
         results[check] = {"shardwriter": n / seconds[f"shardwriter-{check}"], "wv": n / seconds[f"wv-{check}"]}
-        rows += [(f"ShardWriter loop, {check} check, 1 process", results[check]["shardwriter"]),
-                 (f"wv shard build --check {check}, {args.workers} workers", results[check]["wv"])]
+        rows += [(f"ShardWriter loop, {check} check, 1 process", results[check]["shardwriter"]), (f"wv shard build --check {check}, {args.workers} workers", results[check]["wv"])]
     with pl.Config(fmt_str_lengths=60, tbl_width_chars=100):
         print(pl.DataFrame({"method": [r[0] for r in rows], "images/s": [round(r[1]) for r in rows]}))
     ratios = {
@@ -166,9 +167,11 @@ def main():
     }
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}")
-    print(f"CPU ms per image, all processes (least of the runs): full decode alone {cpu_ms['decode']:.3f}; "
-          f"wv full {cpu_ms['wv-full']:.3f}, ShardWriter full {cpu_ms['shardwriter-full']:.3f}; "
-          f"wv cheap {cpu_ms['wv-cheap']:.3f}, ShardWriter cheap {cpu_ms['shardwriter-cheap']:.3f}; tar cf {cpu_ms['tar']:.3f}")
+    print(
+        f"CPU ms per image, all processes (least of the runs): full decode alone {cpu_ms['decode']:.3f}; "
+        f"wv full {cpu_ms['wv-full']:.3f}, ShardWriter full {cpu_ms['shardwriter-full']:.3f}; "
+        f"wv cheap {cpu_ms['wv-cheap']:.3f}, ShardWriter cheap {cpu_ms['shardwriter-cheap']:.3f}; tar cf {cpu_ms['tar']:.3f}"
+    )
 
 
 if __name__ == "__main__":

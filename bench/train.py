@@ -38,8 +38,7 @@ def prepare(out: Path, classes: int, per_class: int, image: str) -> Path:
     source, root = out / f"train-synth-{classes}x{per_class}-{image}", out / f"train-root-{classes}x{per_class}-{image}"
     width, height = (int(v) for v in image.split("x"))
     if not (source / "ground_truth.parquet").is_file():
-        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=0, noise=0.2, width=width,
-                                         height=height, seed=0), workers=2)
+        write_synth(source, SynthOptions(classes=classes, per_class=per_class, val_per_class=0, noise=0.2, width=width, height=height, seed=0), workers=2)
     if not Root(root).exists():
         build(source, root, BuildOptions(split="train", shard_size=250, check="cheap"), workers=2, progress=False)
     return root
@@ -48,8 +47,7 @@ def prepare(out: Path, classes: int, per_class: int, image: str) -> Path:
 def run_wv(root: Path, args, out: Path) -> list[float]:
     """Images/s of every epoch after the first, from the run's log."""
     run = out / f"train-run-{time.time_ns()}"
-    options = TrainOptions(out=str(run), arch=args.arch, image_size=args.size, epochs=args.epochs, workers=args.workers,
-                           lr=0.01, log_every=1000, device="cpu")
+    options = TrainOptions(out=str(run), arch=args.arch, image_size=args.size, epochs=args.epochs, workers=args.workers, lr=0.01, log_every=1000, device="cpu")
     summary = train(str(root), options, SamplerConfig(batch_size=args.batch_size, seed=0), progress=False, say=lambda *a: None)
     epochs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"epoch"' in line and '"kind": "epoch"' in line]
     per_epoch = summary["steps_per_rank"] // args.epochs * args.batch_size
@@ -79,7 +77,7 @@ def run_in_memory(images: torch.Tensor, labels: torch.Tensor, classes: int, args
         order = torch.randperm(len(labels))
         steps = len(labels) // args.batch_size
         for step in range(steps):
-            batch = order[step * args.batch_size:(step + 1) * args.batch_size]
+            batch = order[step * args.batch_size : (step + 1) * args.batch_size]
             loss = F.cross_entropy(model(normalise(images[batch], spec["mean"], spec["std"])), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -106,8 +104,10 @@ def main() -> None:
     out = Path(args.out)
     root = prepare(out, args.classes, args.per_class, args.image)
     images, labels = load_images(root, args.size)
-    print(f"{len(labels):,} images ({args.image}), {args.arch} at {args.size} px, batch {args.batch_size}, "
-          f"{args.threads} torch threads, wv loader workers {args.workers}, epochs {args.epochs} (first is warm-up)")
+    print(
+        f"{len(labels):,} images ({args.image}), {args.arch} at {args.size} px, batch {args.batch_size}, "
+        f"{args.threads} torch threads, wv loader workers {args.workers}, epochs {args.epochs} (first is warm-up)"
+    )
     memory = run_in_memory(images, labels, args.classes, args)
     wv = run_wv(root, args, out)
     print(f"  in-memory loop  {max(memory):8.1f} img/s  (epochs: {', '.join(f'{r:.1f}' for r in memory)})")

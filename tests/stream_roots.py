@@ -1,8 +1,8 @@
 """A small imbalanced dataset root with the sidecars the sampler reads, written by the tests themselves.
 
-    scores/curriculum/{shard}.parquet   subset: 0 clean, 1 label flip, 2 outlier (from the ground truth)
-    scores/synthetic/{shard}.parquet    p: a confidence-like score (about 0.75 clean, 0.25 noisy)
-    scores/selection/{shard}.parquet    keep: written per test where a test wants one (see write_selection)
+scores/curriculum/{shard}.parquet   subset: 0 clean, 1 label flip, 2 outlier (from the ground truth)
+scores/synthetic/{shard}.parquet    p: a confidence-like score (about 0.75 clean, 0.25 noisy)
+scores/selection/{shard}.parquet    keep: written per test where a test wants one (see write_selection)
 """
 
 import shutil
@@ -43,8 +43,7 @@ def write_selection(root, keep_fn, name="selection") -> None:
     for i, shard in enumerate(root.shard_names("train")):
         frame = sidecars.shard_keys(root, shard).to_frame().join(labels, on="__key__", how="left", maintain_order="left")
         keep = np.asarray(keep_fn(i, frame), dtype=bool)
-        sidecars.write_scores(root, name, shard, frame.select("__key__").with_columns(
-            pl.Series("keep", keep), pl.Series("rule", [None if k else "test" for k in keep], dtype=pl.String)))
+        sidecars.write_scores(root, name, shard, frame.select("__key__").with_columns(pl.Series("keep", keep), pl.Series("rule", [None if k else "test" for k in keep], dtype=pl.String)))
 
 
 @pytest.fixture

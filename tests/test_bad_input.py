@@ -35,7 +35,7 @@ EVAL = ("eval", "--shards", "{root}", "--checkpoint", "{ckpt}", "--out", "{out}"
 AUDIT = ("audit", "{root}", "--out", "{out}")
 PRETRAIN = ("pretrain", "--shards", "{root}", *TINY, "--out", "{out}")
 LDA = ("score", "lda", "{root}", "--topics", "4", "--passes", "2", "--no-below", "1", "--overwrite")  # the root's lda options
-HUGE = str(2 ** 63)
+HUGE = str(2**63)
 
 CASES = [
     # seeds out of 0 .. 2**63 - 1
@@ -68,8 +68,8 @@ CASES = [
     ("eval-batch-size-negative", None, (*EVAL, "--batch-size", "-1")),
     ("eval-workers-negative", None, (*EVAL, "--workers", "-1")),
     ("audit-bins-zero", None, (*AUDIT, "--bins", "0")),
-    ("audit-per-class-huge", None, (*AUDIT, "--per-class", str(2 ** 64))),
-    ("stream-shuffle-window-huge", None, ("stream", "{root}", "--shuffle-window", str(2 ** 64))),
+    ("audit-per-class-huge", None, (*AUDIT, "--per-class", str(2**64))),
+    ("stream-shuffle-window-huge", None, ("stream", "{root}", "--shuffle-window", str(2**64))),
     ("audit-bins-negative", None, (*AUDIT, "--bins", "-1")),
     ("audit-selection-not-a-selection", None, (*AUDIT, "--selection", "lda")),
     ("audit-a-file", None, ("audit", "{root}/wv.json")),
@@ -133,8 +133,11 @@ CASES = [
     ("embed-loader-workers-huge", None, ("embed", "{root}", "--model", "{ckpt}", "--loader-workers", "100000")),
     ("density-workers-huge", None, ("score", "density", "{root}", "--features", "lda", "--workers", "100000")),
     # a damaged root
-    *[(f"{'-'.join(command[:2 if command[0] == 'shard' else 1])}-{damage}", damage, command) for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
-      for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)],
+    *[
+        (f"{'-'.join(command[: 2 if command[0] == 'shard' else 1])}-{damage}", damage, command)
+        for damage in ("info-garbage", "info-list", "info-classes-number", "info-class-shape")
+        for command in (("shard", "verify", "{root}"), ("shard", "info", "{root}"), ("stream", "{root}"), TRAIN, AUDIT)
+    ],
     ("shard-info-manifest-garbage", "manifest-garbage", ("shard", "info", "{root}")),
     ("shard-verify-manifest-garbage", "manifest-garbage", ("shard", "verify", "{root}")),
     ("shard-info-shards-table-garbage", "shards-table-garbage", ("shard", "info", "{root}")),
@@ -166,19 +169,36 @@ CASES = [
 ]
 
 # Cases whose refusal must be the option check itself (not a later failure of the run it would start).
-NAMES = {"train-lr-nan": "--lr must", "train-lr-inf": "--lr must", "train-lr-zero": "--lr must", "train-lr-negative": "--lr must",
-         "train-weight-decay-nan": "--weight-decay must", "train-head-lr-mult-negative": "--head-lr-mult must",
-         "train-init-other-arch": "no tensor of it fits",
-         "train-arch-image-too-small": "cannot take 32-pixel images", "train-init-with-resume": "--init starts a new run", "lda-seed-negative": "--seed", "lda-seed-huge": "--seed",
-         "train-topic-features-shape": "not topic rows", "train-shard-truncated": "shorter than the manifest",
-         "pretrain-keywords-unscored": "wv score keywords", "pretrain-holdout": "--holdout must", "pretrain-permutations": "24 orders",
-         "pretrain-grid": "--grid must", "pretrain-tiles-too-small": "tiles of 10 pixels", "pretrain-label-weights-garbage": "re-run",
-         "relabel-min-confidence-zero": "--min-confidence must",
-         "relabel-min-confidence-nan": "--min-confidence must", "train-labels-not-classes": "must hold class numbers",
-         "stream-labels-not-classes": "must hold class numbers",
-         "eval-workers-huge": "between 0 and 1,024", "train-workers-huge": "between 0 and 1,024",
-         "embed-loader-workers-huge": "between 0 and 1,024", "density-workers-huge": "between 1 and 1,024",
-         "lda-passes-huge": "--passes must be at most"}
+NAMES = {
+    "train-lr-nan": "--lr must",
+    "train-lr-inf": "--lr must",
+    "train-lr-zero": "--lr must",
+    "train-lr-negative": "--lr must",
+    "train-weight-decay-nan": "--weight-decay must",
+    "train-head-lr-mult-negative": "--head-lr-mult must",
+    "train-init-other-arch": "no tensor of it fits",
+    "train-arch-image-too-small": "cannot take 32-pixel images",
+    "train-init-with-resume": "--init starts a new run",
+    "lda-seed-negative": "--seed",
+    "lda-seed-huge": "--seed",
+    "train-topic-features-shape": "not topic rows",
+    "train-shard-truncated": "shorter than the manifest",
+    "pretrain-keywords-unscored": "wv score keywords",
+    "pretrain-holdout": "--holdout must",
+    "pretrain-permutations": "24 orders",
+    "pretrain-grid": "--grid must",
+    "pretrain-tiles-too-small": "tiles of 10 pixels",
+    "pretrain-label-weights-garbage": "re-run",
+    "relabel-min-confidence-zero": "--min-confidence must",
+    "relabel-min-confidence-nan": "--min-confidence must",
+    "train-labels-not-classes": "must hold class numbers",
+    "stream-labels-not-classes": "must hold class numbers",
+    "eval-workers-huge": "between 0 and 1,024",
+    "train-workers-huge": "between 0 and 1,024",
+    "embed-loader-workers-huge": "between 0 and 1,024",
+    "density-workers-huge": "between 1 and 1,024",
+    "lda-passes-huge": "--passes must be at most",
+}
 
 
 # -- the roots -------------------------------------------------------------------------------------------------
@@ -191,8 +211,7 @@ def full_root(built_root, tmp_path_factory) -> dict:
     select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
     curriculum_split(root, CurriculumOptions(by="lda:similarity", subsets=3), progress=False)
     run = base / "run"
-    train(root, TrainOptions(out=str(run), arch="tinycnn", image_size=32, epochs=1, workers=0),
-          SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
+    train(root, TrainOptions(out=str(run), arch="tinycnn", image_size=32, epochs=1, workers=0), SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
     plain = base / "plain.txt"
     plain.write_text("not a folder\n")
     return {"root": root, "ckpt": run / "checkpoint.pt", "file": plain, "base": base}
@@ -228,13 +247,12 @@ def damage_root(root: Path, kind: str) -> None:
         column, value = ("offset", pl.col("offset") + 700) if kind == "offset-wrong" else ("label", pl.lit(9999, pl.Int64))
         manifest = pl.read_parquet(r.manifest_path)
         target = (pl.col("shard") == shard) & (pl.col("index") == 3)
-        manifest.with_columns(pl.when(target).then(value).otherwise(pl.col(column)).cast(manifest.schema[column]).alias(column)) \
-            .write_parquet(r.manifest_path)
+        manifest.with_columns(pl.when(target).then(value).otherwise(pl.col(column)).cast(manifest.schema[column]).alias(column)).write_parquet(r.manifest_path)
     elif kind == "image-header":
         offset = r.manifest("train").filter(pl.col("shard") == shard).select("offset").collect().item(0, 0)
         data = bytearray(r.shard_path(shard).read_bytes())
         start = data.find(b"\xff\xd8\xff", offset)
-        data[start:start + 200] = b"\0" * 200
+        data[start : start + 200] = b"\0" * 200
         r.shard_path(shard).write_bytes(bytes(data))
     elif kind == "features-garbage":
         for name in r.shard_names("train"):
@@ -272,14 +290,12 @@ def tree_hash(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("case, damage, words", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(case, damage, words, full_root, damaged, synth_v1, tmp_path,
-                                                              monkeypatch, quiet_bars):
+def test_bad_input_is_one_sentence_exit_2_and_changes_nothing(case, damage, words, full_root, damaged, synth_v1, tmp_path, monkeypatch, quiet_bars):
     root = damaged(damage) if damage else full_root["root"]
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    places = {"root": root, "src": synth_v1, "ckpt": full_root["ckpt"], "file": full_root["file"], "out": work / "out",
-              "away": tmp_path / "away" / "report"}
+    places = {"root": root, "src": synth_v1, "ckpt": full_root["ckpt"], "file": full_root["file"], "out": work / "out", "away": tmp_path / "away" / "report"}
     args = [w.format(**places) for w in words]
     before = tree_hash(root), tree_hash(work), tree_hash(full_root["base"] / "run")
     result = CliRunner().invoke(main, args, catch_exceptions=False)
@@ -308,9 +324,7 @@ def test_an_unexpected_error_is_one_sentence_with_exit_1(built_root, monkeypatch
 
 def test_wv_debug_shows_the_traceback(built_root):
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    plain = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True,
-                           env={k: v for k, v in env.items() if k != "WV_DEBUG"})
-    debug = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True,
-                           env={**env, "WV_DEBUG": "1"})
+    plain = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True, env={k: v for k, v in env.items() if k != "WV_DEBUG"})
+    debug = subprocess.run([sys.executable, "-c", BUG, "shard", "info", str(built_root)], capture_output=True, text=True, env={**env, "WV_DEBUG": "1"})
     assert plain.returncode == 1 and len(plain.stderr.strip().splitlines()) == 1 and "Traceback" not in plain.stderr
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ZeroDivisionError" in debug.stderr

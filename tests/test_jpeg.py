@@ -59,8 +59,7 @@ def test_crop_box_distribution_matches_random_resized_crop():
     a = np.array([ours.box(image) for _ in range(3000)], dtype=np.float64)
     torch.manual_seed(1)
     b = np.array([theirs.get_params(image, theirs.scale, theirs.ratio) for _ in range(3000)], dtype=np.float64)
-    for column in (lambda m: m[:, 2] * m[:, 3] / (1024 * 768), lambda m: m[:, 3] / m[:, 2],
-                   lambda m: m[:, 1] + m[:, 3] / 2, lambda m: m[:, 0] + m[:, 2] / 2):
+    for column in (lambda m: m[:, 2] * m[:, 3] / (1024 * 768), lambda m: m[:, 3] / m[:, 2], lambda m: m[:, 1] + m[:, 3] / 2, lambda m: m[:, 0] + m[:, 2] / 2):
         assert stats.ks_2samp(column(a), column(b)).pvalue > 0.001
 
 

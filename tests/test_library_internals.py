@@ -18,31 +18,27 @@ def test_gensim_lda_dispatcher_protocol_and_mstep():
     update = inspect.getsource(LdaModel.update)
     for call in ("self.dispatcher.reset(self.state)", "self.dispatcher.putjob(", "self.dispatcher.getstate()", "self.do_mstep("):
         assert call in update, f"gensim's LdaModel.update no longer calls {call}: wv/curate/lda_fit.py's PoolDispatcher must follow it"
-    assert list(inspect.signature(LdaModel.do_mstep).parameters) == ["self", "rho", "other", "extra_pass"], \
+    assert list(inspect.signature(LdaModel.do_mstep).parameters) == ["self", "rho", "other", "extra_pass"], (
         "gensim's LdaModel.do_mstep changed its signature: wv/curate/lda_fit.py's LeanLdaModel overrides it"
-    assert list(inspect.signature(LdaState.__init__).parameters)[:4] == ["self", "eta", "shape", "dtype"], \
-        "gensim's LdaState(eta, shape, dtype) changed: wv/curate/lda_fit.py builds one per update"
+    )
+    assert list(inspect.signature(LdaState.__init__).parameters)[:4] == ["self", "eta", "shape", "dtype"], "gensim's LdaState(eta, shape, dtype) changed: wv/curate/lda_fit.py builds one per update"
     for name in ("blend", "get_Elogbeta", "sstats", "numdocs"):
         assert name in inspect.getsource(LdaState), f"gensim's LdaState has no {name}: wv/curate/lda_fit.py uses it"
     for name in ("sync_state", "inference", "expElogbeta", "num_updates"):
         assert name in inspect.getsource(LdaModel), f"gensim's LdaModel has no {name}: wv/curate/lda_fit.py uses it"
-    assert "collect_sstats" in inspect.signature(LdaModel.inference).parameters, \
-        "gensim's LdaModel.inference lost collect_sstats: wv/curate/lda_fit.py's E-step needs the statistics"
+    assert "collect_sstats" in inspect.signature(LdaModel.inference).parameters, "gensim's LdaModel.inference lost collect_sstats: wv/curate/lda_fit.py's E-step needs the statistics"
 
 
 def test_nltk_wordnet_morphy_returns_every_base_form():
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    assert hasattr(WordNetCorpusReader, "_morphy"), \
-        "NLTK's WordNetCorpusReader lost _morphy: wrap its replacement in wv/curate/nltk_data.base_forms"
-    assert list(inspect.signature(WordNetCorpusReader._morphy).parameters)[:3] == ["self", "form", "pos"], \
-        "NLTK's WordNetCorpusReader._morphy(form, pos) changed: see wv/curate/nltk_data.base_forms"
+    assert hasattr(WordNetCorpusReader, "_morphy"), "NLTK's WordNetCorpusReader lost _morphy: wrap its replacement in wv/curate/nltk_data.base_forms"
+    assert list(inspect.signature(WordNetCorpusReader._morphy).parameters)[:3] == ["self", "form", "pos"], "NLTK's WordNetCorpusReader._morphy(form, pos) changed: see wv/curate/nltk_data.base_forms"
     from wv.curate import nltk_data
 
     if not nltk_data.has_wordnet():
         pytest.skip("no WordNet here (make test installs Debian's wordnet-base)")
     wordnet = nltk_data.wordnet()
     forms = nltk_data.base_forms(wordnet, "waters", "n")
-    assert isinstance(forms, list) and set(forms) == {"water", "waters"}, \
-        f"WordNet's _morphy('waters', 'n') gave {forms!r}; wv expects every base form as a list"
+    assert isinstance(forms, list) and set(forms) == {"water", "waters"}, f"WordNet's _morphy('waters', 'n') gave {forms!r}; wv expects every base form as a list"
     assert nltk_data.tagged_count(wordnet, "dog", "n") > 0, "WordNet's lemma counts (cntlist.rev) are missing or moved"

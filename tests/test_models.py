@@ -7,8 +7,7 @@ from torch import nn
 from wv.errors import WvError
 from wv.models import ARCHS, FORMAT, build_model, default_input, eval_transform, load_checkpoint, penultimate, read_checkpoint, save_checkpoint
 
-PENULTIMATE_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "tinycnn": 64,
-                     "test_resnet": 96, "test_efficientnet": 256}  # two small timm models
+PENULTIMATE_WIDTH = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "densenet121": 1024, "tinycnn": 64, "test_resnet": 96, "test_efficientnet": 256}  # two small timm models
 
 
 @pytest.mark.parametrize("arch", [*ARCHS, "test_resnet", "test_efficientnet"])
@@ -50,8 +49,7 @@ class Wrapper(nn.Module):
 def test_checkpoint_round_trip_keeps_weights_classes_and_extra_keys(tmp_path):
     torch.manual_seed(1)
     model = build_model("tinycnn", 3, width=8).eval()
-    path = save_checkpoint(tmp_path / "run" / "ckpt.pt", Wrapper(model), "tinycnn", 3, ["n1", "n2", "n3"],
-                           {"step": 7, "optimizer": {"lr": 0.1}, "arch_options": {"width": 8}})
+    path = save_checkpoint(tmp_path / "run" / "ckpt.pt", Wrapper(model), "tinycnn", 3, ["n1", "n2", "n3"], {"step": 7, "optimizer": {"lr": 0.1}, "arch_options": {"width": 8}})
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]  # atomic: no temp file left
     loaded, checkpoint = load_checkpoint(path)
     assert checkpoint["format"] == FORMAT and checkpoint["classes"] == ["n1", "n2", "n3"] and checkpoint["num_classes"] == 3
@@ -66,8 +64,7 @@ def test_checkpoint_round_trip_keeps_weights_classes_and_extra_keys(tmp_path):
 
 def test_checkpoint_saved_from_a_prefixed_state_dict_still_loads(tmp_path):
     model = build_model("tinycnn", 2, width=8)
-    checkpoint = {"format": FORMAT, "arch": "tinycnn", "num_classes": 2, "classes": ["a", "b"], "arch_options": {"width": 8},
-                  "model": {f"module.{k}": v for k, v in model.state_dict().items()}}
+    checkpoint = {"format": FORMAT, "arch": "tinycnn", "num_classes": 2, "classes": ["a", "b"], "arch_options": {"width": 8}, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}
     torch.save(checkpoint, tmp_path / "ddp.pt")
     loaded, _ = load_checkpoint(tmp_path / "ddp.pt")
     assert torch.equal(loaded.fc.weight, model.fc.weight)
@@ -86,8 +83,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     torch.save(good, tmp_path / "vgg.pt")
     with pytest.raises(WvError, match="unknown architecture 'vgg99'"):
         load_checkpoint(tmp_path / "vgg.pt")
-    torch.save({**good, "arch": "tinycnn", "num_classes": 3, "classes": ["a", "b", "c"],
-                "model": build_model("tinycnn", 2).state_dict()}, tmp_path / "mismatch.pt")
+    torch.save({**good, "arch": "tinycnn", "num_classes": 3, "classes": ["a", "b", "c"], "model": build_model("tinycnn", 2).state_dict()}, tmp_path / "mismatch.pt")
     with pytest.raises(WvError, match="do not fit a tinycnn with 3 classes"):
         load_checkpoint(tmp_path / "mismatch.pt")
     torch.save({"format": FORMAT, "arch": "tinycnn"}, tmp_path / "damaged.pt")

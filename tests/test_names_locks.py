@@ -150,8 +150,7 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(root_copy, wv_cli):
     before = tree_hash(root_copy)
     with open(Root(root_copy).lock_path, "r+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        for command in (("select", root_copy, "--drop", "made_up.value < 0.5", "--overwrite"),
-                        ("curriculum", "split", root_copy, "--by", "made_up:value")):
+        for command in (("select", root_copy, "--drop", "made_up.value < 0.5", "--overwrite"), ("curriculum", "split", root_copy, "--by", "made_up:value")):
             one_sentence(wv_cli(*command), "another wv command is writing to")
     assert tree_hash(root_copy) == before
     assert wv_cli("select", root_copy, "--drop", "made_up.value < 0.5").exit_code == 0

@@ -47,11 +47,14 @@ DATACLASSES = {
 }
 # fields a command line does not offer, or offers in another form
 NOT_ON_CLI = {
-    ("wv synth", "width"), ("wv synth", "height"),  # --image-size WIDTHxHEIGHT
-    ("wv synth", "queries_per_class"), ("wv synth", "flickr_share"), ("wv synth", "empty_text"), ("wv synth", "foreign_text"),
+    ("wv synth", "width"),
+    ("wv synth", "height"),  # --image-size WIDTHxHEIGHT
+    ("wv synth", "queries_per_class"),
+    ("wv synth", "flickr_share"),
+    ("wv synth", "empty_text"),
+    ("wv synth", "foreign_text"),
     ("wv train", "val_batch_size"),
-    *(("wv pretrain", name) for name in ("val_batch_size", "num_classes", "soft_label", "soft_threshold", "backprop_gate", "topic_head",
-                                         "topic_weight", "topic_loss")),
+    *(("wv pretrain", name) for name in ("val_batch_size", "num_classes", "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "topic_loss")),
 }
 # options whose command line spelling of the default differs from the field's: the command's conversion
 CONVERTED = {("wv synth", "version"): lambda value: f"{value}.0"}
@@ -93,8 +96,7 @@ def test_option_defaults_and_help_are_the_dataclass_fields(path):
                 assert option.required, f"{path} {option.opts[0]}: {cls.__name__}.{field.name} has no default"
                 continue
             value = CONVERTED.get((path, field.name), lambda v: v)(option.default)
-            assert value == default and type(value) is type(default), (
-                f"{path} {option.opts[0]}: default {value!r}, {cls.__name__}.{field.name} {default!r}")
+            assert value == default and type(value) is type(default), f"{path} {option.opts[0]}: default {value!r}, {cls.__name__}.{field.name} {default!r}"
             if field.metadata.get("help"):
                 assert option.help == field.metadata["help"], f"{path} {option.opts[0]}: help declared twice"
 

@@ -17,9 +17,16 @@ from wv.shards.build import BuildOptions, build
 from wv.shards.root import Root
 
 # every command that maps its work over shards with wv.parallel (the worker_options decorator)
-RAY_COMMANDS = [("shard", "build", "{synth}", "{tmp}/built"), ("shard", "verify", "{root}"), ("shard", "bake", "{root}", "{tmp}/baked"),
-                ("score", "lda", "{root}"), ("score", "keywords", "{root}"), ("select", "{root}", "--drop", "meta.label == 0"),
-                ("audit", "{root}"), ("score", "density", "{root}")]
+RAY_COMMANDS = [
+    ("shard", "build", "{synth}", "{tmp}/built"),
+    ("shard", "verify", "{root}"),
+    ("shard", "bake", "{root}", "{tmp}/baked"),
+    ("score", "lda", "{root}"),
+    ("score", "keywords", "{root}"),
+    ("select", "{root}", "--drop", "meta.label == 0"),
+    ("audit", "{root}"),
+    ("score", "density", "{root}"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +105,7 @@ def test_a_wv_error_in_a_ray_task_is_one_sentence(ray_address, root_copy, wv_cli
     result = wv_cli("select", root_copy, "--drop", "made_up.value < 0.5", "--workers", "2", "--executor", "ray", "--ray-address", ray_address)
     assert result.exit_code == 2 and "Traceback" not in result.stderr and "RayTaskError" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # above it: progress bars, unless TQDM_DISABLE=1
-    assert last == (f"Error: {root.score_path('made_up', shard)} does not match the samples of shard {shard} "
-                    "(its rows in another order); re-run the command that made it with --overwrite")
+    assert last == (f"Error: {root.score_path('made_up', shard)} does not match the samples of shard {shard} (its rows in another order); re-run the command that made it with --overwrite")
 
 
 def test_killed_ray_build_resumes_without_redoing_complete_shards(ray_address, tmp_path):
@@ -107,8 +113,7 @@ def test_killed_ray_build_resumes_without_redoing_complete_shards(ray_address, t
 
     write_synth(tmp_path / "wv", SynthOptions(classes=8, per_class=200, val_per_class=0, seed=4), workers=2)
     root = tmp_path / "root"
-    command = [sys.executable, "-m", "wv", "shard", "build", str(tmp_path / "wv"), str(root), "--shard-size", "8",
-               "--workers", "2", "--executor", "ray", "--ray-address", ray_address]
+    command = [sys.executable, "-m", "wv", "shard", "build", str(tmp_path / "wv"), str(root), "--shard-size", "8", "--workers", "2", "--executor", "ray", "--ray-address", ray_address]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = root / ".build" / "train" / "parts"
     deadline = time.time() + 120
@@ -116,8 +121,7 @@ def test_killed_ray_build_resumes_without_redoing_complete_shards(ray_address, t
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    first = {p.name.split(".")[0]: (root / "shards" / f"{p.name.split('.')[0]}.tar").stat().st_mtime_ns
-             for p in parts.glob("*.done.json")}
+    first = {p.name.split(".")[0]: (root / "shards" / f"{p.name.split('.')[0]}.tar").stat().st_mtime_ns for p in parts.glob("*.done.json")}
     assert 10 <= len(first) < 200, "the build should be killed midway"
     rerun = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -27,8 +27,7 @@ WRITE_UPS = ("gombru 2017", "Malong 2017", "SenseTime 2018", "ACRV/ANU 2018", "W
 CLASSES, PER_CLASS, VAL_PER_CLASS = 4, 12, 2
 
 # -- toy overrides, appended to each verb's line ---------------------------------------------------
-TRAINING = ("--arch", "tinycnn", "--width", "16", "--epochs", "4", "--batch-size", "16", "--workers", "0",
-            "--device", "cpu", "--log-every", "2")
+TRAINING = ("--arch", "tinycnn", "--width", "16", "--epochs", "4", "--batch-size", "16", "--workers", "0", "--device", "cpu", "--log-every", "2")
 LOADER = ("--batch-size", "16", "--loader-workers", "0", "--device", "cpu")
 OVERRIDES = {
     ("shard", "build"): ("--shard-size", "16", "--workers", "1"),
@@ -49,7 +48,7 @@ TOY_SIZE, TOY_LARGER = 32, 48  # 48 where the recipe asks for a larger size, and
 
 
 def toy_overrides(words: list[str]) -> tuple[str, ...]:
-    verb = next((v for v in OVERRIDES if tuple(words[1:1 + len(v)]) == v), None)
+    verb = next((v for v in OVERRIDES if tuple(words[1 : 1 + len(v)]) == v), None)
     assert verb, f"no toy overrides for `{shlex.join(words[:3])}`: add the verb to OVERRIDES (an empty tuple if it needs none)"
     if verb not in (("train",), ("pretrain",)):
         return OVERRIDES[verb]
@@ -109,8 +108,7 @@ def option(words: list[str], name: str) -> str | None:
 def recipe_root(tmp_path_factory) -> Path:
     """The first block of the doc run on a 4-class synthetic WebVision (12 images a class, 48 x 40 px)."""
     base = tmp_path_factory.mktemp("recipes")
-    write_synth(base / "webvision", SynthOptions(classes=CLASSES, per_class=PER_CLASS, val_per_class=VAL_PER_CLASS,
-                                                 width=48, height=40, seed=0))
+    write_synth(base / "webvision", SynthOptions(classes=CLASSES, per_class=PER_CLASS, val_per_class=VAL_PER_CLASS, width=48, height=40, seed=0))
     run_block(SETUP[1], {"WEBVISION": base / "webvision", "ROOT": base / "root", "RUNS": base / "runs"}, CliRunner())
     return base / "root"
 

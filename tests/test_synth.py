@@ -76,8 +76,7 @@ def test_image_only_flips_and_offtopic_text(tmp_path):
 
     from wv.synth import OFFTOPIC_WORDS, class_styles
 
-    opts = SynthOptions(classes=4, per_class=40, noise=0.4, outlier_share=0.0, image_flip_share=1.0, offtopic_text=0.3, val_per_class=1,
-                        width=32, height=24, seed=4)
+    opts = SynthOptions(classes=4, per_class=40, noise=0.4, outlier_share=0.0, image_flip_share=1.0, offtopic_text=0.3, val_per_class=1, width=32, height=24, seed=4)
     write_synth(tmp_path / "s", opts)
     train = pl.read_parquet(tmp_path / "s" / "ground_truth.parquet").filter(pl.col("split") == "train")
     kinds = set(train["noise"])
@@ -127,14 +126,17 @@ def test_bad_options_and_existing_output(tmp_path, wv_cli):
     assert (tmp_path / "full" / "something").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("args, phrase", [
-    (["--seed", "-1"], "--seed must be between 0 and"),
-    (["--seed", str(2**63)], "--seed must be between 0 and"),
-    (["--image-size", "100000x100000"], "--image-size must be between 16x16 and 2048x2048"),
-    (["--image-size", "4096x16"], "--image-size must be between 16x16 and 2048x2048"),
-    (["--image-size", "8x8"], "--image-size must be between 16x16"),
-    (["--workers", "0"], "--workers must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--seed", "-1"], "--seed must be between 0 and"),
+        (["--seed", str(2**63)], "--seed must be between 0 and"),
+        (["--image-size", "100000x100000"], "--image-size must be between 16x16 and 2048x2048"),
+        (["--image-size", "4096x16"], "--image-size must be between 16x16 and 2048x2048"),
+        (["--image-size", "8x8"], "--image-size must be between 16x16"),
+        (["--workers", "0"], "--workers must be at least 1"),
+    ],
+)
 def test_out_of_range_options_are_one_sentence_and_write_nothing(tmp_path, wv_cli, args, phrase):
     result = wv_cli("synth", tmp_path / "out", "--classes", "2", "--per-class", "6", *args)
     assert result.exit_code == 2

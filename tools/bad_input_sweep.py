@@ -53,7 +53,7 @@ BASE = {  # a valid invocation of each command ({root}, {src}, {ckpt}, {out} fil
     "train": ["--shards", "{root}", *TINY, "--out", "{out}"],
     "eval": ["--shards", "{root}", "--checkpoint", "{ckpt}", "--out", "{out}"],
 }
-NUMBERS = ("-1", "nan", str(2 ** 64))
+NUMBERS = ("-1", "nan", str(2**64))
 
 
 def commands(group: click.Group, prefix=()) -> dict:
@@ -86,14 +86,13 @@ def mutations(name: str, command: click.Command, base: list) -> list:
             for index, word in enumerate(base):
                 if word.startswith("{") and word in ("{root}", "{src}"):
                     for bad in ("{missing}", "{file}", "{empty}"):
-                        runs.append((f"{name} {param.name}={bad}", base[:index] + [bad] + base[index + 1:]))
+                        runs.append((f"{name} {param.name}={bad}", base[:index] + [bad] + base[index + 1 :]))
                     break
     return runs
 
 
 def tree_hash(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-            for p in sorted(folder.rglob("*"))} if folder.exists() else {}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in sorted(folder.rglob("*"))} if folder.exists() else {}
 
 
 def make_root(base: Path) -> dict:
@@ -113,8 +112,7 @@ def make_root(base: Path) -> dict:
     score_lda(root, LdaOptions(topics=4, passes=1, no_below=1), progress=False)
     select(root, ["lda.similarity < 0.2"], min_per_class=0, max_drop_fraction=1.0, progress=False)
     curriculum_split(root, CurriculumOptions(by="lda:similarity", subsets=3), progress=False)
-    train(root, TrainOptions(out=str(base / "run"), arch="tinycnn", image_size=32, epochs=1, workers=0),
-          SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
+    train(root, TrainOptions(out=str(base / "run"), arch="tinycnn", image_size=32, epochs=1, workers=0), SamplerConfig(batch_size=16, selection="none"), progress=False, say=lambda *a: None)
     (base / "plain.txt").write_text("not a folder\n")
     return {"src": src, "root": root, "ckpt": base / "run" / "checkpoint.pt", "file": base / "plain.txt"}
 
@@ -131,12 +129,11 @@ def quiet_bars() -> None:
 
 
 def run_one(label: str, words: list, name: str, made: dict, work: Path) -> tuple[str, str]:
-    case = work / f"case-{abs(hash(label)) % 10 ** 8}"
+    case = work / f"case-{abs(hash(label)) % 10**8}"
     root = Path(shutil.copytree(made["root"], case / "root"))
     (case / "cwd").mkdir()
     (case / "empty").mkdir()
-    places = {"root": root, "src": made["src"], "ckpt": made["ckpt"], "file": made["file"], "out": case / "out",
-              "missing": case / "missing", "empty": case / "empty"}
+    places = {"root": root, "src": made["src"], "ckpt": made["ckpt"], "file": made["file"], "out": case / "out", "missing": case / "missing", "empty": case / "empty"}
     args = name.split() + [w.format(**places) for w in words]
     before = tree_hash(root), tree_hash(case / "cwd")
     cwd = os.getcwd()

@@ -26,8 +26,7 @@ noun.shape noun.state noun.substance noun.time verb.body verb.change verb.cognit
 verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception
 verb.possession verb.social verb.stative verb.weather adj.ppl""".split()
 LEX_POS = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-STOP = set("the and for with that from which this are was has have its into used being any other some such "
-           "one two often very than more most also usually especially".split())
+STOP = set("the and for with that from which this are was has have its into used being any other some such one two often very than more most also usually especially".split())
 MAX_WORDS = 40
 
 

@@ -80,8 +80,6 @@ def class_columns(member: list[str], wanted: list[str], path: str, reference: st
     if len(column) != len(member) or set(column) != set(wanted) or len(set(wanted)) != len(wanted):
         missing = sorted(set(wanted) - set(column))
         extra = sorted(set(column) - set(wanted))
-        detail = (f"it lacks {len(missing)} (e.g. {missing[0]})" if missing else f"it has {len(extra)} more (e.g. {extra[0]})"
-                  if extra else "its class list repeats a class")
-        raise WvError(f"checkpoint {Path(path).name} was trained on other classes than {reference} ({detail}); "
-                      "an ensemble's models must share one class list")
+        detail = f"it lacks {len(missing)} (e.g. {missing[0]})" if missing else f"it has {len(extra)} more (e.g. {extra[0]})" if extra else "its class list repeats a class"
+        raise WvError(f"checkpoint {Path(path).name} was trained on other classes than {reference} ({detail}); an ensemble's models must share one class list")
     return torch.tensor([column[s] for s in wanted])

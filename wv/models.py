@@ -76,8 +76,7 @@ def build_model(arch: str, num_classes: int, **kw) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
     except (TypeError, ValueError, RuntimeError, AssertionError) as error:
-        raise WvError(f"timm cannot build {name} with {num_classes} classes{f' and {kw}' if kw else ''}: "
-                      f"{str(error).splitlines()[0][:160] if str(error) else type(error).__name__}") from None
+        raise WvError(f"timm cannot build {name} with {num_classes} classes{f' and {kw}' if kw else ''}: {str(error).splitlines()[0][:160] if str(error) else type(error).__name__}") from None
 
 
 def check_input_size(model: nn.Module, arch: str, size: int) -> None:
@@ -90,8 +89,7 @@ def check_input_size(model: nn.Module, arch: str, size: int) -> None:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
     except (RuntimeError, ValueError, AssertionError) as error:
-        raise WvError(f"{arch} cannot take {size}-pixel images ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__}); "
-                      "give a larger --image-size") from None
+        raise WvError(f"{arch} cannot take {size}-pixel images ({str(error).splitlines()[0][:120] if str(error) else type(error).__name__}); give a larger --image-size") from None
     finally:
         model.train(training)
 
@@ -162,8 +160,7 @@ def save_checkpoint(path, model: nn.Module, arch: str, num_classes: int, classes
     if len(classes) != num_classes:
         raise ValueError(f"{len(classes)} class names for {num_classes} outputs")
     model = getattr(model, "module", model)  # a DDP wrapper saves its bare model
-    checkpoint = {"format": FORMAT, "arch": arch, "num_classes": int(num_classes), "classes": list(classes),
-                  "input": default_input(arch), **(extra or {}), "model": model.state_dict()}
+    checkpoint = {"format": FORMAT, "arch": arch, "num_classes": int(num_classes), "classes": list(classes), "input": default_input(arch), **(extra or {}), "model": model.state_dict()}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
@@ -195,8 +192,7 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise WvError(f"{path}: the weights do not fit a {checkpoint['arch']} with {checkpoint['num_classes']} classes "
-                      f"({str(error).splitlines()[0][:120]})") from None
+        raise WvError(f"{path}: the weights do not fit a {checkpoint['arch']} with {checkpoint['num_classes']} classes ({str(error).splitlines()[0][:120]})") from None
     return model.to(map_location).eval(), checkpoint
 
 
@@ -235,10 +231,15 @@ def eval_transform(input_spec: dict):
     from torchvision import transforms as T
 
     size = int(input_spec["size"])
-    return T.Compose([
-        T.Lambda(to_rgb), T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
-        T.ToTensor(), T.Normalize(input_spec["mean"], input_spec["std"]),
-    ])
+    return T.Compose(
+        [
+            T.Lambda(to_rgb),
+            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(input_spec["mean"], input_spec["std"]),
+        ]
+    )
 
 
 def to_rgb(image):

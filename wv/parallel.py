@@ -77,8 +77,7 @@ class Workers:
             # spawn, not fork: workers must not inherit the parent's locks, threads (torch) or files.
             context = multiprocessing.get_context("spawn")
             on_main_thread = threading.current_thread() is threading.main_thread()
-            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=die_with_parent,
-                                               initargs=(os.getpid(), on_main_thread))
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(), on_main_thread))
         yield from bounded_map(self.pool, fn, jobs, window or 2 * self.workers)
 
 
@@ -168,8 +167,7 @@ def ray_results(ray, refs) -> list:
         return ray.get(refs)
 
 
-def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None,
-             ray_address: str | None = None) -> Iterator:
+def map_jobs(fn: Callable, jobs: Iterable, workers: int = 1, executor: str = "local", window: int | None = None, ray_address: str | None = None) -> Iterator:
     """One-off map with its own pool."""
     with Workers(workers, executor, ray_address) as pool:
         yield from pool.map(fn, jobs, window)

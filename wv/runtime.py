@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from wv.errors import WvError
 
-SEED_LIMIT = 2 ** 63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
+SEED_LIMIT = 2**63  # seeds are 0 .. 2**63 - 1 (torch takes signed 64-bit integers)
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 MAX_PROCESSES = 1024  # local worker processes one command may start: beyond it, a typo (not a machine)
 

@@ -36,8 +36,7 @@ SHARED_WORDS = (
 ).split()
 CAMERA_TAGS = "nikon canon 2010 2012 travel summer flickr iphone bw".split()
 OFFTOPIC_WORDS = (
-    "insurance loan mortgage credit casino poker bitcoin forex diet pills recipe cheap discount coupon "
-    "seo marketing login password software crack keygen dating ringtone lottery"
+    "insurance loan mortgage credit casino poker bitcoin forex diet pills recipe cheap discount coupon seo marketing login password software crack keygen dating ringtone lottery"
 ).split()
 FOREIGN_CHARS = "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长"
 SYLLABLES = "ka lo mi nu re sa ti vo ze ba de fi go hu ja ke lu ma ne po qu ri su ta vi wo xa yo zu".split()
@@ -71,10 +70,19 @@ def class_styles(opts: SynthOptions) -> list[ClassStyle]:
             synset, names = f"n9{label:07d}", f"synthetic class {label}"
         words = real_words.get(synset, "").split()
         words += ["".join(rng.choice(SYLLABLES, size=rng.integers(2, 4))) for _ in range(max(4, VOCABULARY - len(words)))]
-        styles.append(ClassStyle(
-            label, synset, names, hue=(label * 0.618034) % 1.0, dark_hue=float(rng.uniform(0, 1)), pattern=PATTERNS[label % len(PATTERNS)],
-            angle=float(rng.uniform(0, math.pi)), frequency=float(rng.uniform(2.0, 6.0)), words=words,
-        ))
+        styles.append(
+            ClassStyle(
+                label,
+                synset,
+                names,
+                hue=(label * 0.618034) % 1.0,
+                dark_hue=float(rng.uniform(0, 1)),
+                pattern=PATTERNS[label % len(PATTERNS)],
+                angle=float(rng.uniform(0, math.pi)),
+                frequency=float(rng.uniform(2.0, 6.0)),
+                words=words,
+            )
+        )
     return styles
 
 
@@ -177,18 +185,38 @@ def plan_samples(opts: SynthOptions) -> list[dict]:
                 true_label = int((label + rng.integers(1, opts.classes)) % opts.classes)
             draw = rng.random()
             text_kind = "empty" if draw < opts.empty_text else "foreign" if draw < opts.empty_text + opts.foreign_text else "web"
-            samples.append({
-                "split": "train", "source": source, "query": f"q{query_id:0{digits}d}", "query_id": query_id,
-                "image_id": new_image_id(source, rng, used_ids), "label": label, "true_label": true_label,
-                "noise": noise, "text_kind": text_kind if noise == "clean" else "web", "seed": [opts.seed, 3, label, index],
-                "text_label": {"image_flip": label, "offtopic_text": -1}.get(noise, true_label),
-            })
+            samples.append(
+                {
+                    "split": "train",
+                    "source": source,
+                    "query": f"q{query_id:0{digits}d}",
+                    "query_id": query_id,
+                    "image_id": new_image_id(source, rng, used_ids),
+                    "label": label,
+                    "true_label": true_label,
+                    "noise": noise,
+                    "text_kind": text_kind if noise == "clean" else "web",
+                    "seed": [opts.seed, 3, label, index],
+                    "text_label": {"image_flip": label, "offtopic_text": -1}.get(noise, true_label),
+                }
+            )
     for index in range(opts.val_per_class * opts.classes):
         label = index % opts.classes
-        samples.append({
-            "split": "val", "source": "val", "query": "", "query_id": 0, "image_id": f"val{index + 1:06d}",
-            "label": label, "true_label": label, "noise": "clean", "text_kind": "none", "seed": [opts.seed, 4, index], "text_label": label,
-        })
+        samples.append(
+            {
+                "split": "val",
+                "source": "val",
+                "query": "",
+                "query_id": 0,
+                "image_id": f"val{index + 1:06d}",
+                "label": label,
+                "true_label": label,
+                "noise": "clean",
+                "text_kind": "none",
+                "seed": [opts.seed, 4, index],
+                "text_label": label,
+            }
+        )
     return samples + plan_copies(opts, samples, used_ids, digits) if opts.duplicates else samples
 
 
@@ -211,8 +239,7 @@ def plan_copies(opts: SynthOptions, samples: list, used_ids: set, digits: int) -
             place = "same query"  # a val image carries its true label
         copy = {**original, "copy_of": index, "copy_kind": kind, "copy_place": place, "copy_seed": [opts.seed, 8, n]}
         if place == "val":
-            copy.update(split="val", source="val", query="", query_id=0, image_id=f"valcopy{n + 1:06d}", label=original["true_label"],
-                        text_kind="none")
+            copy.update(split="val", source="val", query="", query_id=0, image_id=f"valcopy{n + 1:06d}", label=original["true_label"], text_kind="none")
         else:
             source = original["source"]
             if place == "other source":
@@ -238,7 +265,7 @@ def copy_pixels(pixels: np.ndarray, kind: str, rng) -> tuple[np.ndarray, int]:
     if kind == "cropped":
         dx, dy = (max(1, round(side * rng.uniform(0.04, 0.08))) for side in (width, height))
         left, top = int(rng.integers(0, dx + 1)), int(rng.integers(0, dy + 1))
-        return pixels[top:top + height - dy, left:left + width - dx].copy(), 90
+        return pixels[top : top + height - dy, left : left + width - dx].copy(), 90
     if kind == "jittered":
         gain, offset = rng.uniform(0.88, 1.12, size=3), rng.uniform(-12, 12, size=3)
         return np.clip(pixels.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8), 90
@@ -304,8 +331,15 @@ def write_synth(out: str | Path, opts: SynthOptions, workers: int = 1, progress:
     write_meta(out, opts, samples, texts)
     truth = write_ground_truth(out, samples)
     defects = plant_defects(out, opts, samples) if opts.defects else {}
-    figures = {"out": str(out), "train": sum(s["split"] == "train" for s in samples), "val": sum(s["split"] == "val" for s in samples),
-               "noisy": int(truth["is_noisy"].sum()), "classes": opts.classes, "version": opts.version, "defects": defects}
+    figures = {
+        "out": str(out),
+        "train": sum(s["split"] == "train" for s in samples),
+        "val": sum(s["split"] == "val" for s in samples),
+        "noisy": int(truth["is_noisy"].sum()),
+        "classes": opts.classes,
+        "version": opts.version,
+        "defects": defects,
+    }
     if opts.duplicates:
         figures["duplicates"] = {place: sum(s.get("copy_place") == place for s in samples) for place in COPY_PLACES}
     return figures
@@ -317,15 +351,13 @@ def write_info(out: Path, opts: SynthOptions, styles: list, samples: list) -> No
     (info / "synsets.txt").write_text("".join(f"{s.synset} {s.names}\n" for s in styles))
     base = 0 if opts.version == "2.0" else 1
     n_queries = opts.classes * opts.queries_per_class
-    (info / "queries_synsets_map.txt").write_text(
-        "".join(f"{q} {(q - 1) // opts.queries_per_class + base}\n" for q in range(1, n_queries + 1)))
+    (info / "queries_synsets_map.txt").write_text("".join(f"{q} {(q - 1) // opts.queries_per_class + base}\n" for q in range(1, n_queries + 1)))
     for source in ("google", "flickr"):
         names = [styles[(q - 1) // opts.queries_per_class].names.split(",") for q in range(1, n_queries + 1)]
         queries = [f"{q} {n[(q - 1) % opts.queries_per_class % len(n)].strip()}\n" for q, n in zip(range(1, n_queries + 1), names)]
         (info / f"queries_{source}.txt").write_text("".join(queries))
         train = [s for s in samples if s["source"] == source]
-        (info / f"train_filelist_{source}.txt").write_text(
-            "".join(f"{source}/{s['query']}/{s['image_id']}.jpg {s['label']}\n" for s in train))
+        (info / f"train_filelist_{source}.txt").write_text("".join(f"{source}/{s['query']}/{s['image_id']}.jpg {s['label']}\n" for s in train))
     val = [s for s in samples if s["split"] == "val"]
     (info / "val_filelist.txt").write_text("".join(f"{s['image_id']}.jpg {s['label']}\n" for s in val))
 
@@ -354,8 +386,15 @@ def write_meta(out: Path, opts: SynthOptions, samples: list, texts: dict) -> Non
 def meta_record(opts: SynthOptions, sample: dict, text: dict, rank: int) -> dict:
     url = f"http://images.example.com/{sample['query']}/{sample['image_id']}.jpg"
     if sample["source"] == "google":
-        return {"id": sample["image_id"], "title": text["title"], "description": text["description"], "url": url,
-                "page_url": url.replace("images.", "www.").replace(".jpg", ".html"), "site": "www.example.com", "rank": str(rank)}
+        return {
+            "id": sample["image_id"],
+            "title": text["title"],
+            "description": text["description"],
+            "url": url,
+            "page_url": url.replace("images.", "www.").replace(".jpg", ".html"),
+            "site": "www.example.com",
+            "rank": str(rank),
+        }
     tags = " ".join(text["tags"]) if opts.version == "2.0" else text["tags"]
     return {"id": sample["image_id"], "title": text["title"], "description": text["description"], "tags": tags, "url": url}
 
@@ -366,13 +405,25 @@ def write_ground_truth(out: Path, samples: list) -> pl.DataFrame:
     other source, val)."""
     key = lambda s: sample_key(s["source"], s["query"], s["image_id"])  # noqa: E731
     copies = any("copy_kind" in s for s in samples)
-    truth = pl.DataFrame([{
-        "__key__": key(s), "split": s["split"], "source": s["source"],
-        "query": s["query"], "image_id": s["image_id"], "label": s["label"], "true_label": s["true_label"],
-        "is_noisy": s["true_label"] != s["label"], "noise": s["noise"], "text_kind": s["text_kind"],
-        **({"duplicate_of": key(samples[s["copy_of"]]) if "copy_of" in s else None, "copy_kind": s.get("copy_kind"),
-            "copy_place": s.get("copy_place")} if copies else {}),
-    } for s in samples], infer_schema_length=None)
+    truth = pl.DataFrame(
+        [
+            {
+                "__key__": key(s),
+                "split": s["split"],
+                "source": s["source"],
+                "query": s["query"],
+                "image_id": s["image_id"],
+                "label": s["label"],
+                "true_label": s["true_label"],
+                "is_noisy": s["true_label"] != s["label"],
+                "noise": s["noise"],
+                "text_kind": s["text_kind"],
+                **({"duplicate_of": key(samples[s["copy_of"]]) if "copy_of" in s else None, "copy_kind": s.get("copy_kind"), "copy_place": s.get("copy_place")} if copies else {}),
+            }
+            for s in samples
+        ],
+        infer_schema_length=None,
+    )
     truth.write_parquet(out / "ground_truth.parquet")
     return truth
 
@@ -398,8 +449,14 @@ def plant_defects(out: Path, opts: SynthOptions, samples: list) -> dict:
     bad_meta.write_text(bad_meta.read_text()[:40])
     with open(out / "info" / f"train_filelist_{missing['source']}.txt", "a") as f:
         f.write("this line has no label\n")
-    defects = {"missing file": key(missing), "empty file": key(empty), "truncated image": key(truncated),
-               "not an image": key(not_image), "missing meta record": key(no_record),
-               "malformed meta file": f"{bad_query['source']}/{bad_query['query']}", "unparseable list line": missing["source"]}
+    defects = {
+        "missing file": key(missing),
+        "empty file": key(empty),
+        "truncated image": key(truncated),
+        "not an image": key(not_image),
+        "missing meta record": key(no_record),
+        "malformed meta file": f"{bad_query['source']}/{bad_query['query']}",
+        "unparseable list line": missing["source"],
+    }
     (out / "defects.json").write_text(json.dumps(defects, indent=2) + "\n")
     return defects

@@ -29,8 +29,11 @@ class SynthOptions:
     empty_text: float = 0.04
     foreign_text: float = 0.02
     defects: bool = opt(False, "Also plant broken inputs (missing/empty/truncated/non-image files, bad meta), listed in defects.json.")
-    duplicates: float = opt(0.0, "Plant this fraction of train images again as copies (identical, recompressed, resized, cropped, "
-                                 "colour-jittered; same query, other query or source, and into val), listed in the ground truth.")
+    duplicates: float = opt(
+        0.0,
+        "Plant this fraction of train images again as copies (identical, recompressed, resized, cropped, "
+        "colour-jittered; same query, other query or source, and into val), listed in the ground truth.",
+    )
 
     def validate(self) -> None:
         if self.version not in ("1.0", "2.0"):
@@ -48,6 +51,5 @@ class SynthOptions:
         if self.imbalance < 1:
             raise WvError("--imbalance is the ratio of the largest to the smallest class, at least 1")
         if not (16 <= self.width <= MAX_IMAGE_SIDE and 16 <= self.height <= MAX_IMAGE_SIDE):
-            raise WvError(f"--image-size must be between 16x16 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} "
-                          "(drawing an image takes about 90 bytes per pixel)")
+            raise WvError(f"--image-size must be between 16x16 and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} (drawing an image takes about 90 bytes per pixel)")
         check_seed(self.seed)

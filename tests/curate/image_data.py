@@ -24,8 +24,11 @@ from wv.shards.root import Root
 from wv.synth import SynthOptions, write_synth
 
 CACHE: dict = {}
-TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
 
 
 def noisy_root(tmp_path_factory, classes: int = 6, per_class: int = 80, noise: float = 0.3, shard_size: int = 60, seed: int = 3):
@@ -76,8 +79,9 @@ def trained_checkpoint(tmp_path_factory, epochs: int = 6, size: int = 48, seed: 
                 loss.backward()
                 optimizer.step()
         path = tmp_path_factory.mktemp("checkpoint") / "tinycnn.pt"
-        save_checkpoint(path, model.eval(), "tinycnn", len(classes), [c["synset"] for c in classes],
-                        {"input": {**default_input("tinycnn"), "size": size}, "arch_options": {"width": 16}, "step": epochs})
+        save_checkpoint(
+            path, model.eval(), "tinycnn", len(classes), [c["synset"] for c in classes], {"input": {**default_input("tinycnn"), "size": size}, "arch_options": {"width": 16}, "step": epochs}
+        )
         CACHE[key] = path
     return CACHE[key]
 

@@ -30,11 +30,16 @@ def write_derived_score(root, synth, seed=0):
     for shard in root.shard_names("train"):
         frame = sidecars.shard_keys(root, shard).to_frame().join(truth, on="__key__", how="left", maintain_order="left")
         noisy = frame["is_noisy"].cast(pl.Float64).to_numpy()
-        sidecars.write_scores(root, "synthetic", shard, frame.select("__key__").with_columns(
-            pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32),
-            pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
-            pl.Series("keywords", [["kw-noisy" if n else "kw-clean", "word"] for n in noisy], dtype=pl.List(pl.String)),
-        ))
+        sidecars.write_scores(
+            root,
+            "synthetic",
+            shard,
+            frame.select("__key__").with_columns(
+                pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32),
+                pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
+                pl.Series("keywords", [["kw-noisy" if n else "kw-clean", "word"] for n in noisy], dtype=pl.List(pl.String)),
+            ),
+        )
 
 
 def make_audited_root(built_root, synth, folder: Path, **options) -> tuple[Path, dict]:
@@ -84,8 +89,7 @@ def test_report_figures_pages_and_thumbnails(audited):
     labels = Root(root).manifest("train").select(pl.col("label").unique()).collect()["label"].to_list()
     pages = shown_cards(report)
     assert sorted(pages) == [f"{label:05d}" for label in sorted(labels)]
-    per_class = {label: selection.join(Root(root).manifest("train").select("__key__", "label").collect(), on="__key__")
-                 .filter(pl.col("label") == label) for label in labels}
+    per_class = {label: selection.join(Root(root).manifest("train").select("__key__", "label").collect(), on="__key__").filter(pl.col("label") == label) for label in labels}
     for name, cards in pages.items():
         states = [s for s, _ in cards]
         group = per_class[int(name)]
@@ -110,8 +114,8 @@ def test_cards_show_text_keywords_and_scores(audited):
     text = page.read_text()
     key = CARD.search(text.split('<section class="group dropped"')[1]).group(2)
     meta = pl.concat([pl.read_parquet(p) for p in (root / "meta").glob("train-*.parquet")]).filter(pl.col("__key__") == key).row(0, named=True)
-    card = text[text.index(f'data-key="{key}"'):]
-    card = card[:card.index("</article>")]
+    card = text[text.index(f'data-key="{key}"') :]
+    card = card[: card.index("</article>")]
     assert escape(meta["title"] or "(no title)") in card or "(no title)" in card
     assert "kw-" in card and "synthetic.clean" in card and '<div class="score hit"><dt>synthetic.clean</dt>' in card
     assert "dropped · " in card
@@ -168,7 +172,7 @@ def test_unreadable_image_gets_a_card_without_thumbnail(built_root, synth_v1, tm
     shard_path = Root(root).shard_path(row[0])
     data = bytearray(shard_path.read_bytes())
     jpeg = data.find(b"\xff\xd8\xff", row[1])
-    data[jpeg:jpeg + 200] = b"\0" * 200  # the image's header, inside its byte range
+    data[jpeg : jpeg + 200] = b"\0" * 200  # the image's header, inside its byte range
     shard_path.write_bytes(bytes(data))
     figures = write_report(root, per_class=1000, kept_per_class=0, overview=0, progress=False)
     pages = "".join(p.read_text() for p in (root / "reports" / "audit" / "classes").glob("*.html"))
@@ -203,11 +207,13 @@ def test_options_validate():
 def test_histogram_counts_split_every_sample_by_its_fate():
     from wv.curate.audit_read import Histogram, bin_edges, histogram_counts
 
-    frame = pl.DataFrame({
-        "s.x": [0.1, 0.2, 0.35, 0.9, None, 0.15],
-        "state": ["dropped", "dropped", "protected", "kept", "kept", "dropped"],
-        "matched": ["x < 0.5", "other", "x < 0.5", None, None, "x < 0.5"],
-    })
+    frame = pl.DataFrame(
+        {
+            "s.x": [0.1, 0.2, 0.35, 0.9, None, 0.15],
+            "state": ["dropped", "dropped", "protected", "kept", "kept", "dropped"],
+            "matched": ["x < 0.5", "other", "x < 0.5", None, None, "x < 0.5"],
+        }
+    )
     edges, integer = bin_edges(0.0, 1.0, pl.Float64, 10)
     counts = histogram_counts(frame, Histogram(0, "s.x", edges, integer, (("<", 0.5),)), "x < 0.5")
     assert counts.shape == (4, 10) and not integer
@@ -268,20 +274,28 @@ def test_figures_and_class_table_from_the_counts():
     from wv.curate.audit import class_table, report_figures
 
     rules = ["s.a < 1", "s.b > 2"]
-    counts = pl.DataFrame({
-        "label": [0, 0, 0, 1, 1, 1],
-        "source": ["flickr", "google", "google", "flickr", "google", "flickr"],
-        "state": ["dropped", "kept", "protected", "dropped", "kept", "dropped"],
-        "matched": ["s.a < 1", None, "s.a < 1", "s.b > 2", None, "s.a < 1"],
-        "len": [3, 5, 1, 2, 2, 1],
-    }, schema_overrides={"len": pl.UInt32})
+    counts = pl.DataFrame(
+        {
+            "label": [0, 0, 0, 1, 1, 1],
+            "source": ["flickr", "google", "google", "flickr", "google", "flickr"],
+            "state": ["dropped", "kept", "protected", "dropped", "kept", "dropped"],
+            "matched": ["s.a < 1", None, "s.a < 1", "s.b > 2", None, "s.a < 1"],
+            "len": [3, 5, 1, 2, 2, 1],
+        },
+        schema_overrides={"len": pl.UInt32},
+    )
     cards = pl.DataFrame({"state": ["dropped", "dropped", "kept"]})
     figures = report_figures(counts, rules, cards)
     assert figures == {
-        "samples": 14, "kept": 8, "dropped": 6, "protected": 1,
+        "samples": 14,
+        "kept": 8,
+        "dropped": 6,
+        "protected": 1,
         "rules": [{"rule": "s.a < 1", "dropped": 4, "protected": 1}, {"rule": "s.b > 2", "dropped": 2, "protected": 0}],
         "sources": {"flickr": {"samples": 6, "dropped": 6}, "google": {"samples": 8, "dropped": 0}},
-        "classes": 2, "classes_with_drops": 2, "thumbnails": {"dropped": 2, "kept": 1},
+        "classes": 2,
+        "classes_with_drops": 2,
+        "thumbnails": {"dropped": 2, "kept": 1},
     }
     table = class_table(counts, rules)
     assert table.select("label", "samples", "dropped", "protected", "d0", "d1").rows() == [(1, 5, 3, 0, 1, 2), (0, 9, 3, 1, 3, 0)]

@@ -23,8 +23,18 @@ from wv.shards import sidecars
 from wv.shards.root import Root
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1800")
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1800",
+)
 NARROW_AND_WIDE = (1020, 1400)  # window widths; the last one is CHROME_FLAGS' --window-size
 RULES = ["synthetic.clean < 0.35", "synthetic.subset == 2 and synthetic.clean < 0.45"]
 
@@ -40,8 +50,7 @@ def browser():
         pytest.skip("WV_SKIP_BROWSER_TEST=1")
     chromium, driver_path = find("chromium", "/usr/bin/chromium"), find("chromedriver", "/usr/bin/chromedriver")
     if not chromium or not driver_path:
-        pytest.fail("the audit browser test needs Debian's chromium and chromium-driver (`make test` installs them); "
-                    "set WV_SKIP_BROWSER_TEST=1 to skip it on a machine without them")
+        pytest.fail("the audit browser test needs Debian's chromium and chromium-driver (`make test` installs them); set WV_SKIP_BROWSER_TEST=1 to skip it on a machine without them")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -72,11 +81,16 @@ def report(built_root, synth_v1, tmp_path_factory) -> Path:
     for shard in root.shard_names("train"):
         frame = sidecars.shard_keys(root, shard).to_frame().join(truth, on="__key__", how="left", maintain_order="left")
         noisy = frame["is_noisy"].cast(pl.Float64).to_numpy()
-        sidecars.write_scores(root, "synthetic", shard, frame.select("__key__").with_columns(
-            pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32),
-            pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
-            pl.Series("keywords", [["web", "photo"]] * frame.height, dtype=pl.List(pl.String)),
-        ))
+        sidecars.write_scores(
+            root,
+            "synthetic",
+            shard,
+            frame.select("__key__").with_columns(
+                pl.Series("clean", 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height), dtype=pl.Float32),
+                pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
+                pl.Series("keywords", [["web", "photo"]] * frame.height, dtype=pl.List(pl.String)),
+            ),
+        )
         write_wide_scores(root, shard, rng)
     select(root.path, RULES, min_per_class=10, max_drop_fraction=0.6, progress=False)
     write_report(root.path, per_class=10, kept_per_class=4, overview=24, progress=False)
@@ -87,17 +101,32 @@ def write_wide_scores(root: Root, shard: str, rng) -> None:
     """Columns as `wv score confidence`, `density` and `lda` name them, with values as wide as theirs."""
     keys = sidecars.shard_keys(root, shard)
     n = len(keys)
-    sidecars.write_scores(root, "confidence", shard, pl.DataFrame({"__key__": keys}).with_columns(
-        pl.Series("p_label", rng.uniform(0, 1, n), dtype=pl.Float32),
-        pl.Series("top1", rng.integers(0, 1000, n), dtype=pl.Int32),
-        pl.Series("p_top1", rng.uniform(0, 1, n), dtype=pl.Float32)))
-    sidecars.write_scores(root, "density", shard, pl.DataFrame({"__key__": keys}).with_columns(
-        pl.Series("density", rng.integers(0, 100_000, n), dtype=pl.Int32),
-        pl.Series("delta", rng.uniform(10, 40, n) * 1.0001, dtype=pl.Float32),
-        pl.Series("cutoff", rng.uniform(0, 2, n) / 3, dtype=pl.Float32)))
-    sidecars.write_scores(root, "label_weights", shard, pl.DataFrame({"__key__": keys}).with_columns(
-        pl.Series("label_weight", rng.uniform(0, 1, n), dtype=pl.Float64),
-        pl.Series("text_flag", rng.choice(["", "empty_text", "no_dictionary_words"], n), dtype=pl.String)))
+    sidecars.write_scores(
+        root,
+        "confidence",
+        shard,
+        pl.DataFrame({"__key__": keys}).with_columns(
+            pl.Series("p_label", rng.uniform(0, 1, n), dtype=pl.Float32), pl.Series("top1", rng.integers(0, 1000, n), dtype=pl.Int32), pl.Series("p_top1", rng.uniform(0, 1, n), dtype=pl.Float32)
+        ),
+    )
+    sidecars.write_scores(
+        root,
+        "density",
+        shard,
+        pl.DataFrame({"__key__": keys}).with_columns(
+            pl.Series("density", rng.integers(0, 100_000, n), dtype=pl.Int32),
+            pl.Series("delta", rng.uniform(10, 40, n) * 1.0001, dtype=pl.Float32),
+            pl.Series("cutoff", rng.uniform(0, 2, n) / 3, dtype=pl.Float32),
+        ),
+    )
+    sidecars.write_scores(
+        root,
+        "label_weights",
+        shard,
+        pl.DataFrame({"__key__": keys}).with_columns(
+            pl.Series("label_weight", rng.uniform(0, 1, n), dtype=pl.Float64), pl.Series("text_flag", rng.choice(["", "empty_text", "no_dictionary_words"], n), dtype=pl.String)
+        ),
+    )
 
 
 def clipped(driver, selector: str) -> list:
@@ -106,7 +135,8 @@ def clipped(driver, selector: str) -> list:
         "return Array.from(document.querySelectorAll(arguments[0]))"
         ".filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth)"
         ".map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '>' + e.clientWidth + ': ' + e.textContent.slice(0, 60))",
-        selector)
+        selector,
+    )
 
 
 def severe_console_messages(driver) -> list:
@@ -121,8 +151,7 @@ def wait_for_images(driver) -> list:
 
 
 def visible(driver, selector: str) -> list:
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0])).filter(e => e.offsetParent !== null)", selector)
+    return driver.execute_script("return Array.from(document.querySelectorAll(arguments[0])).filter(e => e.offsetParent !== null)", selector)
 
 
 def screenshot(driver, name: str) -> Path:

@@ -64,8 +64,23 @@ def test_torchrun_ranks_score_disjoint_shards_and_skip_finished_ones(root, tmp_p
     for shard in redo:
         Root(root).score_path("confidence", shard).unlink()
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wv", "score", "confidence",
-               str(root), "--model", str(checkpoint), "--loader-workers", "0", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "wv",
+        "score",
+        "confidence",
+        str(root),
+        "--model",
+        str(checkpoint),
+        "--loader-workers",
+        "0",
+        "--json",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
@@ -88,8 +103,7 @@ def decoded_as_documented(data: bytes, short_side: int) -> Image.Image:
 def test_clip_zero_shot_matches_a_computation_by_hand(root, tmp_path_factory, wv_cli, last_json):
     root, _ = root
     config, weights = tiny_clip(tmp_path_factory)
-    result = wv_cli("score", "confidence", root, "--model-config", config, "--weights", weights, "--templates", "a photo of a {}.|a {}",
-                    "--loader-workers", "0", "--json")
+    result = wv_cli("score", "confidence", root, "--model-config", config, "--weights", weights, "--templates", "a photo of a {}.|a {}", "--loader-workers", "0", "--json")
     assert result.exit_code == 0, result.output
     assert last_json(result.stdout)["kind"] == "clip"
     scores = sidecars.read_scores(Root(root), "confidence", split="train").collect()

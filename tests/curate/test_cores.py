@@ -21,7 +21,6 @@ DRIVER_MODULES = ("wv.shards", "wv.parallel", "wv.atomic", "wv.progress", "wv.ru
 
 @pytest.mark.parametrize("core", CORES)
 def test_a_core_imports_no_driver_module(core):
-    check = (f"import sys, {core}; "
-             f"print(sorted(m for m in sys.modules if m.startswith({DRIVER_MODULES!r}) or m == {CORES[core]!r}))")
+    check = f"import sys, {core}; print(sorted(m for m in sys.modules if m.startswith({DRIVER_MODULES!r}) or m == {CORES[core]!r}))"
     loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"

@@ -100,14 +100,12 @@ def test_planted_copies_are_found_within_splits_and_leaks_into_val_are_marked(ro
     frame = scored(root)
     # exact: every identical copy; recompressed and resized ones when their pixel hash held; nothing else
     exact = pairs(frame, "exact_group")
-    sure = {tuple(sorted((a, b))) for a, b, k in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows()
-            if split[a] == split[b] and k == "identical"}
+    sure = {tuple(sorted((a, b))) for a, b, k in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows() if split[a] == split[b] and k == "identical"}
     assert sure and sure <= exact and exact <= planted
     assert {k for k in copies.filter(pl.col("copy_kind").is_in(EXACT_KINDS))["copy_kind"]} == set(EXACT_KINDS)
     # near: nothing but planted copies; all of them but crops (the stand-in thumbnail features are not shift-invariant)
     near = pairs(frame, "near_group")
-    uncropped = {tuple(sorted((a, b))) for a, b, k in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows()
-                 if split[a] == split[b] and k != "cropped"}
+    uncropped = {tuple(sorted((a, b))) for a, b, k in copies.select("__key__", "duplicate_of", "copy_kind").iter_rows() if split[a] == split[b] and k != "cropped"}
     assert uncropped <= near <= within and exact <= near
     # one representative per group, the largest image, and group sizes agree
     grouped = frame.filter(pl.col("near_group").is_not_null())
@@ -115,12 +113,10 @@ def test_planted_copies_are_found_within_splits_and_leaks_into_val_are_marked(ro
     assert (frame["redundant"] == ~frame["representative"]).all() and frame["redundant"].sum() == len(near)
     assert (grouped.filter(pl.col("representative"))["__key__"] == grouped.filter(pl.col("representative"))["near_group"]).all()
     sizes = Root(root).manifest().select("__key__", (pl.col("width") * pl.col("height")).alias("area")).collect()
-    reps = grouped.join(sizes, on="__key__").group_by("near_group").agg(pl.col("area").max().alias("largest"),
-                                                                         pl.col("area").filter(pl.col("representative")).first().alias("kept"))
+    reps = grouped.join(sizes, on="__key__").group_by("near_group").agg(pl.col("area").max().alias("largest"), pl.col("area").filter(pl.col("representative")).first().alias("kept"))
     assert (reps["largest"] == reps["kept"]).all()
     # leaks: the train original of every copy planted into val (but crops), with that copy as its nearest val sample
-    into_val = copies.filter(pl.col("copy_place") == "val").select(pl.col("duplicate_of").alias("__key__"), pl.col("__key__").alias("copy"),
-                                                                    "copy_kind")
+    into_val = copies.filter(pl.col("copy_place") == "val").select(pl.col("duplicate_of").alias("__key__"), pl.col("__key__").alias("copy"), "copy_kind")
     assert into_val.filter(pl.col("copy_kind") != "cropped").height
     train = scored(root, split="train")
     leaked = set(train.filter(pl.col("leaks"))["__key__"])
@@ -156,8 +152,7 @@ def test_against_features_mark_the_train_samples_they_copy(root, tmp_path, wv_cl
 def test_the_approximate_search_finds_the_same_groups(root, monkeypatch, wv_cli, last_json):
     wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.9", "--workers", "1")
     monkeypatch.setattr(duplicates_module, "CELL_SAMPLES", 30)
-    result = wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.9", "--mode", "approximate", "--name", "approx",
-                    "--workers", "1", "--json")
+    result = wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.9", "--mode", "approximate", "--name", "approx", "--workers", "1", "--json")
     assert result.exit_code == 0, result.output
     assert last_json(result.stdout)["cells"] > 3
     exact, approx = scored(root), scored(root, "approx")
@@ -183,8 +178,7 @@ def test_a_rerun_resumes_other_options_are_refused_and_overwrite_replaces(root, 
 
 def test_select_drops_the_redundant_and_the_leaks_and_the_audit_shows_them(root, wv_cli, last_json):
     assert wv_cli("score", "duplicates", root, "--features", "pix", "--threshold", "0.9", "--workers", "1").exit_code == 0
-    result = wv_cli("select", root, "--drop", "duplicates.redundant", "--drop", "duplicates.leaks", "--max-drop-fraction", "1",
-                    "--min-per-class", "0", "--workers", "1", "--json")
+    result = wv_cli("select", root, "--drop", "duplicates.redundant", "--drop", "duplicates.leaks", "--max-drop-fraction", "1", "--min-per-class", "0", "--workers", "1", "--json")
     assert result.exit_code == 0, result.output
     train = scored(root, split="train")
     chosen = scored(root, "selection", split="train").join(train, on="__key__")

@@ -76,8 +76,7 @@ def test_clip_features_are_normalised_and_workers_change_nothing(root, tmp_path_
 def test_torchrun_ranks_take_disjoint_shards(root, tmp_path_factory):
     checkpoint = trained_checkpoint(tmp_path_factory)
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wv", "embed", str(root),
-               "--model", str(checkpoint), "--loader-workers", "0", "--json"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wv", "embed", str(root), "--model", str(checkpoint), "--loader-workers", "0", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])

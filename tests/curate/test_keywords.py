@@ -82,8 +82,7 @@ def test_tagger_free_lexicon_agrees_with_the_hand_checked_list():
     plain "is it a noun or an adjective at all" check, which keeps every gerund ("eating", "running")."""
     if not nltk_data.has_wordnet():
         pytest.skip("no WordNet here (make test installs Debian's wordnet-base)")
-    rows = [line.split("\t") for line in (REAL_DATA / "keyword_pos_checked.tsv").read_text().splitlines()
-            if line and not line.startswith("#")]
+    rows = [line.split("\t") for line in (REAL_DATA / "keyword_pos_checked.tsv").read_text().splitlines() if line and not line.startswith("#")]
     wordnet = nltk_data.wordnet()
 
     def any_noun_or_adjective(word):
@@ -104,8 +103,7 @@ def test_keywords_join_back_and_come_from_the_class(keyword_root, synth_v1):
     synsets = [c["synset"] for c in Root(root).classes()]
     own = class_words()
     clean = frame.filter((pl.col("noise") == "clean") & (pl.col("text_kind") == "web") & (pl.col("meta") == "ok"))
-    share = [sum(w in own[synsets[label]] for w in words) / len(words)
-             for words, label in zip(clean["keywords"].to_list(), clean["label"].to_list()) if words]
+    share = [sum(w in own[synsets[label]] for w in words) / len(words) for words, label in zip(clean["keywords"].to_list(), clean["label"].to_list()) if words]
     assert len(share) >= 0.9 * clean.height and sum(share) / len(share) >= 0.6
     padding = {w for style in class_styles(SynthOptions(classes=6)) for w in style.words if w not in own.get(style.synset, set())}
     made_up = {w for w in padding if not nltk_data.wordnet().synsets(w)}  # a few syllable words are real ("visa")
@@ -163,9 +161,11 @@ def test_tagger_path(tmp_path, monkeypatch):
     from nltk.tag import _get_tagger
     from nltk.tag.perceptron import PerceptronTagger
 
-    sentences = [[("the", "DT"), ("red", "JJ"), ("fox", "NN"), ("runs", "VBZ"), ("quickly", "RB")],
-                 [("a", "DT"), ("small", "JJ"), ("dog", "NN"), ("sleeps", "VBZ")],
-                 [("green", "JJ"), ("trees", "NNS"), ("grow", "VBP"), ("slowly", "RB")]] * 5
+    sentences = [
+        [("the", "DT"), ("red", "JJ"), ("fox", "NN"), ("runs", "VBZ"), ("quickly", "RB")],
+        [("a", "DT"), ("small", "JJ"), ("dog", "NN"), ("sleeps", "VBZ")],
+        [("green", "JJ"), ("trees", "NNS"), ("grow", "VBP"), ("slowly", "RB")],
+    ] * 5
     tagger = PerceptronTagger(load=False)
     tagger.train(sentences, nr_iter=5)
     folder = tmp_path / "nltk_data" / "taggers" / "averaged_perceptron_tagger_eng"

@@ -57,11 +57,18 @@ def test_cleaning_lowercases_keeps_letters_drops_stop_and_web_words_and_stems():
     assert clean_tokens(None) == [] and clean_tokens("") == []
 
 
-@pytest.mark.parametrize("text, flag", [
-    ("", FLAG_EMPTY), ("   ", FLAG_EMPTY), (None, FLAG_EMPTY),
-    ("的一是不了人我在有他这中大来上", FLAG_NON_ENGLISH), ("Привет мир", FLAG_NON_ENGLISH),
-    ("the and of 2012 www.google.com", FLAG_NO_WORDS), ("a red fox", None),
-])
+@pytest.mark.parametrize(
+    "text, flag",
+    [
+        ("", FLAG_EMPTY),
+        ("   ", FLAG_EMPTY),
+        (None, FLAG_EMPTY),
+        ("的一是不了人我在有他这中大来上", FLAG_NON_ENGLISH),
+        ("Привет мир", FLAG_NON_ENGLISH),
+        ("the and of 2012 www.google.com", FLAG_NO_WORDS),
+        ("a red fox", None),
+    ],
+)
 def test_text_flags(text, flag):
     assert text_flag(text, clean_tokens(text)) == flag
 
@@ -158,7 +165,7 @@ def test_dot_similarity_is_the_plain_product(lda_root):
     theta = np.array([[0.5, 0.5], [1.0, 0.0]], dtype=np.float32)
     means = np.array([[0.5, 0.5], [0.0, 1.0]], dtype=np.float32)
     assert np.allclose(lda_model.similarities(theta, means, "dot"), [[0.5, 0.5], [0.5, 0.0]])
-    assert np.allclose(lda_model.similarities(theta, means, "cosine"), [[1.0, 2 ** -0.5], [2 ** -0.5, 0.0]])
+    assert np.allclose(lda_model.similarities(theta, means, "cosine"), [[1.0, 2**-0.5], [2**-0.5, 0.0]])
 
 
 # -- the model on plain token lists, no dataset root ---------------------------------------------------
@@ -177,8 +184,7 @@ def test_the_model_fits_and_scores_plain_token_lists():
     assert present.tolist() == [0, 1] and counts.tolist() == [30, 30]
     extra = ["", "zebra unicorn"]  # no text; words the model has never seen
     extra_theta, _ = lda_model.infer_topics(model, dictionary, [clean_tokens(t) for t in extra], seed=0)
-    scores, weights = lda_model.score_frames([f"k{i}" for i in range(62)], np.concatenate([labels, [0, 1]]), texts + extra,
-                                             np.concatenate([theta, extra_theta]), means, dictionary, "cosine", 1, 2)
+    scores, weights = lda_model.score_frames([f"k{i}" for i in range(62)], np.concatenate([labels, [0, 1]]), texts + extra, np.concatenate([theta, extra_theta]), means, dictionary, "cosine", 1, 2)
     own = scores["similarity"].to_numpy()[:60]
     assert (own > 0.9).mean() > 0.9  # each text sits with its own theme's mean
     assert scores["text_flag"].to_list()[60:] == [FLAG_EMPTY, lda_model.FLAG_UNKNOWN_WORDS]
@@ -237,8 +243,7 @@ def test_one_sample_class_and_textless_class(built_root, tmp_path, wv_cli, last_
         meta.with_columns(pl.when(blank).then(pl.lit("")).otherwise(pl.col("text")).alias("text")).write_parquet(root.meta_path(shard))
     result = wv_cli("score", "lda", root.path, *SMALL, "--json")
     assert result.exit_code == 0, result.output
-    scores = sidecars.read_scores(root, lda.NAME, split="train").collect().join(
-        root.manifest("train").select("__key__", "label").collect(), on="__key__")
+    scores = sidecars.read_scores(root, lda.NAME, split="train").collect().join(root.manifest("train").select("__key__", "label").collect(), on="__key__")
     assert scores.filter(pl.col("label") == 0)["text_flag"].unique().to_list() == [FLAG_EMPTY]
     single = scores.filter(pl.col("__key__") == kept)
     assert single["similarity"][0] == pytest.approx(1.0, abs=1e-3)

@@ -88,8 +88,7 @@ def mixed_root(tmp_path_factory):
     """6 classes x 60, 30% noise (flips, image-only flips, outliers) and 10% off-topic text; features `cnn`."""
     base = tmp_path_factory.mktemp("noise")
     synth, root = base / "synth", base / "root"
-    write_synth(synth, SynthOptions(classes=6, per_class=60, noise=0.3, outlier_share=0.3, image_flip_share=0.3, offtopic_text=0.1,
-                                    val_per_class=2, width=40, height=30, seed=5))
+    write_synth(synth, SynthOptions(classes=6, per_class=60, noise=0.3, outlier_share=0.3, image_flip_share=0.3, offtopic_text=0.1, val_per_class=2, width=40, height=30, seed=5))
     build(synth, root, BuildOptions(split="train", shard_size=30), workers=1, progress=False)
     checkpoint = trained_checkpoint(tmp_path_factory, root=root, epochs=4)
     embed(root, ModelSpec(model=str(checkpoint)), name="cnn", loader_workers=0, device="cpu")
@@ -99,8 +98,7 @@ def mixed_root(tmp_path_factory):
 def truth_in_order(root, synth) -> pl.DataFrame:
     r = Root(root)
     keys = pl.concat([pl.read_parquet(r.meta_path(s), columns=["__key__"]) for s in r.shard_names("train")])
-    return keys.join(pl.read_parquet(synth / "ground_truth.parquet", columns=["__key__", "is_noisy", "noise"]), on="__key__",
-                     how="left", maintain_order="left")
+    return keys.join(pl.read_parquet(synth / "ground_truth.parquet", columns=["__key__", "is_noisy", "noise"]), on="__key__", how="left", maintain_order="left")
 
 
 def test_noise_command_quality_resume_cleanlab_select_and_audit(mixed_root, tmp_path, wv_cli, last_json, quiet_bars):
@@ -163,7 +161,6 @@ def test_text_evidence_only(root_copy, synth_v1, wv_cli, last_json):
     figures = last_json(result.stdout)
     assert figures["components"] == {"lda": {"group": "text", "column": "similarity"}} and figures["probe"] is None
     scores = sidecars.read_scores(Root(root_copy), "noise", split="train").collect()
-    assert scores["p_noisy"].equals(scores["p_text_off"].fill_null(float("nan")), check_names=False) or \
-        np.allclose(scores["p_noisy"].to_numpy(), scores["p_text_off"].to_numpy())
+    assert scores["p_noisy"].equals(scores["p_text_off"].fill_null(float("nan")), check_names=False) or np.allclose(scores["p_noisy"].to_numpy(), scores["p_text_off"].to_numpy())
     y = truth_in_order(root_copy, synth_v1)["is_noisy"].fill_null(False).to_numpy()
     assert roc_auc_score(y, scores["p_noisy"].to_numpy()) > 0.85  # measured 0.93

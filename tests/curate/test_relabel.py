@@ -103,8 +103,7 @@ def test_relabel_recovers_planted_flips_and_trains_on_them(root, models, tmp_pat
     assert (scores["changed"].to_numpy() == (confident & (mean.argmax(1) != labels))).all()
     assert figures["pseudo_labelled"] == confident.sum() and figures["changed"] == scores["changed"].sum()
     # the planted flips: another class's image filed under this class; the pseudo-label should be that class
-    truth = truth_by_shard_order(root, synth).join(pl.read_parquet(synth / "ground_truth.parquet", columns=["__key__", "true_label"]),
-                                                   on="__key__", how="left", maintain_order="left")
+    truth = truth_by_shard_order(root, synth).join(pl.read_parquet(synth / "ground_truth.parquet", columns=["__key__", "true_label"]), on="__key__", how="left", maintain_order="left")
     flips = (truth["noise"] == "flip").to_numpy()
     recovered = float((scores["label"].to_numpy()[flips] == truth["true_label"].to_numpy()[flips]).mean())
     print(f"flipped samples: {flips.sum()}, pseudo-label = true label: {recovered:.3f}")
@@ -179,10 +178,10 @@ def test_relabel_refuses_models_of_other_classes(root, models, tmp_path, wv_cli)
 def test_eval_reports_each_model_and_the_ensemble(root, models, tmp_path, wv_cli, last_json):
     root, _ = root
     small = variant(models[1], tmp_path / "small.pt", size=40)  # another input size: its own crops
-    singles = [last_json(wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", m, "--workers", "0",
-                                "--out", tmp_path / f"e{i}", "--json").stdout) for i, m in enumerate((models[0], small))]
-    result = wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", small, "--workers", "0",
-                    "--out", tmp_path / "ens", "--json")
+    singles = [
+        last_json(wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", m, "--workers", "0", "--out", tmp_path / f"e{i}", "--json").stdout) for i, m in enumerate((models[0], small))
+    ]
+    result = wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", small, "--workers", "0", "--out", tmp_path / "ens", "--json")
     assert result.exit_code == 0, result.output
     figures = last_json(result.stdout)
     assert [m["top1"] for m in figures["models"]] == [s["top1"] for s in singles]
@@ -194,12 +193,10 @@ def test_eval_reports_each_model_and_the_ensemble(root, models, tmp_path, wv_cli
         assert line in result.stdout
     # a model whose classes are in another order is aligned by synset: the ensemble of a model with itself
     flipped = variant(models[0], tmp_path / "flipped.pt", reverse_classes=True)
-    same = last_json(wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", flipped,
-                            "--workers", "0", "--out", tmp_path / "same", "--json").stdout)
+    same = last_json(wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", flipped, "--workers", "0", "--out", tmp_path / "same", "--json").stdout)
     assert same["top1"] == singles[0]["top1"] and same["models"][1]["top1"] == singles[0]["top1"]
     other = variant(models[0], tmp_path / "other.pt", classes=[f"n0000000{i}" for i in range(6)])
-    refused = wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", other,
-                     "--out", tmp_path / "no")
+    refused = wv_cli("eval", "--shards", root, "--split", "train", "--checkpoint", models[0], "--checkpoint", other, "--out", tmp_path / "no")
     assert refused.exit_code == 2 and "an ensemble's models must share one class list" in refused.stderr
 
 

@@ -27,11 +27,16 @@ def write_derived_score(root, synth, seed=0, name="synthetic"):
         frame = sidecars.shard_keys(root, shard).to_frame().join(truth, on="__key__", how="left", maintain_order="left")
         noisy = frame["is_noisy"].cast(pl.Float64).to_numpy()
         clean = 0.7 - 0.5 * noisy + rng.normal(0, 0.15, frame.height)
-        sidecars.write_scores(root, name, shard, frame.select("__key__").with_columns(
-            pl.Series("clean", clean, dtype=pl.Float32),
-            pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
-            pl.Series("keywords", [["noisy" if n else "clean", "word"] for n in noisy], dtype=pl.List(pl.String)),
-        ))
+        sidecars.write_scores(
+            root,
+            name,
+            shard,
+            frame.select("__key__").with_columns(
+                pl.Series("clean", clean, dtype=pl.Float32),
+                pl.Series("subset", rng.integers(0, 3, frame.height), dtype=pl.Int8),
+                pl.Series("keywords", [["noisy" if n else "clean", "word"] for n in noisy], dtype=pl.List(pl.String)),
+            ),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +76,9 @@ def test_select_drops_mostly_the_planted_noise(scored_copy, synth_v1, wv_cli, la
     assert figures["dropped"] == dropped.height > 0 and figures["kept"] == table.height - dropped.height
     assert figures["samples"] == table.height == root.manifest("train").select(pl.len()).collect().item()
     assert (dropped["rule"] == RULE).all() and table.filter(pl.col("keep"))["rule"].null_count() == table["keep"].sum()
-    assert figures["rules"] == [{"rule": RULE, "matched": int((table["clean"] < 0.35).sum()), "first": int((table["clean"] < 0.35).sum()),
-                                 "dropped": dropped.height, "protected": figures["protected"]}]
+    assert figures["rules"] == [
+        {"rule": RULE, "matched": int((table["clean"] < 0.35).sum()), "first": int((table["clean"] < 0.35).sum()), "dropped": dropped.height, "protected": figures["protected"]}
+    ]
     noisy = noisy_keys(synth_v1)
     precision = np.mean([k in noisy for k in dropped["__key__"]])
     base = np.mean([k in noisy for k in table["__key__"]])
@@ -97,8 +103,7 @@ def test_first_matching_rule_is_recorded(scored_copy):
 
 def test_small_classes_are_protected_keeping_the_least_bad(scored_copy, wv_cli, last_json):
     min_per_class, fraction = 18, 0.2
-    result = wv_cli("select", scored_copy, "--drop", RULE, "--min-per-class", min_per_class, "--max-drop-fraction", fraction,
-                    "--workers", 1, "--json")
+    result = wv_cli("select", scored_copy, "--drop", RULE, "--min-per-class", min_per_class, "--max-drop-fraction", fraction, "--workers", 1, "--json")
     assert result.exit_code == 0, result.output
     figures = last_json(result.stdout)
     table = decisions(scored_copy)
@@ -132,11 +137,15 @@ def test_rules_decide_on_an_in_memory_frame():
     x0 = [0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.47, 0.49, 0.8, 0.9]
     x1 = [0.9] * 16 + [0.1, 0.2, None, 0.9]
     flag1 = [False] * 15 + [True, True, False, False, None]
-    frame = pl.DataFrame({
-        "__key__": [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(20)],
-        "meta.label": pl.Series([0] * 10 + [1] * 20, dtype=pl.Int32), "meta.source": ["flickr", "google"] * 15,
-        "s.x": pl.Series(x0 + x1, dtype=pl.Float32), "s.flag": [None] * 10 + flag1,
-    })
+    frame = pl.DataFrame(
+        {
+            "__key__": [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(20)],
+            "meta.label": pl.Series([0] * 10 + [1] * 20, dtype=pl.Int32),
+            "meta.source": ["flickr", "google"] * 15,
+            "s.x": pl.Series(x0 + x1, dtype=pl.Float32),
+            "s.flag": [None] * 10 + flag1,
+        }
+    )
     rules = ["s.x < 0.5", "flag"]
     decided = evaluate_rules(frame, rules, min_per_class=5, max_drop_fraction=0.5, seed=0)
     assert decided.columns == ["__key__", "keep", "rule", "matched"] and decided["__key__"].equals(frame["__key__"])
@@ -210,12 +219,15 @@ def test_a_missing_value_is_kept_unless_the_rule_asks(scored_copy):
     assert pl.read_parquet(root.score_path("nulls", shard))["keep"].head(5).to_list() == [False] * 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--drop", "nosuch < 0.1"], "no score has a column 'nosuch'"),
-    (["--drop", "synthetic.clean < 'x'"], "cannot compare"),
-    (["--drop", "__import__('os').system('touch pwned')"], "cannot read|expected"),
-    (["--drop", RULE, "--max-drop-fraction", "1.5"], "--max-drop-fraction must be a fraction"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--drop", "nosuch < 0.1"], "no score has a column 'nosuch'"),
+        (["--drop", "synthetic.clean < 'x'"], "cannot compare"),
+        (["--drop", "__import__('os').system('touch pwned')"], "cannot read|expected"),
+        (["--drop", RULE, "--max-drop-fraction", "1.5"], "--max-drop-fraction must be a fraction"),
+    ],
+)
 def test_bad_input_is_one_sentence(scored_copy, wv_cli, args, message):
     import re
 

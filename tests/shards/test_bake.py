@@ -28,10 +28,8 @@ def write_scores(root):
         keys = sidecars.shard_keys(root, shard)
         values = rng.random(keys.len())
         values[0] = np.nan
-        sidecars.write_scores(root, "alpha", shard, keys.to_frame().with_columns(
-            pl.Series("value", values, dtype=pl.Float32), pl.Series("rank", np.arange(keys.len()), dtype=pl.Int32)))
-        sidecars.write_scores(root, "words", shard, keys.to_frame().with_columns(
-            pl.Series("keywords", [[k[:6], "x"] for k in keys], dtype=pl.List(pl.String))))
+        sidecars.write_scores(root, "alpha", shard, keys.to_frame().with_columns(pl.Series("value", values, dtype=pl.Float32), pl.Series("rank", np.arange(keys.len()), dtype=pl.Int32)))
+        sidecars.write_scores(root, "words", shard, keys.to_frame().with_columns(pl.Series("keywords", [[k[:6], "x"] for k in keys], dtype=pl.List(pl.String))))
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +96,7 @@ def test_images_and_members_are_copied_byte_for_byte(baked, scored_root):
         data = Root(out).shard_path(row["name"]).read_bytes()
         assert len(data) == row["bytes"] and hashlib.sha256(data).hexdigest() == row["sha256"]
     for name in ("alpha", "words"):
-        assert sidecars.read_scores(Root(out), name, split="train").collect().equals(
-            sidecars.read_scores(Root(scored_root), name, split="train").collect())
+        assert sidecars.read_scores(Root(out), name, split="train").collect().equals(sidecars.read_scores(Root(scored_root), name, split="train").collect())
 
 
 def test_chosen_scores_resume_and_bad_input(scored_root, tmp_path, wv_cli, last_json):

@@ -123,7 +123,7 @@ def encoded(fmt: str, mode: str = "RGB") -> bytes:
 def test_damaged_huffman_table_full_check_rejects_cheap_check_keeps(tmp_path):
     good = encoded("JPEG")
     at = good.index(b"\xff\xc4")
-    damaged = good[: at + 5] + b"\xff" * 30 + good[at + 35:]
+    damaged = good[: at + 5] + b"\xff" * 30 + good[at + 35 :]
     source = write_list_root(tmp_path / "wv", {"good": good, "damaged": damaged, "png": encoded("PNG", "RGBA")})
     full = build(source, tmp_path / "full", BuildOptions(check="full"), progress=False)
     cheap = build(source, tmp_path / "cheap", BuildOptions(check="cheap"), progress=False)
@@ -158,14 +158,17 @@ def test_rerun_with_same_options_skips_everything(root_copy, synth_v1, wv_cli, l
     assert figures["shards_built"] == 0 and figures["shards_skipped"] == figures["shards"]
 
 
-@pytest.mark.parametrize("args, phrase", [
-    (["shard", "build", "/nonexistent/webvision", "ROOT"], "is not a folder"),
-    (["shard", "build", "SYNTH", "ROOT", "--sources", "bing"], "unknown source 'bing'"),
-    (["shard", "build", "SYNTH", "ROOT", "--shard-size", "0"], "--shard-size must be at least 1"),
-    (["shard", "build", "ROOT", "ROOT2"], "has no info/ folder"),
-    (["shard", "verify", "SYNTH"], "is not a wv dataset root"),
-    (["shard", "info", "/nonexistent"], "is not a wv dataset root"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["shard", "build", "/nonexistent/webvision", "ROOT"], "is not a folder"),
+        (["shard", "build", "SYNTH", "ROOT", "--sources", "bing"], "unknown source 'bing'"),
+        (["shard", "build", "SYNTH", "ROOT", "--shard-size", "0"], "--shard-size must be at least 1"),
+        (["shard", "build", "ROOT", "ROOT2"], "has no info/ folder"),
+        (["shard", "verify", "SYNTH"], "is not a wv dataset root"),
+        (["shard", "info", "/nonexistent"], "is not a wv dataset root"),
+    ],
+)
 def test_bad_input_gives_one_sentence_and_exit_2(args, phrase, wv_cli, synth_v1, tmp_path):
     (tmp_path / "ROOT").mkdir()
     args = [a.replace("SYNTH", str(synth_v1)).replace("ROOT", str(tmp_path / "ROOT")) if a.isupper() or a in ("ROOT2",) else a for a in args]

@@ -99,14 +99,17 @@ def test_a_wrong_shaped_wv_json_is_refused(tmp_path, wv_cli, text):
 
 
 # -- nothing is written before every check has passed --------------------------------------------
-@pytest.mark.parametrize("where, phrase", [
-    ("source", "is inside the WebVision download"),
-    ("source/out", "is inside the WebVision download"),
-    ("source/google/q0001", "is inside the WebVision download"),
-    ("..", "is inside"),  # the folder that holds the source
-    ("file", "is a file, not a folder"),
-    ("busy", "holds files but is not a wv dataset root"),
-])
+@pytest.mark.parametrize(
+    "where, phrase",
+    [
+        ("source", "is inside the WebVision download"),
+        ("source/out", "is inside the WebVision download"),
+        ("source/google/q0001", "is inside the WebVision download"),
+        ("..", "is inside"),  # the folder that holds the source
+        ("file", "is a file, not a folder"),
+        ("busy", "holds files but is not a wv dataset root"),
+    ],
+)
 def test_root_overlapping_the_source_or_not_a_root_is_refused_before_writing(tmp_path, wv_cli, where, phrase):
     base = tmp_path / "base"
     source = small_source(base / "source")
@@ -119,17 +122,20 @@ def test_root_overlapping_the_source_or_not_a_root_is_refused_before_writing(tmp
     assert tree(base) == before
 
 
-@pytest.mark.parametrize("args, phrase", [
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--seed", "-1"], "--seed must be between 0 and"),
-    (["--seed", str(2**63)], "--seed must be between 0 and"),
-    (["--sources", "google,bing"], "unknown source 'bing'"),
-    (["--quality", "0"], "--quality must be between 1 and 100"),
-    (["--resize", "2"], "--resize must be at least 8"),
-    (["--images-dir", "../elsewhere"], "must be a folder inside WEBVISION_ROOT"),
-    (["--images-dir", "/tmp"], "must be a folder inside WEBVISION_ROOT"),
-    (["--images-dir", "nowhere"], "no google images of the train list were found"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--seed", "-1"], "--seed must be between 0 and"),
+        (["--seed", str(2**63)], "--seed must be between 0 and"),
+        (["--sources", "google,bing"], "unknown source 'bing'"),
+        (["--quality", "0"], "--quality must be between 1 and 100"),
+        (["--resize", "2"], "--resize must be at least 8"),
+        (["--images-dir", "../elsewhere"], "must be a folder inside WEBVISION_ROOT"),
+        (["--images-dir", "/tmp"], "must be a folder inside WEBVISION_ROOT"),
+        (["--images-dir", "nowhere"], "no google images of the train list were found"),
+    ],
+)
 def test_a_refused_run_leaves_no_root_behind(tmp_path, wv_cli, args, phrase):
     source = small_source(tmp_path / "source")
     refused(wv_cli("shard", "build", source, tmp_path / "new" / "root", *args), phrase)

@@ -17,9 +17,36 @@ from wv.shards.keys import base_plus_ext
 from wv.shards.read import read_sample_bytes, shard_samples
 
 TRICKY_NAMES = [
-    "key.jpg", "key.JPG", "key.cls", "a.b.c", "google-q-1.seg.png", "noext", "", ".", "..", ".hidden", "dir/.hidden",
-    "dir.v2/key.jpg", "a.b/c.d.jpg", "x/y.z/w", "dir/sub/key.json", "./key.jpg", "../key.txt", "/abs/key.jpg", "key.", "key..jpg",
-    "dir/", "dir.with.dots/", "k~2e~2f.jpg", "spaced name.jpg", "ünï.cödé", "a/b", "__key__.cls", "__index__", "-.-", "key.tar.gz",
+    "key.jpg",
+    "key.JPG",
+    "key.cls",
+    "a.b.c",
+    "google-q-1.seg.png",
+    "noext",
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "dir/.hidden",
+    "dir.v2/key.jpg",
+    "a.b/c.d.jpg",
+    "x/y.z/w",
+    "dir/sub/key.json",
+    "./key.jpg",
+    "../key.txt",
+    "/abs/key.jpg",
+    "key.",
+    "key..jpg",
+    "dir/",
+    "dir.with.dots/",
+    "k~2e~2f.jpg",
+    "spaced name.jpg",
+    "ünï.cödé",
+    "a/b",
+    "__key__.cls",
+    "__index__",
+    "-.-",
+    "key.tar.gz",
 ]
 
 
@@ -43,8 +70,19 @@ def tar_of(members) -> bytes:
     return buffer.getvalue()
 
 
-TRICKY_TAR = [("__index__", b"meta"), ("d.v1/", b""), ("d.v1/a.jpg", b"1"), ("d.v1/a.CLS", b"2"), ("d.v1/a.seg.png", b"3"),
-              ("noext", b"4"), (".hidden", b"5"), ("b.jpg", b"6"), ("b.json", b"7"), ("__meta__/x.txt", b"8"), ("c.txt", b"9")]
+TRICKY_TAR = [
+    ("__index__", b"meta"),
+    ("d.v1/", b""),
+    ("d.v1/a.jpg", b"1"),
+    ("d.v1/a.CLS", b"2"),
+    ("d.v1/a.seg.png", b"3"),
+    ("noext", b"4"),
+    (".hidden", b"5"),
+    ("b.jpg", b"6"),
+    ("b.json", b"7"),
+    ("__meta__/x.txt", b"8"),
+    ("c.txt", b"9"),
+]
 
 
 def test_shard_samples_are_webdatasets_samples(tmp_path):

@@ -12,8 +12,7 @@ def wv(*args) -> dict:
 
 
 def test_twenty_classes_five_thousand_images(tmp_path):
-    synth = wv("synth", tmp_path / "wv", "--classes", "20", "--per-class", "250", "--val-per-class", "5",
-               "--image-size", "64x48", "--workers", "2")
+    synth = wv("synth", tmp_path / "wv", "--classes", "20", "--per-class", "250", "--val-per-class", "5", "--image-size", "64x48", "--workers", "2")
     assert synth["train"] == 5000
     built = wv("shard", "build", tmp_path / "wv", tmp_path / "root", "--workers", "2", "--shard-size", "500")
     assert built["written"] == 5000 and built["rejected"] == 0 and built["shards"] == 10

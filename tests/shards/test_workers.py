@@ -46,8 +46,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("started_from", ["main", "thread"])
 def test_workers_exit_when_their_driver_is_killed(started_from):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, started_from], stdout=subprocess.PIPE, text=True, env=env,
-                              start_new_session=True)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, started_from], stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         workers = [int(pid) for pid in driver.stdout.readline().split()]
         assert len(workers) == 2 and all(alive(pid) for pid in workers)

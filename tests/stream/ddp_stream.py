@@ -28,8 +28,7 @@ def main(root: str, out: str) -> None:
     gathered = [torch.zeros_like(counts) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, counts)
     with open(f"{out}/rank{rank}.json", "w") as f:
-        json.dump({"rank": rank, "world_size": dist.get_world_size(), "epochs": epochs,
-                   "all_steps": [g.tolist() for g in gathered]}, f)
+        json.dump({"rank": rank, "world_size": dist.get_world_size(), "epochs": epochs, "all_steps": [g.tolist() for g in gathered]}, f)
     dist.destroy_process_group()
 
 

@@ -227,33 +227,39 @@ def test_schedule_specs_parse():
     assert gate.passes(np.array([0.1, 0.3, np.nan]), 10000).tolist() == [False, True, True]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"curriculum": "3:0;6:0,1"}, "start at epoch 0"),
-    ({"curriculum": "0:a"}, "EPOCH:SUBSET"),
-    ({"gates": ("p >= 0.5",)}, "SCORE.COLUMN"),
-    ({"gates": ("synthetic.p ~ 0.5",)}, "SCORE.COLUMN >= SCHEDULE"),
-    ({"gates": ("synthetic.p >= 0.5@10,0@2",)}, "increasing time"),
-    ({"batch_mix": "128,64,64", "batch_size": 128}, "adds up to 256"),
-    ({"subset_weights": "1,-1"}, "0 or more"),
-    ({"class_balance": "yes"}, "off, draw or loss"),
-    ({"batch_size": 0}, "batch-size"),
-    ({"max_repeat": 0}, "max-repeat"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"curriculum": "3:0;6:0,1"}, "start at epoch 0"),
+        ({"curriculum": "0:a"}, "EPOCH:SUBSET"),
+        ({"gates": ("p >= 0.5",)}, "SCORE.COLUMN"),
+        ({"gates": ("synthetic.p ~ 0.5",)}, "SCORE.COLUMN >= SCHEDULE"),
+        ({"gates": ("synthetic.p >= 0.5@10,0@2",)}, "increasing time"),
+        ({"batch_mix": "128,64,64", "batch_size": 128}, "adds up to 256"),
+        ({"subset_weights": "1,-1"}, "0 or more"),
+        ({"class_balance": "yes"}, "off, draw or loss"),
+        ({"batch_size": 0}, "batch-size"),
+        ({"max_repeat": 0}, "max-repeat"),
+    ],
+)
 def test_bad_options_give_one_sentence(options, message):
     with pytest.raises(WvError, match=message) as error:
         SamplerConfig(**options)
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"gates": ("nothere.p >= 0.5",)}, "no score 'nothere'"),
-    ({"gates": ("synthetic.q >= 0.5",)}, "no column 'q'"),
-    ({"selection": "mine"}, "no selection 'mine'"),
-    ({"subset_weights": "1,0.5"}, "gives only 2"),
-    ({"gates": ("synthetic.p >= 2",)}, "selects no samples"),
-    ({"rounding": "trim", "batch_size": 512}, "fewer than one batch"),
-    ({"epoch_size": 5000, "max_repeat": 2}, "max-repeat"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"gates": ("nothere.p >= 0.5",)}, "no score 'nothere'"),
+        ({"gates": ("synthetic.q >= 0.5",)}, "no column 'q'"),
+        ({"selection": "mine"}, "no selection 'mine'"),
+        ({"subset_weights": "1,0.5"}, "gives only 2"),
+        ({"gates": ("synthetic.p >= 2",)}, "selects no samples"),
+        ({"rounding": "trim", "batch_size": 512}, "fewer than one batch"),
+        ({"epoch_size": 5000, "max_repeat": 2}, "max-repeat"),
+    ],
+)
 def test_bad_options_against_the_root(stream_root, options, message):
     with pytest.raises(WvError, match=message):
         p = planner(stream_root, **options)

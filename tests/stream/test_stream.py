@@ -25,9 +25,7 @@ def epoch_batches(stream) -> list[dict]:
 
 
 def same_batches(a: list[dict], b: list[dict]) -> bool:
-    return len(a) == len(b) and all(
-        x["key"] == y["key"] and x["step"] == y["step"] and torch.equal(x["image"], y["image"])
-        and torch.equal(x["weight"], y["weight"]) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x["key"] == y["key"] and x["step"] == y["step"] and torch.equal(x["image"], y["image"]) and torch.equal(x["weight"], y["weight"]) for x, y in zip(a, b))
 
 
 def test_batches_follow_the_plan(stream_root):
@@ -79,7 +77,7 @@ def test_resume_gives_the_batches_of_an_uninterrupted_run(stream_root, workers, 
     resumed.load_state_dict(state)
     rest = epoch_batches(resumed)
     assert same_batches(rest, second[resume_at:])
-    assert resumed.epoch == 2 and not same_batches(first[:len(rest)], rest)
+    assert resumed.epoch == 2 and not same_batches(first[: len(rest)], rest)
 
 
 def test_resume_reads_only_the_remaining_batches(stream_root):
@@ -119,8 +117,7 @@ def test_persistent_workers_give_the_same_batches_epoch_after_epoch(stream_root,
     config = SamplerConfig(batch_size=8, class_balance="draw", curriculum="0:0;1:0,1,2", seed=2)
     fresh = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=workers)
     expected = [epoch_batches(fresh), epoch_batches(fresh)]
-    stream = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=workers,
-                    persistent_workers=True)
+    stream = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=workers, persistent_workers=True)
     head = []
     for batch in stream:
         head.append(batch)
@@ -188,8 +185,7 @@ def test_third_party_refuses_root_only_options():
 
 # -- wv stream -------------------------------------------------------------------------------------------
 def test_wv_stream_reports_the_plan(stream_root, wv_cli, last_json):
-    result = wv_cli("stream", stream_root, "--class-balance", "draw", "--world-size", "3", "--batch-size", "8",
-                    "--curriculum", "0:0;2:0,1,2", "--epoch", "0", "--json")
+    result = wv_cli("stream", stream_root, "--class-balance", "draw", "--world-size", "3", "--batch-size", "8", "--curriculum", "0:0;2:0,1,2", "--epoch", "0", "--json")
     assert result.exit_code == 0, result.output
     figures = last_json(result.stdout)
     assert figures["steps_per_rank"] == [r["steps"] for r in figures["ranks"]][0]
@@ -210,12 +206,15 @@ def test_wv_stream_third_party(wv_cli, last_json):
     assert figures["repetition"]["max_per_batch"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--curriculum", "2:0"], "must start at epoch 0"),
-    (["--batch-mix", "4,4", "--batch-size", "16"], "adds up to 8"),
-    (["--gate", "nothere.p > 1"], "no score 'nothere'"),
-    (["--world-size", "0"], "world-size"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--curriculum", "2:0"], "must start at epoch 0"),
+        (["--batch-mix", "4,4", "--batch-size", "16"], "adds up to 8"),
+        (["--gate", "nothere.p > 1"], "no score 'nothere'"),
+        (["--world-size", "0"], "world-size"),
+    ],
+)
 def test_wv_stream_bad_options_exit_2(stream_root, wv_cli, args, message):
     result = wv_cli("stream", stream_root, *args)
     assert result.exit_code == 2

@@ -68,8 +68,12 @@ def test_plain_state_dicts_load_however_they_are_wrapped(tmp_path, wrap):
         path = tmp_path / "weights.safetensors"
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
-        wrapped = {"bare": state, "state_dict": {"state_dict": state, "epoch": 90}, "model": {"model": state, "optimizer": {}},
-                   "module-prefix": {"state_dict": {f"module.{k}": v for k, v in state.items()}}}[wrap]
+        wrapped = {
+            "bare": state,
+            "state_dict": {"state_dict": state, "epoch": 90},
+            "model": {"model": state, "optimizer": {}},
+            "module-prefix": {"state_dict": {f"module.{k}": v for k, v in state.items()}},
+        }[wrap]
         torch.save(wrapped, path)
     model = build_model("resnet18", 7)
     report = init_weights(model, path, [str(i) for i in range(7)])
@@ -85,8 +89,7 @@ def test_a_pretraining_checkpoint_loads_its_body_and_a_two_head_net_takes_a_one_
     body = build_model("tinycnn", 4, width=8)
     state = {f"model.{k}": v for k, v in body.state_dict().items()}  # a wrapper module: body under "model."
     state["task_head.weight"] = torch.zeros(4, 32)
-    torch.save({"format": FORMAT, "arch": "tinycnn", "num_classes": 4, "classes": ["r0", "r90", "r180", "r270"],
-                "arch_options": {"width": 8}, "model": state}, tmp_path / "pretrain.pt")
+    torch.save({"format": FORMAT, "arch": "tinycnn", "num_classes": 4, "classes": ["r0", "r90", "r180", "r270"], "arch_options": {"width": 8}, "model": state}, tmp_path / "pretrain.pt")
     net = TwoHead(build_model("tinycnn", 6, width=8), topics=5)
     topic = net.topic_head.weight.clone()
     report = init_weights(net.model, tmp_path / "pretrain.pt", [str(i) for i in range(6)], net.topic_head)
@@ -115,8 +118,27 @@ def test_init_run_starts_from_the_loaded_weights_at_a_new_size_and_class_count(s
     shards = str(Root(small_root).shard_path("train-000000")).replace("000000", "{000000..000002}")
     # a gate above every confidence and no weight decay: no weight moves, so the run ends with its first weights
     out = tmp_path / "init"
-    result = wv_cli("train", "--shards", shards, "--num-classes", "9", *TINY, "--image-size", "48", "--epochs", "1", "--weight-decay", "0",
-                    "--backprop-gate", "1.01", "--init", pre / "checkpoint.pt", "--out", out, "--json")
+    result = wv_cli(
+        "train",
+        "--shards",
+        shards,
+        "--num-classes",
+        "9",
+        *TINY,
+        "--image-size",
+        "48",
+        "--epochs",
+        "1",
+        "--weight-decay",
+        "0",
+        "--backprop-gate",
+        "1.01",
+        "--init",
+        pre / "checkpoint.pt",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     init = summary["init"]
@@ -133,8 +155,7 @@ def test_init_run_starts_from_the_loaded_weights_at_a_new_size_and_class_count(s
 
     refused = wv_cli("train", "--shards", small_root, *TINY, "--init", pre / "checkpoint.pt", "--out", out, "--resume")
     assert refused.exit_code == 2 and "give one of them" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
-    other = wv_cli("train", "--shards", small_root, "--arch", "resnet18", "--image-size", "32", "--init", pre / "checkpoint.pt",
-                   "--out", tmp_path / "r18")
+    other = wv_cli("train", "--shards", small_root, "--arch", "resnet18", "--image-size", "32", "--init", pre / "checkpoint.pt", "--out", tmp_path / "r18")
     assert other.exit_code == 2 and "no tensor of it fits this model (a tinycnn checkpoint" in other.stderr
     assert not (tmp_path / "r18").exists()
 
@@ -143,8 +164,7 @@ def test_init_run_starts_from_the_loaded_weights_at_a_new_size_and_class_count(s
 def test_a_timm_model_trains_and_its_checkpoint_loads_for_eval(small_root, tmp_path, wv_cli, last_json):
     out = tmp_path / "timm"
     args = ("--arch", "test_resnet", "--image-size", "32", "--workers", "0", "--batch-size", "32", "--log-every", "1")
-    result = wv_cli("train", "--shards", small_root, *args, "--epochs", "1", "--head-lr-mult", "5",
-                    "--freeze-body-epochs", "1", "--weight-decay", "0", "--out", out, "--json")
+    result = wv_cli("train", "--shards", small_root, *args, "--epochs", "1", "--head-lr-mult", "5", "--freeze-body-epochs", "1", "--weight-decay", "0", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     checkpoint = read_checkpoint(out / "checkpoint.pt")
     assert checkpoint["arch"] == "test_resnet" and checkpoint["input"]["mean"] == [0.5, 0.5, 0.5]  # timm's configuration

@@ -79,10 +79,9 @@ def text_root(tmp_path_factory):
     at = 0
     for shard in root.shard_names("train"):
         keys = sidecars.shard_keys(root, shard)
-        mine = [[w for w in ws if w in keep] for ws in words[at:at + keys.len()]]
+        mine = [[w for w in ws if w in keep] for ws in words[at : at + keys.len()]]
         at += keys.len()
-        sidecars.write_scores(root, "keywords", shard, pl.DataFrame({"__key__": keys, "keywords": mine},
-                                                                    schema={"__key__": pl.String, "keywords": pl.List(pl.String)}))
+        sidecars.write_scores(root, "keywords", shard, pl.DataFrame({"__key__": keys, "keywords": mine}, schema={"__key__": pl.String, "keywords": pl.List(pl.String)}))
     return root.path
 
 
@@ -98,8 +97,7 @@ def test_keywords_task_learns_and_balances_its_draws(text_root, tmp_path, wv_cli
     assert weights[owners].mean() > weights[counts > 0].mean()  # rare keywords drawn more
 
     out = tmp_path / "wt"
-    result = wv_cli("pretrain", "--task", "keywords", "--shards", text_root, *TINY, "--image-size", "32", "--epochs", "3",
-                    "--lr", "0.05", "--holdout", "0.15", "--out", out, "--json")
+    result = wv_cli("pretrain", "--task", "keywords", "--shards", text_root, *TINY, "--image-size", "32", "--epochs", "3", "--lr", "0.05", "--holdout", "0.15", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     assert summary["task"] == "keywords" and summary["final_loss"] < summary["first_loss"]
@@ -120,8 +118,7 @@ def assert_init_continues(root, checkpoint, out, wv_cli, last_json):
 
 def test_label_weights_task_learns(text_root, tmp_path, wv_cli, last_json):
     out = tmp_path / "lw"
-    result = wv_cli("pretrain", "--task", "label-weights", "--shards", text_root, "--val", text_root, *TINY, "--image-size", "32",
-                    "--epochs", "3", "--lr", "0.05", "--out", out, "--json")
+    result = wv_cli("pretrain", "--task", "label-weights", "--shards", text_root, "--val", text_root, *TINY, "--image-size", "32", "--epochs", "3", "--lr", "0.05", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     assert summary["final_loss"] < summary["first_loss"] and summary["val_top1"] > 1 / 6
@@ -163,8 +160,29 @@ def ramp_shards(tmp_path_factory):
 def test_permutation_task_recovers_the_permutation(ramp_shards, text_root, tmp_path, wv_cli, last_json):
     shards = str(ramp_shards / "ramp-{000000..000001}.tar")
     out = tmp_path / "vpl"
-    result = wv_cli("pretrain", "--task", "permutation", "--shards", shards, "--val", shards, *TINY, "--image-size", "32",
-                    "--grid", "2", "--permutations", "24", "--epochs", "4", "--lr", "0.05", "--out", out, "--json")
+    result = wv_cli(
+        "pretrain",
+        "--task",
+        "permutation",
+        "--shards",
+        shards,
+        "--val",
+        shards,
+        *TINY,
+        "--image-size",
+        "32",
+        "--grid",
+        "2",
+        "--permutations",
+        "24",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.05",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     assert summary["final_loss"] < summary["first_loss"]
@@ -177,9 +195,32 @@ def test_permutation_task_recovers_the_permutation(ramp_shards, text_root, tmp_p
 
 def test_permutation_under_torchrun(ramp_shards, tmp_path):
     shards = str(ramp_shards / "ramp-{000000..000001}.tar")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wv", "pretrain",
-               "--task", "permutation", "--shards", shards, *TINY, "--image-size", "32", "--grid", "2", "--permutations", "24",
-               "--epochs", "1", "--out", str(tmp_path / "ddp"), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "wv",
+        "pretrain",
+        "--task",
+        "permutation",
+        "--shards",
+        shards,
+        *TINY,
+        "--image-size",
+        "32",
+        "--grid",
+        "2",
+        "--permutations",
+        "24",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--json",
+    ]
     done = subprocess.run(command, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])

@@ -40,8 +40,7 @@ def run_wv(*args, timeout=300):
 
 
 def torchrun(*args, nodes=None, timeout=300):
-    launch = ["--standalone", "--nproc_per_node=2"] if nodes is None else \
-        ["--nnodes=2", f"--node_rank={nodes[0]}", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={nodes[1]}"]
+    launch = ["--standalone", "--nproc_per_node=2"] if nodes is None else ["--nnodes=2", f"--node_rank={nodes[0]}", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={nodes[1]}"]
     command = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "wv", "train", *map(str, args)]
     return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -69,8 +68,7 @@ def kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path, timeout=2
 
 def test_a_small_model_learns_well_above_chance(train_root, tmp_path, wv_cli, last_json):
     out = tmp_path / "run"
-    result = wv_cli("train", "--shards", train_root, "--val", train_root, *TINY, "--epochs", "4", "--batch-size", "16",
-                    "--lr", "0.05", "--out", out, "--json")
+    result = wv_cli("train", "--shards", train_root, "--val", train_root, *TINY, "--epochs", "4", "--batch-size", "16", "--lr", "0.05", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     assert summary["world_size"] == 1 and summary["epochs"] == 4 and summary["parameters_equal_across_ranks"]
@@ -97,8 +95,7 @@ def test_multi_crop_eval(train_root, tmp_path, wv_cli, last_json):
     out = tmp_path / "run"
     assert wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--out", out).exit_code == 0
     for crops in ("10", "144"):
-        result = wv_cli("eval", "--shards", train_root, "--checkpoint", out / "checkpoint.pt", "--crops", crops, "--workers", "0",
-                        "--out", tmp_path / crops, "--json")
+        result = wv_cli("eval", "--shards", train_root, "--checkpoint", out / "checkpoint.pt", "--crops", crops, "--workers", "0", "--out", tmp_path / crops, "--json")
         assert result.exit_code == 0, result.output
         figures = last_json(result.stdout)
         assert figures["crops"] == int(crops) and figures["n"] == 60 and 0 <= figures["top1"] <= figures["top5"] <= 1
@@ -129,8 +126,7 @@ def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     total = summary_of(done.stdout)["optimizer_steps"]
 
-    killed = subprocess.Popen([sys.executable, "-m", "wv", *map(str, args), "--out", tmp_path / "killed"], env=ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    killed = subprocess.Popen([sys.executable, "-m", "wv", *map(str, args), "--out", tmp_path / "killed"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     at = kill_after_checkpoint(killed, tmp_path / "killed" / "checkpoint.pt")
     assert 0 < at < total
     assert run_wv(*args, "--out", tmp_path / "killed").returncode == 2  # never overwritten without --resume
@@ -148,8 +144,7 @@ def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_pat
 
 
 def test_torchrun_two_processes_and_two_nodes(train_root, tmp_path):
-    args = ("--shards", train_root, "--val", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--accum-steps", "2",
-            "--checkpoint-every", "4", "--lr", "0.05", "--json")
+    args = ("--shards", train_root, "--val", train_root, *TINY, "--epochs", "2", "--batch-size", "8", "--accum-steps", "2", "--checkpoint-every", "4", "--lr", "0.05", "--json")
     whole = torchrun(*args, "--out", tmp_path / "whole")
     killed = torchrun(*args, "--out", tmp_path / "killed")
     at = kill_after_checkpoint(killed, tmp_path / "killed" / "checkpoint.pt")
@@ -190,8 +185,7 @@ def free_port() -> int:
 
 def test_gate_above_every_confidence_blocks_every_gradient(train_root, tmp_path, wv_cli, last_json):
     out = tmp_path / "gated"
-    result = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--weight-decay", "0",
-                    "--backprop-gate", "1.01", "--out", out, "--json")
+    result = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--weight-decay", "0", "--backprop-gate", "1.01", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     torch.manual_seed(0)
     initial = build_model("tinycnn", 6, width=16).state_dict()
@@ -201,11 +195,9 @@ def test_gate_above_every_confidence_blocks_every_gradient(train_root, tmp_path,
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all(r["gradient_share"] == 0 for r in records if r["kind"] == "train")
 
-    falling = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "16",
-                     "--backprop-gate", "1.01@0,0@1", "--out", tmp_path / "falling", "--json")
+    falling = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "2", "--batch-size", "16", "--backprop-gate", "1.01@0,0@1", "--out", tmp_path / "falling", "--json")
     assert falling.exit_code == 0, falling.output
-    shares = [json.loads(line)["gradient_share"] for line in (tmp_path / "falling" / "log.jsonl").read_text().splitlines()
-              if '"train"' in line]
+    shares = [json.loads(line)["gradient_share"] for line in (tmp_path / "falling" / "log.jsonl").read_text().splitlines() if '"train"' in line]
     assert shares[0] < 0.5 and shares[-1] == 1.0  # the gate falls to 0 within the first epoch
 
 
@@ -237,8 +229,27 @@ def test_soft_labels_two_heads_and_curriculum(stream_root, tmp_path, wv_cli, las
         theta[0] = np.nan  # a text LDA could not score
         sidecars.write_features(Root(topics_root), "lda", shard["name"], theta)
     out = tmp_path / "run"
-    result = wv_cli("train", "--shards", topics_root, *TINY, "--epochs", "2", "--batch-size", "16", "--soft-label", "synthetic.p",
-                    "--topic-head", "lda", "--curriculum", "0:0;1:0,1,2", "--subset-weights", "1,0.5,0.5", "--out", out, "--json")
+    result = wv_cli(
+        "train",
+        "--shards",
+        topics_root,
+        *TINY,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--soft-label",
+        "synthetic.p",
+        "--topic-head",
+        "lda",
+        "--curriculum",
+        "0:0;1:0,1,2",
+        "--subset-weights",
+        "1,0.5,0.5",
+        "--out",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = last_json(result.stdout)
     checkpoint = read_checkpoint(out / "checkpoint.pt")
@@ -255,8 +266,7 @@ def test_bad_input_gives_one_sentence(train_root, tmp_path, wv_cli):
         (("train", "--shards", tmp_path / "nowhere", "--arch", "tinycnn", "--out", tmp_path / "a"), "no shards found"),
         (("train", "--shards", train_root, "--arch", "vgg99", "--out", tmp_path / "b"), "unknown architecture"),
         (("train", "--shards", train_root, "--arch", "tinycnn", "--out", tmp_path / "c", "--resume"), "nothing to resume"),
-        (("train", "--shards", str(Root(train_root).shard_path("train-000000")), "--arch", "tinycnn", "--out", tmp_path / "d"),
-         "--num-classes"),
+        (("train", "--shards", str(Root(train_root).shard_path("train-000000")), "--arch", "tinycnn", "--out", tmp_path / "d"), "--num-classes"),
         (("train", "--shards", train_root, "--arch", "tinycnn", "--soft-label", "nope", "--out", tmp_path / "e"), "SCORE.COLUMN"),
         (("train", "--shards", train_root, "--arch", "tinycnn", "--backprop-gate", "high", "--out", tmp_path / "f"), "--backprop-gate"),
         (("eval", "--shards", train_root, "--checkpoint", train_root / "wv.json"), "is not a wv checkpoint"),
@@ -275,7 +285,6 @@ def test_bad_input_gives_one_sentence(train_root, tmp_path, wv_cli):
 def test_a_loss_that_is_no_longer_a_number_stops_the_run_before_its_checkpoint(train_root, tmp_path, wv_cli):
     """The loss is read back at --log-every (not every batch): there it is checked, and nothing is saved."""
     out = tmp_path / "run"
-    result = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--lr", "1e30",
-                    "--checkpoint-every", "3", "--out", out)
+    result = wv_cli("train", "--shards", train_root, *TINY, "--epochs", "1", "--batch-size", "16", "--lr", "1e30", "--checkpoint-every", "3", "--out", out)
     assert result.exit_code == 2 and "the loss became nan in epoch 0 by batch 2; lower --lr" in result.stderr
     assert not (out / "checkpoint.pt").exists()

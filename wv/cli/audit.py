@@ -11,8 +11,7 @@ from wv.curate.options import AuditOptions
 @worker_options
 @options_from(AuditOptions, "seed")
 @json_option
-def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, split, selection, relabel, workers, executor, ray_address, seed,
-          as_json):
+def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, split, selection, relabel, workers, executor, ray_address, seed, as_json):
     """Write an HTML report of what `wv select` discarded, to browse before trusting it.
 
     index.html: kept and dropped by rule, source and class; each rule's score histogram with its
@@ -32,17 +31,16 @@ def audit(root, out, per_class, kept_per_class, overview, thumb_size, bins, spli
     """
     from wv.curate.audit import write_report
 
-    options = AuditOptions(per_class=per_class, kept_per_class=kept_per_class, overview=overview, thumb_size=thumb_size,
-                           bins=bins, split=split, selection=selection, relabel=relabel, seed=seed)
+    options = AuditOptions(per_class=per_class, kept_per_class=kept_per_class, overview=overview, thumb_size=thumb_size, bins=bins, split=split, selection=selection, relabel=relabel, seed=seed)
     figures = write_report(root, out, options, workers=workers, executor=executor, ray_address=ray_address)
     shown = figures["thumbnails"]
-    lines = [f"{figures['samples']:,} samples: {figures['dropped']:,} dropped, {figures['protected']:,} protected, "
-             f"{figures['classes_with_drops']:,} of {figures['classes']:,} classes with drops",
-             *[f"rule {r['rule']!r}: {r['dropped']:,} dropped" for r in figures["rules"]],
-             f"{sum(shown.values()):,} thumbnails ({', '.join(f'{v:,} {k}' for k, v in shown.items())}), {figures['classes']:,} class pages",
-             f"report: {figures['paths']['report']}"]
+    lines = [
+        f"{figures['samples']:,} samples: {figures['dropped']:,} dropped, {figures['protected']:,} protected, {figures['classes_with_drops']:,} of {figures['classes']:,} classes with drops",
+        *[f"rule {r['rule']!r}: {r['dropped']:,} dropped" for r in figures["rules"]],
+        f"{sum(shown.values()):,} thumbnails ({', '.join(f'{v:,} {k}' for k, v in shown.items())}), {figures['classes']:,} class pages",
+        f"report: {figures['paths']['report']}",
+    ]
     if figures.get("relabel"):
         r = figures["relabel"]
-        lines.append(f"relabelled ({r['name']}): {r['changed']:,} of {r['samples']:,} samples get another class, {r['shown']:,} shown: "
-                     f"{figures['paths']['relabel']}")
+        lines.append(f"relabelled ({r['name']}): {r['changed']:,} of {r['samples']:,} samples get another class, {r['shown']:,} shown: {figures['paths']['relabel']}")
     finish(f"wv audit: {root}", figures, as_json, lines)

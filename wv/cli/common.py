@@ -80,13 +80,10 @@ def bug_sentence(command: str, error: Exception) -> str:
     where += [note.strip() for note in getattr(error, "__notes__", ()) if note.strip()]
     detail = f"{type(error).__name__}: {message}" if message else type(error).__name__
     at = f" ({'; '.join(where)})" if where else ""
-    return (f"{command} failed on an unexpected error, {detail}{at}; this is a bug in wv, "
-            f"run it again with `wv --debug` or WV_DEBUG=1 for the traceback")
+    return f"{command} failed on an unexpected error, {detail}{at}; this is a bug in wv, run it again with `wv --debug` or WV_DEBUG=1 for the traceback"
 
 
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print the run's figures as one JSON object on the last line of stdout."
-)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the run's figures as one JSON object on the last line of stdout.")
 
 
 def finish(title: str, figures: dict, as_json: bool, lines=()) -> None:
@@ -118,8 +115,14 @@ def worker_options(fn=None, *, workers: int | None = None, tasks: str = "shard t
         return functools.partial(worker_options, workers=workers, tasks=tasks)
     fn = checking_workers(fn)
     fn = click.option("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance).")(fn)
-    fn = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, callback=check_executor,
-                      help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).")(fn)
+    fn = click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        callback=check_executor,
+        help="local: a process pool here. ray: Ray tasks on a cluster (ROOT on shared storage).",
+    )(fn)
     default = (os.cpu_count() or 1) if workers is None else workers
     return click.option("--workers", default=default, show_default=True, help=f"Parallel {tasks}.")(fn)
 

@@ -34,9 +34,14 @@ def split(root, name, overwrite, as_json, **options):
 
     figures = curriculum_split(root, CurriculumOptions(**options), name=name, overwrite=overwrite)
     shares = ", ".join(f"{k}: {v}" for k, v in sorted(figures["per_subset"].items()))
-    finish(f"wv curriculum split: {root}", figures, as_json, [
-        f"{figures['by']} by {figures['method']}: {figures['classes']} classes, {figures['samples']} samples",
-        f"samples per subset: {shares}",
-        f"classes kept whole (too few samples or values): {figures['unsplit_classes']}; samples without a value: {figures['missing_values']}",
-        f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}: {figures['paths']['curriculum']}",
-    ])
+    finish(
+        f"wv curriculum split: {root}",
+        figures,
+        as_json,
+        [
+            f"{figures['by']} by {figures['method']}: {figures['classes']} classes, {figures['samples']} samples",
+            f"samples per subset: {shares}",
+            f"classes kept whole (too few samples or values): {figures['unsplit_classes']}; samples without a value: {figures['missing_values']}",
+            f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}: {figures['paths']['curriculum']}",
+        ],
+    )

@@ -27,15 +27,15 @@ def demo(out, workers, classes, per_class, epochs, skip_uncurated, as_json):
     """
     from wv.demo import run_demo
 
-    figures = run_demo(out, workers=workers, classes=classes, per_class=per_class, epochs=epochs, say=click.echo,
-                       uncurated=not skip_uncurated)
+    figures = run_demo(out, workers=workers, classes=classes, per_class=per_class, epochs=epochs, say=click.echo, uncurated=not skip_uncurated)
     gain = figures["gain"]
-    versus = (f"uncurated {gain['uncurated_val_top1']:.3f} ({gain['gain']:+.3f})" if gain["uncurated_val_top1"] is not None
-              else f"uncurated run skipped: {gain['skipped']}")
-    lines = [f"dataset root: {figures['root']}",
-             f"audit report: {figures['report']}   val top-1: curated {gain['curated_val_top1']:.3f}, {versus}",
-             f"curriculum run: {figures['train']['paths']['checkpoint']}; 10-crop val top-1 {figures['eval']['top1']:.3f}",
-             "next: open the report in a browser; wv shard info " + figures["root"]]
+    versus = f"uncurated {gain['uncurated_val_top1']:.3f} ({gain['gain']:+.3f})" if gain["uncurated_val_top1"] is not None else f"uncurated run skipped: {gain['skipped']}"
+    lines = [
+        f"dataset root: {figures['root']}",
+        f"audit report: {figures['report']}   val top-1: curated {gain['curated_val_top1']:.3f}, {versus}",
+        f"curriculum run: {figures['train']['paths']['checkpoint']}; 10-crop val top-1 {figures['eval']['top1']:.3f}",
+        "next: open the report in a browser; wv shard info " + figures["root"],
+    ]
     finish("wv demo: done", figures, as_json, lines)
     if not figures["verify"]["ok"]:
         raise SystemExit(1)

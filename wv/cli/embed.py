@@ -11,13 +11,13 @@ def model_options(fn=None, *, several: bool = False):
     (`several=True`: --model repeatable, for an ensemble of checkpoints)."""
     if fn is None:
         return functools.partial(model_options, several=several)
-    fn = click.option("--model-config", "model_config", type=click.Path(dir_okay=False), default=None,
-                      help="open_clip config JSON of a custom architecture (its file name, less .json, is the model name).")(fn)
+    fn = click.option(
+        "--model-config", "model_config", type=click.Path(dir_okay=False), default=None, help="open_clip config JSON of a custom architecture (its file name, less .json, is the model name)."
+    )(fn)
     fn = click.option("--pretrained", default=None, help="open_clip pretrained tag (must already be in the local cache: no downloads).")(fn)
     fn = click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Local open_clip weights file.")(fn)
     repeat = " Repeat it for an ensemble of checkpoints (their probabilities are averaged)." if several else ""
-    return click.option("--model", "model", default=None, multiple=several,
-                        help=f"A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.{repeat}")(fn)
+    return click.option("--model", "model", default=None, multiple=several, help=f"A `wv train` checkpoint file, or an open_clip model name such as ViT-B-32.{repeat}")(fn)
 
 
 loop_options = options_from(LoopOptions)  # --batch-size, --loader-workers, --device
@@ -50,12 +50,16 @@ def embed(root, model, weights, pretrained, model_config, name, split, batch_siz
     from wv.models import ModelSpec
 
     spec = ModelSpec(model=model, weights=weights, pretrained=pretrained, config=model_config)
-    figures = run_embed(root, spec, name=name, split=split, batch_size=batch_size, loader_workers=loader_workers, device=device,
-                        overwrite=overwrite, seed=seed)
+    figures = run_embed(root, spec, name=name, split=split, batch_size=batch_size, loader_workers=loader_workers, device=device, overwrite=overwrite, seed=seed)
     rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
-    finish(f"wv embed: {root}{rank}", figures, as_json, [
-        f"{figures['kind']} {figures['model']}: {figures['dim']}-d features on {figures['device']}",
-        f"embedded {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
-        f"features: {figures['paths']['features']}",
-        f"next: wv score density {root} --features {figures['name']}",
-    ])
+    finish(
+        f"wv embed: {root}{rank}",
+        figures,
+        as_json,
+        [
+            f"{figures['kind']} {figures['model']}: {figures['dim']}-d features on {figures['device']}",
+            f"embedded {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
+            f"features: {figures['paths']['features']}",
+            f"next: wv score density {root} --features {figures['name']}",
+        ],
+    )

@@ -4,15 +4,37 @@ from wv.cli.common import finish, json_option, options_from
 from wv.cli.sampler_options import sampler_config, sampler_options
 from wv.train.options import PretrainOptions, TrainOptions
 
-TRAIN_FIELDS = ("val", "out", "arch", "width", "image_size", "epochs", "lr", "lr_schedule", "lr_step", "lr_step_unit", "lr_gamma",
-                "warmup_steps", "head_lr_mult", "freeze_body_epochs", "momentum", "weight_decay",
-                "accum_steps", "workers", "device", "precision", "checkpoint_every", "log_every", "init", "resume")
+TRAIN_FIELDS = (
+    "val",
+    "out",
+    "arch",
+    "width",
+    "image_size",
+    "epochs",
+    "lr",
+    "lr_schedule",
+    "lr_step",
+    "lr_step_unit",
+    "lr_gamma",
+    "warmup_steps",
+    "head_lr_mult",
+    "freeze_body_epochs",
+    "momentum",
+    "weight_decay",
+    "accum_steps",
+    "workers",
+    "device",
+    "precision",
+    "checkpoint_every",
+    "log_every",
+    "init",
+    "resume",
+)
 
 
 @click.command()
 @click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root (any task), or webdataset shards (--task permutation).")
-@options_from(PretrainOptions, "task", "keyword_balance", "holdout", "grid", "permutations", "sinkhorn_iters", "temperature",
-              "tile_features")
+@options_from(PretrainOptions, "task", "keyword_balance", "holdout", "grid", "permutations", "sinkhorn_iters", "temperature", "tile_features")
 @options_from(TrainOptions, *TRAIN_FIELDS)
 @sampler_options
 @json_option
@@ -53,24 +75,30 @@ def pretrain(shards, as_json, task, keyword_balance, holdout, grid, permutations
     from wv.train.trainer import train as run_train
 
     sampler = sampler_config(options)
-    settings = PretrainOptions(task=task, keyword_balance=keyword_balance, holdout=holdout, grid=grid, permutations=permutations,
-                               sinkhorn_iters=sinkhorn_iters, temperature=temperature, tile_features=tile_features)
+    settings = PretrainOptions(
+        task=task, keyword_balance=keyword_balance, holdout=holdout, grid=grid, permutations=permutations, sinkhorn_iters=sinkhorn_iters, temperature=temperature, tile_features=tile_features
+    )
     check_pretrain(settings)
     summary = run_train(shards, TrainOptions(**options), sampler, pretrain=settings)
     if summary["rank"]:  # under torchrun, rank 0 reports for all
         return
     loss = f"loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f}" if summary["final_loss"] is not None else "nothing left to train"
-    metrics = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in summary.items()
-                        if k.endswith(("map", "accuracy", "top1", "top5")) and isinstance(v, float))
-    lines = [f"{summary['arch']} on {summary['device']}: {summary['epochs']} epochs, {summary['steps_per_rank']} batches per rank this run, "
-             f"{summary['optimizer_steps']} optimizer steps in all, {summary['images_per_s']:,} images/s",
-             f"{loss}" + (f", {metrics}" if metrics else "")]
+    metrics = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in summary.items() if k.endswith(("map", "accuracy", "top1", "top5")) and isinstance(v, float))
+    lines = [
+        f"{summary['arch']} on {summary['device']}: {summary['epochs']} epochs, {summary['steps_per_rank']} batches per rank this run, "
+        f"{summary['optimizer_steps']} optimizer steps in all, {summary['images_per_s']:,} images/s",
+        f"{loss}" + (f", {metrics}" if metrics else ""),
+    ]
     if task == "keywords":
-        lines.append(f"{summary['vocabulary']:,} keywords; {summary['samples_with_keywords']:,} samples with keywords "
-                     f"({summary['held_out']:,} held out), {summary['skipped_without_keyword']:,} without (skipped); balance "
-                     f"{summary['keyword_balance']}: {summary['capped_at_max_repeat']:,} samples capped at --max-repeat {summary['max_repeat']}")
-    lines += [f"checkpoint: {summary['paths']['checkpoint']} (continue with `wv train --init`)",
-              f"log: {summary['paths']['log']}" + (f", curves: {summary['paths']['curves']}" if "curves" in summary["paths"] else "")]
+        lines.append(
+            f"{summary['vocabulary']:,} keywords; {summary['samples_with_keywords']:,} samples with keywords "
+            f"({summary['held_out']:,} held out), {summary['skipped_without_keyword']:,} without (skipped); balance "
+            f"{summary['keyword_balance']}: {summary['capped_at_max_repeat']:,} samples capped at --max-repeat {summary['max_repeat']}"
+        )
+    lines += [
+        f"checkpoint: {summary['paths']['checkpoint']} (continue with `wv train --init`)",
+        f"log: {summary['paths']['log']}" + (f", curves: {summary['paths']['curves']}" if "curves" in summary["paths"] else ""),
+    ]
     finish(f"wv pretrain --task {task}: {shards}, world size {summary['world_size']}", summary, as_json, lines)
 
 

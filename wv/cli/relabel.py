@@ -34,12 +34,15 @@ def relabel(root, name, overwrite, as_json, **values):
     figures = run_relabel(root, RelabelOptions(**values), name=name, overwrite=overwrite)
     rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
     averaged = f" ({len(figures['models'])} models, probabilities averaged)" if len(figures["models"]) > 1 else ""
-    finish(f"wv relabel: {root}{rank}", figures, as_json, [
-        f"{figures['model']}{averaged} over {figures['classes']} classes on {figures['device']}",
-        f"labelled {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, "
-        f"{figures['seconds']} s",
-        f"written now: {figures['pseudo_labelled']} with probability >= {figures['min_confidence']}, "
-        f"{figures['changed']} of them differ from the web label",
-        f"scores: {figures['paths']['scores']} (label, predicted, probability, p_label, changed)",
-        f"next: wv train --shards {root} --labels {figures['name']}.label",
-    ])
+    finish(
+        f"wv relabel: {root}{rank}",
+        figures,
+        as_json,
+        [
+            f"{figures['model']}{averaged} over {figures['classes']} classes on {figures['device']}",
+            f"labelled {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
+            f"written now: {figures['pseudo_labelled']} with probability >= {figures['min_confidence']}, {figures['changed']} of them differ from the web label",
+            f"scores: {figures['paths']['scores']} (label, predicted, probability, p_label, changed)",
+            f"next: wv train --shards {root} --labels {figures['name']}.label",
+        ],
+    )

@@ -1,9 +1,9 @@
 """The sampler option group shared by `wv stream` and `wv train`, made from SamplerConfig's fields.
 
-    @click.command()
-    @sampler_options
-    def train(..., **options):
-        config = sampler_config(options)   # pops the sampler's options, returns a SamplerConfig
+@click.command()
+@sampler_options
+def train(..., **options):
+    config = sampler_config(options)   # pops the sampler's options, returns a SamplerConfig
 """
 
 from dataclasses import fields

@@ -16,8 +16,7 @@ from wv.curate.duplicates_options import DuplicateOptions
 @options_from(DuplicateOptions, "seed")
 @worker_options(tasks="shards hashed")
 @json_option
-def duplicates(root, features, val_features, threshold, against, name, mode, exact_max, probes, memory_gb, overwrite, seed, workers, executor,
-               ray_address, as_json):
+def duplicates(root, features, val_features, threshold, against, name, mode, exact_max, probes, memory_gb, overwrite, seed, workers, executor, ray_address, as_json):
     """Exact and near-duplicate images in train and in val, and the train samples that leak into val.
 
     Exact: the same bytes, or the same 64-bit DCT hash of the pixels at 32 x 32 grayscale (a
@@ -38,19 +37,21 @@ def duplicates(root, features, val_features, threshold, against, name, mode, exa
     """
     from wv.curate.duplicates import score_duplicates
 
-    opts = DuplicateOptions(features=features, val_features=val_features, threshold=threshold, against=against, mode=mode, exact_max=exact_max, probes=probes,
-                            seed=seed)
-    f = score_duplicates(root, opts, name=name, memory_gb=memory_gb, overwrite=overwrite, workers=workers, executor=executor,
-                         ray_address=ray_address)
-    lines = [f"features {f['features']} ({f['dim']}-d), threshold {f['threshold']}: {f['samples']['train']} train, "
-             f"{f['samples']['val']} val, {f['samples']['against']} against"]
+    opts = DuplicateOptions(features=features, val_features=val_features, threshold=threshold, against=against, mode=mode, exact_max=exact_max, probes=probes, seed=seed)
+    f = score_duplicates(root, opts, name=name, memory_gb=memory_gb, overwrite=overwrite, workers=workers, executor=executor, ray_address=ray_address)
+    lines = [f"features {f['features']} ({f['dim']}-d), threshold {f['threshold']}: {f['samples']['train']} train, {f['samples']['val']} val, {f['samples']['against']} against"]
     for split in ("train", "val"):
         if split in f:
             s = f[split]
-            lines.append(f"{split}: {s['in_exact_groups']} in {s['exact_groups']} exact groups, {s['in_near_groups']} in {s['near_groups']} "
-                         f"near groups (largest {s['largest_group']}); {s['redundant']} redundant, {s['leaks']} leak")
+            lines.append(
+                f"{split}: {s['in_exact_groups']} in {s['exact_groups']} exact groups, {s['in_near_groups']} in {s['near_groups']} "
+                f"near groups (largest {s['largest_group']}); {s['redundant']} redundant, {s['leaks']} leak"
+            )
     if "mode" in f:
         lines.append(f"search {f['mode']} ({f['cells']} cell(s)); shards hashed now {f['shards_hashed']}")
-    lines += [f"shards written {f['shards_written']}, already complete {f['shards_skipped']}, {f['seconds']} s",
-              f"scores: {f['paths']['scores']}", f"next: wv select {root} --drop \"{name}.redundant\" --drop \"{name}.leaks\""]
+    lines += [
+        f"shards written {f['shards_written']}, already complete {f['shards_skipped']}, {f['seconds']} s",
+        f"scores: {f['paths']['scores']}",
+        f'next: wv select {root} --drop "{name}.redundant" --drop "{name}.leaks"',
+    ]
     finish(f"wv score duplicates: {root}", f, as_json, lines)

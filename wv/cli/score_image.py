@@ -17,8 +17,7 @@ from wv.curate.options import ConfidenceOptions, DensityOptions, DensityResource
 @options_from(DensityOptions, "seed")
 @worker_options(workers=1, tasks="classes, on CPU (1: one process, on the GPU when there is one)")
 @json_option
-def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, workers,
-            executor, ray_address, as_json):
+def density(root, features, name, split, dim, quantile, mode, exact_max, anchors, device, memory_gb, overwrite, seed, workers, executor, ray_address, as_json):
     """CurriculumNet density per class: density, delta and the class's cutoff d_c for every sample.
 
     Per class: PCA to --dim dims, Euclidean distances, d_c = the --quantile of all pairwise
@@ -38,18 +37,21 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
     """
     from wv.curate.density import score_density
 
-    opts = DensityOptions(features=features, split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max,
-                          anchors=anchors, seed=seed)
-    figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite, workers=workers,
-                            executor=executor, ray_address=ray_address)
-    finish(f"wv score density: {root}", figures, as_json, [
-        f"features {figures['features']} ({figures['dim']}-d) on {figures['device']}: {figures['classes']} classes, {figures['samples']} samples",
-        f"classes computed now {figures['classes_done']} (exact {figures['exact']}, approximate {figures['approximate']}), "
-        f"resumed {figures['classes_resumed']}; largest class {figures['largest_class']}, slowest {figures['slowest_class_seconds']} s",
-        f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s",
-        f"scores: {figures['paths']['scores']}",
-        f"next: wv curriculum split {root} --by {name}",
-    ])
+    opts = DensityOptions(features=features, split=split, dim=dim, quantile=quantile, mode=mode, exact_max=exact_max, anchors=anchors, seed=seed)
+    figures = score_density(root, opts, name=name, device=device, memory_gb=memory_gb, overwrite=overwrite, workers=workers, executor=executor, ray_address=ray_address)
+    finish(
+        f"wv score density: {root}",
+        figures,
+        as_json,
+        [
+            f"features {figures['features']} ({figures['dim']}-d) on {figures['device']}: {figures['classes']} classes, {figures['samples']} samples",
+            f"classes computed now {figures['classes_done']} (exact {figures['exact']}, approximate {figures['approximate']}), "
+            f"resumed {figures['classes_resumed']}; largest class {figures['largest_class']}, slowest {figures['slowest_class_seconds']} s",
+            f"shards written {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s",
+            f"scores: {figures['paths']['scores']}",
+            f"next: wv curriculum split {root} --by {name}",
+        ],
+    )
 
 
 @click.command()
@@ -62,8 +64,7 @@ def density(root, features, name, split, dim, quantile, mode, exact_max, anchors
 @click.option("--overwrite", is_flag=True, help="Replace a confidence score made with another model or options.")
 @options_from(ConfidenceOptions, "seed")
 @json_option
-def confidence(root, model, weights, pretrained, model_config, templates, names, name, split, batch_size, loader_workers, device,
-               overwrite, seed, as_json):
+def confidence(root, model, weights, pretrained, model_config, templates, names, name, split, batch_size, loader_workers, device, overwrite, seed, as_json):
     """Model confidence: p_label (probability of the labelled class), top1 and p_top1 per sample.
 
     From a CLIP model, zero-shot over the class names (prompts such as "a photo of a {}."), or
@@ -81,11 +82,17 @@ def confidence(root, model, weights, pretrained, model_config, templates, names,
     from wv.models import ModelSpec
 
     specs = [ModelSpec(model=m, weights=weights, pretrained=pretrained, config=model_config) for m in model or (None,)]
-    figures = score_confidence(root, specs, name=name, split=split, templates=templates, names=names, batch_size=batch_size,
-                               loader_workers=loader_workers, device=device, overwrite=overwrite, seed=seed)
+    figures = score_confidence(
+        root, specs, name=name, split=split, templates=templates, names=names, batch_size=batch_size, loader_workers=loader_workers, device=device, overwrite=overwrite, seed=seed
+    )
     rank = f" (rank {figures['rank']} of {figures['world_size']})" if figures["world_size"] > 1 else ""
-    finish(f"wv score confidence: {root}{rank}", figures, as_json, [
-        f"{figures['kind']} {figures['model']}{' (probabilities averaged)' if figures['models'] > 1 else ''} over {figures['classes']} classes on {figures['device']}",
-        f"scored {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
-        f"scores: {figures['paths']['scores']} (p_label, top1, p_top1)",
-    ])
+    finish(
+        f"wv score confidence: {root}{rank}",
+        figures,
+        as_json,
+        [
+            f"{figures['kind']} {figures['model']}{' (probabilities averaged)' if figures['models'] > 1 else ''} over {figures['classes']} classes on {figures['device']}",
+            f"scored {figures['samples']} images in {figures['shards_written']} shard(s), {figures['shards_skipped']} already done, {figures['seconds']} s",
+            f"scores: {figures['paths']['scores']} (p_label, top1, p_top1)",
+        ],
+    )

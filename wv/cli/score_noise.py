@@ -8,8 +8,7 @@ from wv.curate.noise_options import NoiseOptions, ProbeOptions
 
 def probe_options(fn):
     fn = options_from(ProbeOptions)(fn)
-    fn = click.option("--probe-name", default="probe", show_default=True,
-                      help="The out-of-fold probe's score sidecar (reused by the other command when the options match).")(fn)
+    fn = click.option("--probe-name", default="probe", show_default=True, help="The out-of-fold probe's score sidecar (reused by the other command when the options match).")(fn)
     return click.option("--features", default=None, help="ROOT/features/NAME for the probe (default: the one feature set, if any).")(fn)
 
 
@@ -20,8 +19,7 @@ def probe_options(fn):
 @options_from(NoiseOptions)
 @click.option("--overwrite", is_flag=True, help="Replace a noise score made with other options or other evidence.")
 @json_option
-def noise(root, features, probe_name, folds, epochs, lr, batch_size, mix_shards, name, threshold, points, fit_samples, split, seed,
-          overwrite, as_json):
+def noise(root, features, probe_name, folds, epochs, lr, batch_size, mix_shards, name, threshold, points, fit_samples, split, seed, overwrite, as_json):
     """One probability per sample that its web label is wrong, from all the evidence the root holds.
 
     Uses every score sidecar present (lda, keywords, density or curriculum subsets, confidence) and
@@ -44,27 +42,42 @@ def noise(root, features, probe_name, folds, epochs, lr, batch_size, mix_shards,
     """
     from wv.curate.noise import score_noise
 
-    figures = score_noise(root, NoiseOptions(threshold=threshold, points=points, fit_samples=fit_samples, split=split, seed=seed),
-                          name=name, features=features, probe_name=probe_name, overwrite=overwrite,
-                          probe=ProbeOptions(folds=folds, epochs=epochs, lr=lr, batch_size=batch_size, mix_shards=mix_shards))
+    figures = score_noise(
+        root,
+        NoiseOptions(threshold=threshold, points=points, fit_samples=fit_samples, split=split, seed=seed),
+        name=name,
+        features=features,
+        probe_name=probe_name,
+        overwrite=overwrite,
+        probe=ProbeOptions(folds=folds, epochs=epochs, lr=lr, batch_size=batch_size, mix_shards=mix_shards),
+    )
     groups = ", ".join(f"{score} ({c['group']})" for score, c in figures["components"].items())
-    finish(f"wv score noise: {root}", figures, as_json, [
-        f"evidence: {groups}" + (f"; left out: {', '.join(figures['skipped'])}" if figures["skipped"] else ""),
-        f"noisy {figures['noisy']} of {figures['samples']} ({figures['noisy_share']:.1%}) at p_noisy > {threshold}; "
-        f"prior: image off {figures['prior']['image_off']:.1%}, text off {figures['prior']['text_off']:.1%}",
-        f"reasons: {', '.join(f'{k} {v}' for k, v in figures['reasons'].items()) or 'none'}",
-        f"scores: {figures['paths']['scores']}",
-        f"next: wv select {root} --drop \"{name}.noisy\"",
-    ])
+    finish(
+        f"wv score noise: {root}",
+        figures,
+        as_json,
+        [
+            f"evidence: {groups}" + (f"; left out: {', '.join(figures['skipped'])}" if figures["skipped"] else ""),
+            f"noisy {figures['noisy']} of {figures['samples']} ({figures['noisy_share']:.1%}) at p_noisy > {threshold}; "
+            f"prior: image off {figures['prior']['image_off']:.1%}, text off {figures['prior']['text_off']:.1%}",
+            f"reasons: {', '.join(f'{k} {v}' for k, v in figures['reasons'].items()) or 'none'}",
+            f"scores: {figures['paths']['scores']}",
+            f'next: wv select {root} --drop "{name}.noisy"',
+        ],
+    )
 
 
 @click.command()
 @click.argument("root", type=click.Path())
 @probe_options
 @click.option("--name", default="labelissues", show_default=True, help="Write ROOT/scores/NAME.")
-@click.option("--filter-by", default="prune_by_noise_rate", show_default=True,
-              type=click.Choice(["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]),
-              help="cleanlab's find_label_issues method.")
+@click.option(
+    "--filter-by",
+    default="prune_by_noise_rate",
+    show_default=True,
+    type=click.Choice(["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]),
+    help="cleanlab's find_label_issues method.",
+)
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seeds the probe.")
 @click.option("--overwrite", is_flag=True, help="Replace a labelissues score made with other options.")
@@ -83,11 +96,23 @@ def labelissues(root, features, probe_name, folds, epochs, lr, batch_size, mix_s
     """
     from wv.curate.labelissues import score_labelissues
 
-    figures = score_labelissues(root, features, name=name, probe_name=probe_name, filter_by=filter_by, split=split, seed=seed,
-                                overwrite=overwrite,
-                                probe=ProbeOptions(folds=folds, epochs=epochs, lr=lr, batch_size=batch_size, mix_shards=mix_shards))
-    finish(f"wv score labelissues: {root}", figures, as_json, [
-        f"cleanlab ({filter_by}) on the out-of-fold probe of {figures['probe']['features']}: "
-        f"{figures['label_issues']} label issues of {figures['samples']} ({figures['issue_share']:.1%})",
-        f"scores: {figures['paths']['scores']}",
-    ])
+    figures = score_labelissues(
+        root,
+        features,
+        name=name,
+        probe_name=probe_name,
+        filter_by=filter_by,
+        split=split,
+        seed=seed,
+        overwrite=overwrite,
+        probe=ProbeOptions(folds=folds, epochs=epochs, lr=lr, batch_size=batch_size, mix_shards=mix_shards),
+    )
+    finish(
+        f"wv score labelissues: {root}",
+        figures,
+        as_json,
+        [
+            f"cleanlab ({filter_by}) on the out-of-fold probe of {figures['probe']['features']}: {figures['label_issues']} label issues of {figures['samples']} ({figures['issue_share']:.1%})",
+            f"scores: {figures['paths']['scores']}",
+        ],
+    )

@@ -37,8 +37,20 @@ def select(root, rules, min_per_class, max_drop_fraction, split, dry_run, overwr
     from wv.curate.select import select as run_select
     from wv.curate.select import summary_lines
 
-    figures = run_select(root, list(rules), min_per_class=min_per_class, max_drop_fraction=max_drop_fraction, split=split,
-                         seed=seed, dry_run=dry_run, overwrite=overwrite, name=name, workers=workers, executor=executor, ray_address=ray_address)
+    figures = run_select(
+        root,
+        list(rules),
+        min_per_class=min_per_class,
+        max_drop_fraction=max_drop_fraction,
+        split=split,
+        seed=seed,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        name=name,
+        workers=workers,
+        executor=executor,
+        ray_address=ray_address,
+    )
     lines = summary_lines(figures, show_classes)
     if dry_run:
         title = f"wv select (dry run, nothing written): {root}"

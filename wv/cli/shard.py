@@ -37,17 +37,28 @@ def build(webvision_root, root, split, sources, shard_size, resize, quality, che
     from wv.shards.build import build as build_shards
 
     options = BuildOptions(
-        split=split, sources=tuple(s.strip() for s in sources.split(",") if s.strip()) if sources else None,
-        shard_size=shard_size, resize=resize, check=check, seed=seed, images_dir=images_dir, quality=quality,
+        split=split,
+        sources=tuple(s.strip() for s in sources.split(",") if s.strip()) if sources else None,
+        shard_size=shard_size,
+        resize=resize,
+        check=check,
+        seed=seed,
+        images_dir=images_dir,
+        quality=quality,
     )
     report = build_shards(webvision_root, root, options, workers=workers, executor=executor, ray_address=ray_address)
     figures = {**vars(report), "paths": {"root": root, "manifest": f"{root}/manifest.parquet", "rejects": f"{root}/rejects.parquet"}}
     rate = report.written / report.seconds if report.seconds else 0.0
-    finish(f"wv shard build: {split} -> {root}", figures, as_json, [
-        f"written {report.written} samples in {report.shards} shards ({report.bytes / 1e6:.1f} MB), rejected {report.rejected}",
-        f"shards built now {report.shards_built}, already complete {report.shards_skipped}",
-        f"{report.seconds:.1f} s, {rate:.0f} samples/s; see `wv shard info {root}` and {root}/rejects.parquet",
-    ])
+    finish(
+        f"wv shard build: {split} -> {root}",
+        figures,
+        as_json,
+        [
+            f"written {report.written} samples in {report.shards} shards ({report.bytes / 1e6:.1f} MB), rejected {report.rejected}",
+            f"shards built now {report.shards_built}, already complete {report.shards_skipped}",
+            f"{report.seconds:.1f} s, {rate:.0f} samples/s; see `wv shard info {root}` and {root}/rejects.parquet",
+        ],
+    )
 
 
 @shard.command()
@@ -117,8 +128,10 @@ def bake(root, out, scores, split, workers, executor, ray_address, as_json):
 
     names = [s.strip() for s in scores.split(",") if s.strip()] if scores else None
     figures = bake_shards(root, out, scores=names, split=split, workers=workers, executor=executor, ray_address=ray_address)
-    lines = [f"{figures['samples']} samples in {figures['shards']} shards ({figures['bytes'] / 1e6:.1f} MB); "
-             f"written now {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s"]
+    lines = [
+        f"{figures['samples']} samples in {figures['shards']} shards ({figures['bytes'] / 1e6:.1f} MB); "
+        f"written now {figures['shards_written']}, already complete {figures['shards_skipped']}, {figures['seconds']} s"
+    ]
     lines += [f"{split_name}: {', '.join(names) or 'no scores'}" for split_name, names in figures["scores"].items()]
     lines += [f"left out {name} ({'; '.join(why)})" for name, why in figures["left_out"].items()]
     lines.append(f"next: wv shard verify {out}")

@@ -9,8 +9,7 @@ from wv.cli.sampler_options import sampler_config, sampler_options
 @sampler_options
 @click.option("--epoch", default=0, show_default=True, help="The epoch to plan.")
 @click.option("--world-size", default=1, show_default=True, help="Ranks the epoch is split over.")
-@click.option("--workers", default=1, show_default=True,
-              help="Loader workers per rank (plain URLs only: their shards are split per worker).")
+@click.option("--workers", default=1, show_default=True, help="Loader workers per rank (plain URLs only: their shards are split per worker).")
 @click.option("--show-classes", default=10, show_default=True, help="Classes listed in the summary (all are in --json).")
 @json_option
 def stream(source, epoch, world_size, workers, show_classes, as_json, **options):
@@ -67,10 +66,8 @@ def root_lines(f: dict, show_classes: int) -> list[str]:
         "pool: " + " -> ".join(steps),
     ]
     if f["labels"]:
-        lines.append(f"labels: {f['labels']['column']} where present ({f['labels']['relabelled']:,} samples get another class), "
-                     "the web label elsewhere")
-    lines += [f"gate {g['gate']}: threshold {g['threshold']:.4g}" + (f" .. {g['threshold_at_end']:.4g} over the epoch" if "threshold_at_end" in g else "")
-              for g in f["gates"]]
+        lines.append(f"labels: {f['labels']['column']} where present ({f['labels']['relabelled']:,} samples get another class), the web label elsewhere")
+    lines += [f"gate {g['gate']}: threshold {g['threshold']:.4g}" + (f" .. {g['threshold_at_end']:.4g} over the epoch" if "threshold_at_end" in g else "") for g in f["gates"]]
     chi = f["class_chi_square"]
     lines.append(f"classes: {len(f['classes'])}, draws vs target: chi-square {chi['statistic']:.2f} over {chi['classes']} classes")
     shown = sorted(f["classes"], key=lambda c: -abs(c["drawn"] - c["target"]) / max(c["target"], 1))[:show_classes]
@@ -80,13 +77,16 @@ def root_lines(f: dict, show_classes: int) -> list[str]:
         name = "no subset" if s["subset"] < 0 else f"subset {s['subset']}"
         lines.append(f"{name}: samples {s['samples']:,}, drawn {s['drawn']:,}, target {s['target']:,.1f}, loss weight share {s['weight_share']:.3f}")
     rep = f["repetition"]
-    lines.append(f"repetition: at most {rep['max_per_epoch']} draws of one sample in the epoch, {rep['max_per_batch']} in one batch; "
-                 f"{rep['samples_repeated']:,} of {rep['samples_drawn']:,} drawn samples repeated")
+    lines.append(
+        f"repetition: at most {rep['max_per_epoch']} draws of one sample in the epoch, {rep['max_per_batch']} in one batch; "
+        f"{rep['samples_repeated']:,} of {rep['samples_drawn']:,} drawn samples repeated"
+    )
     sh = f["shards"]
-    lines.append(f"shards: {sh['total']:,}; skipped (nothing drawn) {sh['skipped']:,}, partly read {sh['partly_read']:,}, "
-                 f"read whole {sh['fully_read']:,}")
-    lines.append(f"bytes read {sh['bytes_read'] / 1e6:,.1f} MB ({sh['distinct_bytes'] / 1e6:,.1f} MB of distinct samples, repeats read again) "
-                 f"= {sh['bytes_fraction']:.1%} of the shards' {sh['bytes_total'] / 1e6:,.1f} MB")
+    lines.append(f"shards: {sh['total']:,}; skipped (nothing drawn) {sh['skipped']:,}, partly read {sh['partly_read']:,}, read whole {sh['fully_read']:,}")
+    lines.append(
+        f"bytes read {sh['bytes_read'] / 1e6:,.1f} MB ({sh['distinct_bytes'] / 1e6:,.1f} MB of distinct samples, repeats read again) "
+        f"= {sh['bytes_fraction']:.1%} of the shards' {sh['bytes_total'] / 1e6:,.1f} MB"
+    )
     if sh["skipped_names"]:
         lines.append(f"  skipped: {', '.join(sh['skipped_names'])}{' ...' if sh['skipped'] > len(sh['skipped_names']) else ''}")
     w = f["loss_weight"]

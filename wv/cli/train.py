@@ -7,10 +7,40 @@ from wv.train.options import TrainOptions
 
 @click.command()
 @click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root, or webdataset shards (a .tar, a glob, a {000..009} pattern).")
-@options_from(TrainOptions, "val", "out", "arch", "width", "image_size", "num_classes", "epochs", "lr", "lr_schedule", "lr_step",
-              "lr_step_unit", "lr_gamma", "warmup_steps", "head_lr_mult", "freeze_body_epochs", "momentum", "weight_decay",
-              "accum_steps", "workers", "device", "precision", "checkpoint_every", "log_every",
-              "soft_label", "soft_threshold", "backprop_gate", "topic_head", "topic_weight", "topic_loss", "init", "resume")
+@options_from(
+    TrainOptions,
+    "val",
+    "out",
+    "arch",
+    "width",
+    "image_size",
+    "num_classes",
+    "epochs",
+    "lr",
+    "lr_schedule",
+    "lr_step",
+    "lr_step_unit",
+    "lr_gamma",
+    "warmup_steps",
+    "head_lr_mult",
+    "freeze_body_epochs",
+    "momentum",
+    "weight_decay",
+    "accum_steps",
+    "workers",
+    "device",
+    "precision",
+    "checkpoint_every",
+    "log_every",
+    "soft_label",
+    "soft_threshold",
+    "backprop_gate",
+    "topic_head",
+    "topic_weight",
+    "topic_loss",
+    "init",
+    "resume",
+)
 @sampler_options
 @json_option
 def train(shards, as_json, **options):
@@ -45,12 +75,16 @@ def train(shards, as_json, **options):
     val = f", val top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}" if summary["val_top1"] is not None else ""
     loss = f"loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f}" if summary["final_loss"] is not None else "nothing left to train"
     init = summary["init"]
-    finish(f"wv train: {shards}, world size {summary['world_size']}", summary, as_json, [
-        f"{summary['arch']} on {summary['device']}: {summary['epochs']} epochs, {summary['steps_per_rank']} batches per rank this run, "
-        f"{summary['optimizer_steps']} optimizer steps in all, {summary['images_per_s']:,} images/s",
-        f"{loss}{val}",
-        *([f"initialised from {init['path']}: {init['loaded']} tensors loaded, {init['reinitialised']} re-initialised, "
-           f"{init['ignored']} ignored"] if init else []),
-        f"checkpoint: {summary['paths']['checkpoint']}",
-        f"log: {summary['paths']['log']}" + (f", curves: {summary['paths']['curves']}" if "curves" in summary["paths"] else ""),
-    ])
+    finish(
+        f"wv train: {shards}, world size {summary['world_size']}",
+        summary,
+        as_json,
+        [
+            f"{summary['arch']} on {summary['device']}: {summary['epochs']} epochs, {summary['steps_per_rank']} batches per rank this run, "
+            f"{summary['optimizer_steps']} optimizer steps in all, {summary['images_per_s']:,} images/s",
+            f"{loss}{val}",
+            *([f"initialised from {init['path']}: {init['loaded']} tensors loaded, {init['reinitialised']} re-initialised, {init['ignored']} ignored"] if init else []),
+            f"checkpoint: {summary['paths']['checkpoint']}",
+            f"log: {summary['paths']['log']}" + (f", curves: {summary['paths']['curves']}" if "curves" in summary["paths"] else ""),
+        ],
+    )

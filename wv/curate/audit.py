@@ -63,8 +63,10 @@ def cards_shard(job: CardJob) -> pl.DataFrame:
     frame = selected_frame(root, job.shard, job.selection, list(job.columns), meta_columns=meta)
     rows = pl.DataFrame(list(job.rows), schema={"index": pl.Int64, "offset": pl.Int64, "length": pl.Int64}, orient="row")
     frame = frame.join(rows, on="index", how="inner")
-    thumbs = [write_thumb(root.shard_path(job.shard), Path(job.out), key, label, offset, length, job.thumb_size)
-              for key, label, offset, length in frame.select("__key__", "meta.label", "offset", "length").iter_rows()]
+    thumbs = [
+        write_thumb(root.shard_path(job.shard), Path(job.out), key, label, offset, length, job.thumb_size)
+        for key, label, offset, length in frame.select("__key__", "meta.label", "offset", "length").iter_rows()
+    ]
     return frame.with_columns(
         pl.Series("thumb", thumbs, dtype=pl.String),
         pl.col("meta.description").str.slice(0, TEXT_LIMIT),
@@ -106,9 +108,10 @@ def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool)
         located = wanted.collect(engine="streaming").join(picks, on="__key__").sort("shard", "index")
     except (pl.exceptions.PolarsError, OSError) as error:
         raise damaged_root(root.manifest_path, error) from None
-    jobs = [CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()),
-                    **{k: v for k, v in base.items() if k != "split"})
-            for shard, group in located.group_by("shard", maintain_order=True)]
+    jobs = [
+        CardJob(shard=shard[0], rows=tuple(group.select("index", "offset", "length").iter_rows()), **{k: v for k, v in base.items() if k != "split"})
+        for shard, group in located.group_by("shard", maintain_order=True)
+    ]
     parts = list(tqdm(pool.map(cards_shard, jobs), total=len(jobs), desc="audit: thumbnails", **bar_options(progress)))
     cards = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
     return cards.join(picks.select("__key__", "tie"), on="__key__") if cards.height else cards
@@ -117,8 +120,7 @@ def cards_all(pool, root: Root, picks: pl.DataFrame, base: dict, progress: bool)
 # -- the figures: pure functions of the counts and the cards shown ------------------------------------------
 def class_table(counts: pl.DataFrame, rules: list[str]) -> pl.DataFrame:
     """label, samples, dropped, protected, d0..dN (dropped per rule), rate; sorted by drop rate, then label."""
-    per_rule = [pl.col("len").filter((pl.col("state") == "dropped") & (pl.col("matched") == text)).sum().alias(f"d{i}")
-                for i, text in enumerate(rules)]
+    per_rule = [pl.col("len").filter((pl.col("state") == "dropped") & (pl.col("matched") == text)).sum().alias(f"d{i}") for i, text in enumerate(rules)]
     table = counts.group_by("label").agg(
         pl.col("len").sum().alias("samples"),
         pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"),
@@ -132,26 +134,42 @@ def report_figures(counts: pl.DataFrame, rules: list[str], cards: pl.DataFrame) 
     """The numbers of report.json and the index page, from the counts (label, source, state, matched, len)."""
     total = int(counts["len"].sum())
     state = {s: int(counts.filter(pl.col("state") == s)["len"].sum()) for s in STATES}
-    per_rule = [{"rule": text,
-                 "dropped": int(counts.filter((pl.col("state") == "dropped") & (pl.col("matched") == text))["len"].sum()),
-                 "protected": int(counts.filter((pl.col("state") == "protected") & (pl.col("matched") == text))["len"].sum())}
-                for text in rules]
-    by_source = counts.group_by("source").agg(pl.col("len").sum().alias("samples"),
-                                              pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"))
+    per_rule = [
+        {
+            "rule": text,
+            "dropped": int(counts.filter((pl.col("state") == "dropped") & (pl.col("matched") == text))["len"].sum()),
+            "protected": int(counts.filter((pl.col("state") == "protected") & (pl.col("matched") == text))["len"].sum()),
+        }
+        for text in rules
+    ]
+    by_source = counts.group_by("source").agg(pl.col("len").sum().alias("samples"), pl.col("len").filter(pl.col("state") == "dropped").sum().alias("dropped"))
     sources = {row["source"]: {"samples": row["samples"], "dropped": row["dropped"]} for row in by_source.sort("source").iter_rows(named=True)}
     table = class_table(counts, rules)
     shown = dict(cards.group_by("state").len().iter_rows()) if cards.height else {}
     return {
-        "samples": total, "kept": total - state["dropped"], "dropped": state["dropped"], "protected": state["protected"],
-        "rules": per_rule, "sources": sources, "classes": table.height,
+        "samples": total,
+        "kept": total - state["dropped"],
+        "dropped": state["dropped"],
+        "protected": state["protected"],
+        "rules": per_rule,
+        "sources": sources,
+        "classes": table.height,
         "classes_with_drops": table.filter(pl.col("dropped") > 0).height,
         "thumbnails": {state: shown[state] for state in STATES if state in shown},  # in STATES order: report.json is stable
     }
 
 
 # -- the whole report -----------------------------------------------------------------------------------------
-def write_report(root: str | Path, out: str | Path | None = None, options: AuditOptions | None = None, workers: int = 1, executor: str = "local",
-                 ray_address: str | None = None, progress: bool = True, **option_values: object) -> dict:
+def write_report(
+    root: str | Path,
+    out: str | Path | None = None,
+    options: AuditOptions | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+    **option_values: object,
+) -> dict:
     """Write the audit report of ROOT's selection to `out` (default ROOT/reports/audit); returns its figures.
 
     `option_values` are AuditOptions fields (per_class, kept_per_class, overview, thumb_size, bins,
@@ -177,8 +195,7 @@ def write_report(root: str | Path, out: str | Path | None = None, options: Audit
         return audit_into(root, out, options, shards, texts, inputs, workers, executor, ray_address, progress, relabelled)
 
 
-def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor,
-               ray_address, progress: bool, relabel: str | None = None) -> dict:
+def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts: list, inputs: Inputs, workers, executor, ray_address, progress: bool, relabel: str | None = None) -> dict:
     """The two passes and the pages, into `out` (prepared and claimed)."""
     schemas, shown, specs = inputs.schemas, inputs.shown, inputs.specs
     limits = tuple(options.limit(state) for state in STATES)
@@ -186,14 +203,24 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
     with Workers(workers, executor, ray_address) as pool:
         jobs = [TallyJob(str(root.path.absolute()), s, options.selection, tuple(texts), hist_columns, tuple(specs), limits, options.seed) for s in shards]
         counts, hists, picks = tally_all(pool, jobs, progress)
-        base = {"root": str(root.path.absolute()), "selection": options.selection, "columns": tuple(shown), "out": str(out.absolute()),
-                "thumb_size": options.thumb_size, "split": options.split}
+        base = {"root": str(root.path.absolute()), "selection": options.selection, "columns": tuple(shown), "out": str(out.absolute()), "thumb_size": options.thumb_size, "split": options.split}
         cards = cards_all(pool, root, picks, base, progress)
     table, figures = class_table(counts, texts), report_figures(counts, texts, cards)
     relabelled = audit_relabel.tally(root, relabel, shards, options.per_class, options.seed) if relabel else None
-    report = pages.Report(root=root, out=out, rules=texts, figures=figures, table=table, histograms=list(zip(specs, hists)),
-                          cards=cards, shown=shown, classes=root.classes(), options=options, schemas=schemas,
-                          relabel=audit_relabel.figures(relabelled))
+    report = pages.Report(
+        root=root,
+        out=out,
+        rules=texts,
+        figures=figures,
+        table=table,
+        histograms=list(zip(specs, hists)),
+        cards=cards,
+        shown=shown,
+        classes=root.classes(),
+        options=options,
+        schemas=schemas,
+        relabel=audit_relabel.figures(relabelled),
+    )
     from wv.curate.audit_duplicates import PAGE, duplicate_scores
 
     with_duplicates = bool(duplicate_scores(root, shards))
@@ -201,8 +228,7 @@ def audit_into(root: Root, out: Path, options: AuditOptions, shards: list, texts
     written = report.write()
     remove_stale(out, cards, written)
     duplicates = duplicates_page(root, out, options) if with_duplicates else None  # after remove_stale: its thumbnails stay
-    figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out),
-                                    **({"duplicates": str(out / duplicates)} if duplicates else {})}}
+    figures = {**figures, "paths": {"report": str(out / "index.html"), "folder": str(out), **({"duplicates": str(out / duplicates)} if duplicates else {})}}
     if relabelled:
         picks = audit_relabel.write_thumbs(root, relabelled, options.split, out, options.thumb_size)
         audit_relabel.write_page(root, relabelled, picks, out)

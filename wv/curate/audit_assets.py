@@ -29,8 +29,7 @@ from wv.curate.rules import compile_rules
 PALETTE = ("#d1495b", "#7b4fa8", "#e39b1b", "#00798c", "#8f5b2d", "#3d6fd8", "#2e8b57", "#c2185b")
 KEPT, OTHER = "#b7c3d3", "#f1c9a5"
 CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-STATE_TITLES = {"dropped": "Dropped", "protected": "Protected — matched a rule, kept so the class keeps enough samples",
-                "kept": "Kept, for contrast"}
+STATE_TITLES = {"dropped": "Dropped", "protected": "Protected — matched a rule, kept so the class keeps enough samples", "kept": "Kept, for contrast"}
 KEYWORDS_SHOWN, TAGS_SHOWN = 30, 20
 
 
@@ -68,9 +67,14 @@ def asset(name: str) -> Markup:
 
 @cache
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("wv.curate", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             finalize=lambda value: "" if value is None else value)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("wv.curate", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=lambda value: "" if value is None else value,
+    )
     env.filters["num"] = lambda n: f"{n:,}"
     env.globals.update(asset=asset, pct=pct, csp=CSP, kept_color=KEPT, other_color=OTHER)
     return env
@@ -124,24 +128,53 @@ class Report:
     # -- index.html ------------------------------------------------------------------------------
     def index_view(self, names: dict) -> dict:
         f = self.figures
-        stats = [("samples", f["samples"], ""), ("kept", f["kept"], pct(f["kept"], f["samples"])),
-                 ("dropped", f["dropped"], pct(f["dropped"], f["samples"])),
-                 ("protected", f["protected"], "matched a rule, kept to protect a small class"),
-                 ("classes with drops", f["classes_with_drops"], f"of {f['classes']:,}")]
-        rules = [{"text": text, "color": color(i), "dropped": r["dropped"], "protected": r["protected"],
-                  "histograms": [histogram_view(spec, counts, color(i)) for spec, counts in self.histograms if spec.rule == i]}
-                 for i, (text, r) in enumerate(zip(self.rules, f["rules"]))]
+        stats = [
+            ("samples", f["samples"], ""),
+            ("kept", f["kept"], pct(f["kept"], f["samples"])),
+            ("dropped", f["dropped"], pct(f["dropped"], f["samples"])),
+            ("protected", f["protected"], "matched a rule, kept to protect a small class"),
+            ("classes with drops", f["classes_with_drops"], f"of {f['classes']:,}"),
+        ]
+        rules = [
+            {
+                "text": text,
+                "color": color(i),
+                "dropped": r["dropped"],
+                "protected": r["protected"],
+                "histograms": [histogram_view(spec, counts, color(i)) for spec, counts in self.histograms if spec.rule == i],
+            }
+            for i, (text, r) in enumerate(zip(self.rules, f["rules"]))
+        ]
         sources = [{"name": name, **s, "width": f"{100 * s['dropped'] / max(1, s['samples']):.2f}"} for name, s in f["sources"].items()]
         data = {
             "rules": self.rules,
             "colors": [color(i) for i in range(len(self.rules))],
-            "classes": [[r["label"], names.get(r["label"], {}).get("names", ""), names.get(r["label"], {}).get("synset", ""),
-                         r["samples"], r["dropped"], r["protected"], [r[f"d{i}"] for i in range(len(self.rules))]]
-                        for r in self.table.iter_rows(named=True)],
+            "classes": [
+                [
+                    r["label"],
+                    names.get(r["label"], {}).get("names", ""),
+                    names.get(r["label"], {}).get("synset", ""),
+                    r["samples"],
+                    r["dropped"],
+                    r["protected"],
+                    [r[f"d{i}"] for i in range(len(self.rules))],
+                ]
+                for r in self.table.iter_rows(named=True)
+            ],
         }
-        return {"title": f"wv audit · {self.root.path.name}", "root": str(self.root.path), "options": self.options, "figures": f,
-                "stats": [{"name": k, "kind": k.split()[0], "value": v, "extra": x} for k, v, x in stats],
-                "rules": rules, "tiles": self.mosaic_view(names), "sources": sources, "data": data, "relabel": self.relabel, "links": self.links}
+        return {
+            "title": f"wv audit · {self.root.path.name}",
+            "root": str(self.root.path),
+            "options": self.options,
+            "figures": f,
+            "stats": [{"name": k, "kind": k.split()[0], "value": v, "extra": x} for k, v, x in stats],
+            "rules": rules,
+            "tiles": self.mosaic_view(names),
+            "sources": sources,
+            "data": data,
+            "relabel": self.relabel,
+            "links": self.links,
+        }
 
     def mosaic_view(self, names: dict) -> list:
         if not self.cards.height or not self.options.overview:
@@ -150,8 +183,17 @@ class Report:
         tiles = []
         for card in dropped.iter_rows(named=True):
             label, name = card["meta.label"], names.get(card["meta.label"], {}).get("names", "")
-            tiles.append({"href": class_page(label), "label": label, "names": name, "thumb": card["thumb"], "rule": card["rule"],
-                          "caption": name.split(",")[0][:24], "color": color(self.rules.index(card["rule"]) if card["rule"] in self.rules else 0)})
+            tiles.append(
+                {
+                    "href": class_page(label),
+                    "label": label,
+                    "names": name,
+                    "thumb": card["thumb"],
+                    "rule": card["rule"],
+                    "caption": name.split(",")[0][:24],
+                    "color": color(self.rules.index(card["rule"]) if card["rule"] in self.rules else 0),
+                }
+            )
         return tiles
 
     # -- classes/NNNNN.html ------------------------------------------------------------------------
@@ -162,14 +204,19 @@ class Report:
         for state in ("dropped", "protected", "kept"):
             mine = cards.filter(pl.col("state") == state).sort("tie") if cards.height else cards
             if mine.height:
-                sections.append({"state": state, "title": STATE_TITLES[state], "total": totals[state],
-                                 "cards": [self.card_view(card, numbers) for card in mine.iter_rows(named=True)]})
+                sections.append({"state": state, "title": STATE_TITLES[state], "total": totals[state], "cards": [self.card_view(card, numbers) for card in mine.iter_rows(named=True)]})
         kept = cards.filter(pl.col("state") == "kept").sort("tie") if cards.height else cards
-        rule_counts = [{"index": i, "text": text, "color": color(i), "dropped": row[f"d{i}"],
-                        "width": f"{100 * row[f'd{i}'] / row['samples']:.2f}"} for i, text in enumerate(self.rules) if row[f"d{i}"]]
+        rule_counts = [
+            {"index": i, "text": text, "color": color(i), "dropped": row[f"d{i}"], "width": f"{100 * row[f'd{i}'] / row['samples']:.2f}"} for i, text in enumerate(self.rules) if row[f"d{i}"]
+        ]
         return {
-            "title": f"class {cls['label']} · wv audit", "cls": cls, "row": row, "totals": totals, "rules": rule_counts,
-            "previous": neighbour(neighbours[0]), "next": neighbour(neighbours[1]),
+            "title": f"class {cls['label']} · wv audit",
+            "cls": cls,
+            "row": row,
+            "totals": totals,
+            "rules": rule_counts,
+            "previous": neighbour(neighbours[0]),
+            "next": neighbour(neighbours[1]),
             "sorts": [{"value": f"{j}:{d}", "text": f"{c} {arrow}"} for j, c in enumerate(numbers) for d, arrow in ((1, "↑"), (-1, "↓"))],
             "contrast": [{"thumb": c["thumb"], "title": c["meta.title"]} for c in kept.iter_rows(named=True) if c["thumb"]],
             "sections": sections,
@@ -180,14 +227,18 @@ class Report:
         hits = set(self.rule_columns[rule_index]) if rule_index >= 0 else set()
         badge = {"dropped": f"dropped · {card['matched']}", "protected": f"protected from · {card['matched']}", "kept": "kept"}
         return {
-            "key": card["__key__"], "state": card["state"], "rule": f"r{rule_index}" if rule_index >= 0 else "",
-            "color": color(rule_index) if rule_index >= 0 else KEPT, "badge": badge[card["state"]], "thumb": card["thumb"],
+            "key": card["__key__"],
+            "state": card["state"],
+            "rule": f"r{rule_index}" if rule_index >= 0 else "",
+            "color": color(rule_index) if rule_index >= 0 else KEPT,
+            "badge": badge[card["state"]],
+            "thumb": card["thumb"],
             "sort_values": [(j, fmt_data(card.get(c))) for j, c in enumerate(numbers)],
-            "title": card.get("meta.title"), "description": card.get("meta.description"),
+            "title": card.get("meta.title"),
+            "description": card.get("meta.description"),
             "keywords": [(c, card[c][:KEYWORDS_SHOWN]) for c, kind in self.shown.items() if kind == "list" and card.get(c)],
             "tags": (card.get("meta.tags") or [])[:TAGS_SHOWN],
-            "scores": [{"name": c, "value": fmt(card.get(c)), "hit": c in hits}
-                       for c, kind in self.shown.items() if kind in ("number", "bool", "string")],
+            "scores": [{"name": c, "value": fmt(card.get(c)), "hit": c in hits} for c, kind in self.shown.items() if kind in ("number", "bool", "string")],
             "source": card.get("meta.source"),
         }
 
@@ -219,19 +270,28 @@ def histogram_view(spec, counts, rule_color: str) -> dict:
         for n, fill, opacity in ((kept, KEPT, 1), (other, OTHER, 1), (saved, rule_color, 0.35), (mine, rule_color, 1)):
             if n:
                 y -= n * plot_h / peak
-                rects.append({"x": f"{left + i * bar_w + 0.5:.1f}", "y": f"{y:.1f}", "w": f"{max(bar_w - 1, 1):.1f}",
-                              "h": f"{n * plot_h / peak:.1f}", "fill": fill, "opacity": opacity})
-        bars.append({"tip": f"{name}: {kept:,} kept, {saved:,} protected, {mine:,} dropped by this rule, {other:,} by other rules",
-                     "rects": rects})
+                rects.append({"x": f"{left + i * bar_w + 0.5:.1f}", "y": f"{y:.1f}", "w": f"{max(bar_w - 1, 1):.1f}", "h": f"{n * plot_h / peak:.1f}", "fill": fill, "opacity": opacity})
+        bars.append({"tip": f"{name}: {kept:,} kept, {saved:,} protected, {mine:,} dropped by this rule, {other:,} by other rules", "rects": rects})
     marks = []
     for op, value in spec.marks:
         x = min(max(x_of(value), left), left + plot_w)  # a threshold off the data's range sits at its edge
         inside = left <= x_of(value) <= left + plot_w
         anchor = "end" if x > left + plot_w * 0.6 else "start"
-        marks.append({"x": f"{x:.1f}", "text_x": f"{x + (3 if anchor == 'start' else -3):.1f}", "anchor": anchor,
-                      "text": f"{op} {fmt(value)}{'' if inside else ' (off scale)'}"})
-    ticks = ([{"x": f"{left + (i + 0.5) * bar_w:.1f}", "text": int(edges[i] + 0.5)} for i in range(bins)]
-             if spec.integer and bins <= 16 else [])
-    return {"width": width, "height": height, "left": left, "right_x": left + plot_w, "top": top, "base_y": top + plot_h,
-            "mid_x": f"{left + plot_w / 2:.1f}", "peak": peak, "bars": bars, "marks": marks, "ticks": ticks,
-            "lo": fmt(edges[0]), "hi": fmt(edges[-1]), "column": spec.column}
+        marks.append({"x": f"{x:.1f}", "text_x": f"{x + (3 if anchor == 'start' else -3):.1f}", "anchor": anchor, "text": f"{op} {fmt(value)}{'' if inside else ' (off scale)'}"})
+    ticks = [{"x": f"{left + (i + 0.5) * bar_w:.1f}", "text": int(edges[i] + 0.5)} for i in range(bins)] if spec.integer and bins <= 16 else []
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "right_x": left + plot_w,
+        "top": top,
+        "base_y": top + plot_h,
+        "mid_x": f"{left + plot_w / 2:.1f}",
+        "peak": peak,
+        "bars": bars,
+        "marks": marks,
+        "ticks": ticks,
+        "lo": fmt(edges[0]),
+        "hi": fmt(edges[-1]),
+        "column": spec.column,
+    }

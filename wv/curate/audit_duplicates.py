@@ -32,8 +32,7 @@ def write_duplicates_page(root: Root, out, split: str, thumb_size: int, thumb, g
         return None
     name = names[0]
     frame = sidecars.read_scores(root, name, split=split).collect()
-    grouped = frame.filter(pl.col("near_group").is_not_null()).sort("group_size", "near_group", "representative", "__key__",
-                                                                      descending=[True, False, True, False])
+    grouped = frame.filter(pl.col("near_group").is_not_null()).sort("group_size", "near_group", "representative", "__key__", descending=[True, False, True, False])
     heads = grouped["near_group"].unique(maintain_order=True).head(groups)
     shown = grouped.filter(pl.col("near_group").is_in(heads.implode()))
     leaked = frame.filter(pl.col("leaks")).sort("other_similarity", descending=True, nulls_last=True).head(leaks)
@@ -42,13 +41,23 @@ def write_duplicates_page(root: Root, out, split: str, thumb_size: int, thumb, g
     rows = manifest.filter(pl.col("__key__").is_in(sorted(wanted))).collect()
     thumbs = {r["__key__"]: {**r, "thumb": thumb(r)} for r in rows.iter_rows(named=True)}
     view = {
-        "title": f"duplicates · wv audit · {root.path.name}", "name": name, "split": split,
-        "groups": [{"head": head, "members": [card(thumbs, r) for r in shown.filter(pl.col("near_group") == head).iter_rows(named=True)]}
-                   for head in heads.to_list()],
-        "group_total": grouped["near_group"].n_unique(), "leak_total": int(frame["leaks"].sum()),
-        "leaks": [{"mine": card(thumbs, r), "other": card(thumbs, {"__key__": r["other_key"]}) if r["other_key"] else None,
-                   "similarity": r["other_similarity"], "exact": r["other_exact_key"], "against": r["against_key"],
-                   "against_similarity": r["against_similarity"]} for r in leaked.iter_rows(named=True)],
+        "title": f"duplicates · wv audit · {root.path.name}",
+        "name": name,
+        "split": split,
+        "groups": [{"head": head, "members": [card(thumbs, r) for r in shown.filter(pl.col("near_group") == head).iter_rows(named=True)]} for head in heads.to_list()],
+        "group_total": grouped["near_group"].n_unique(),
+        "leak_total": int(frame["leaks"].sum()),
+        "leaks": [
+            {
+                "mine": card(thumbs, r),
+                "other": card(thumbs, {"__key__": r["other_key"]}) if r["other_key"] else None,
+                "similarity": r["other_similarity"],
+                "exact": r["other_exact_key"],
+                "against": r["against_key"],
+                "against_similarity": r["against_similarity"],
+            }
+            for r in leaked.iter_rows(named=True)
+        ],
     }
     write_page(out / PAGE, render("duplicates.html.j2", **view))
     return PAGE
@@ -57,5 +66,4 @@ def write_duplicates_page(root: Root, out, split: str, thumb_size: int, thumb, g
 def card(thumbs: dict, row: dict) -> dict:
     found = thumbs.get(row["__key__"], {})
     size = f"{found['width']}x{found['height']}" if found.get("width") else ""
-    return {"key": row["__key__"], "thumb": found.get("thumb"), "size": size, "kept": row.get("representative"),
-            "exact": row.get("exact_group")}
+    return {"key": row["__key__"], "thumb": found.get("thumb"), "size": size, "kept": row.get("representative"), "exact": row.get("exact_group")}

@@ -68,7 +68,7 @@ def recompile(texts: list[str], schemas: dict, name: str) -> list:
 
 
 def display_columns(schemas: dict[str, dict]) -> dict[str, str]:
-    """"score.column" -> how a card shows it: number, bool, string or list (of strings); others are left out."""
+    """ "score.column" -> how a card shows it: number, bool, string or list (of strings); others are left out."""
     shown = {}
     for name, columns in schemas.items():
         if name == META:
@@ -111,6 +111,7 @@ def bin_edges(lo: float, hi: float, dtype, bins: int) -> tuple[tuple, bool]:
 @dataclass(frozen=True)
 class Inputs:
     """What the report reads besides the samples, read and checked before anything is written."""
+
     schemas: dict
     rules: list
     shown: dict
@@ -148,8 +149,7 @@ class TallyJob:
 def with_selection(root: Root, shard: str, name: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Adds keep, rule, matched, state (dropped | protected | kept) and index (the row in the shard)."""
     chosen = sidecars.read_score(root, name, shard, ["keep", "rule", "matched"], keys=frame["__key__"])
-    state = (pl.when(~pl.col("keep")).then(pl.lit("dropped"))
-             .when(pl.col("matched").is_not_null()).then(pl.lit("protected")).otherwise(pl.lit("kept")))
+    state = pl.when(~pl.col("keep")).then(pl.lit("dropped")).when(pl.col("matched").is_not_null()).then(pl.lit("protected")).otherwise(pl.lit("kept"))
     return frame.hstack(chosen.drop("__key__")).with_columns(state.alias("state"), pl.int_range(pl.len(), dtype=pl.Int64).alias("index"))
 
 

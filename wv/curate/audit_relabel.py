@@ -75,11 +75,13 @@ def tally(root: Root, name: str, shards: list, per_class: int, seed: int) -> Rel
             continue
         pairs.append(changed.group_by("web", pl.col("label").alias("new")).len("n"))
         ties = pl.Series("tie", [tiebreak(seed, k) for k in changed["__key__"]], dtype=pl.UInt64)
-        mine = changed.select("__key__", pl.lit(shard).alias("shard"), "web", pl.col("label").alias("new"), "probability",
-                              "p_label").hstack([ties])
+        mine = changed.select("__key__", pl.lit(shard).alias("shard"), "web", pl.col("label").alias("new"), "probability", "p_label").hstack([ties])
         picks = smallest(pl.concat([picks, mine]) if picks is not None else mine, per_class)
-    pair_table = (pl.concat(pairs).group_by("web", "new").agg(pl.col("n").sum()).sort(["n", "web", "new"], descending=[True, False, False])
-                  if pairs else pl.DataFrame(schema={"web": pl.Int32, "new": pl.Int32, "n": pl.UInt32}))
+    pair_table = (
+        pl.concat(pairs).group_by("web", "new").agg(pl.col("n").sum()).sort(["n", "web", "new"], descending=[True, False, False])
+        if pairs
+        else pl.DataFrame(schema={"web": pl.Int32, "new": pl.Int32, "n": pl.UInt32})
+    )
     return Relabelled(name, counts, pair_table, picks if picks is not None else pl.DataFrame())
 
 
@@ -95,13 +97,13 @@ def write_thumbs(root: Root, relabelled: Relabelled, split: str, out: Path, thum
     if not picks.height:
         return picks
     try:
-        located = (root.manifest(split).select("__key__", "offset", "length").filter(pl.col("__key__").is_in(picks["__key__"].implode()))
-                   .collect(engine="streaming"))
+        located = root.manifest(split).select("__key__", "offset", "length").filter(pl.col("__key__").is_in(picks["__key__"].implode())).collect(engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as error:
         raise damaged_root(root.manifest_path, error) from None
     picks = picks.join(located, on="__key__").sort("shard", "tie")
-    thumbs = [write_thumb(root.shard_path(shard), out, key, web, offset, length, thumb_size)
-              for key, shard, web, offset, length in picks.select("__key__", "shard", "web", "offset", "length").iter_rows()]
+    thumbs = [
+        write_thumb(root.shard_path(shard), out, key, web, offset, length, thumb_size) for key, shard, web, offset, length in picks.select("__key__", "shard", "web", "offset", "length").iter_rows()
+    ]
     return picks.with_columns(pl.Series("thumb", thumbs, dtype=pl.String)).drop("offset", "length")
 
 
@@ -110,14 +112,22 @@ def write_page(root: Root, relabelled: Relabelled, picks: pl.DataFrame, out: Pat
     name_of = lambda label: names.get(label, "") if label is not None else ""  # noqa: E731
     groups = []
     for (new,), group in sorted(picks.partition_by("new", as_dict=True).items()) if picks.height else []:
-        cards = [{"key": row["__key__"], "thumb": row["thumb"], "web": row["web"], "web_name": name_of(row["web"]),
-                  "probability": pages.fmt(row["probability"]), "p_label": pages.fmt(row["p_label"])}
-                 for row in group.sort("tie").iter_rows(named=True)]
+        cards = [
+            {"key": row["__key__"], "thumb": row["thumb"], "web": row["web"], "web_name": name_of(row["web"]), "probability": pages.fmt(row["probability"]), "p_label": pages.fmt(row["p_label"])}
+            for row in group.sort("tie").iter_rows(named=True)
+        ]
         groups.append({"label": new, "name": name_of(new), "cards": cards})
-    pairs = [{"web": w, "web_name": name_of(w), "new": n, "new_name": name_of(n), "n": count}
-             for w, n, count in relabelled.pairs.head(PAIRS_SHOWN).iter_rows()]
-    html = pages.render("relabel.html.j2", title=f"relabelled · wv audit · {root.path.name}", root=str(root.path), name=relabelled.name,
-                        counts=relabelled.counts, pairs=pairs, more_pairs=max(0, relabelled.pairs.height - PAIRS_SHOWN), groups=groups)
+    pairs = [{"web": w, "web_name": name_of(w), "new": n, "new_name": name_of(n), "n": count} for w, n, count in relabelled.pairs.head(PAIRS_SHOWN).iter_rows()]
+    html = pages.render(
+        "relabel.html.j2",
+        title=f"relabelled · wv audit · {root.path.name}",
+        root=str(root.path),
+        name=relabelled.name,
+        counts=relabelled.counts,
+        pairs=pairs,
+        more_pairs=max(0, relabelled.pairs.height - PAIRS_SHOWN),
+        groups=groups,
+    )
     pages.write_page(out / PAGE, html)
     return PAGE
 
@@ -126,5 +136,4 @@ def figures(relabelled: Relabelled | None) -> dict | None:
     """What report.json and the index page say about the relabelled samples."""
     if relabelled is None:
         return None
-    return {"name": relabelled.name, **relabelled.counts, "page": PAGE,
-            "shown": relabelled.picks.height, "pairs": relabelled.pairs.height}
+    return {"name": relabelled.name, **relabelled.counts, "page": PAGE, "shown": relabelled.picks.height, "pairs": relabelled.pairs.height}

@@ -83,8 +83,7 @@ class Scorer:
         import open_clip
 
         tokenizer = open_clip.get_tokenizer(self.model.name)
-        head = open_clip.build_zero_shot_classifier(self.model.net, tokenizer, names, templates, num_classes_per_batch=50,
-                                                    device=self.model.device)
+        head = open_clip.build_zero_shot_classifier(self.model.net, tokenizer, names, templates, num_classes_per_batch=50, device=self.model.device)
         return head * self.model.net.logit_scale.exp()
 
     def match_checkpoint(self, checkpoint_classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,8 +92,7 @@ class Scorer:
         if missing:
             raise WvError(f"the checkpoint does not know {len(missing)} of this root's classes (e.g. {missing[0]}); it was trained on other classes")
         label = {synset: i for i, synset in enumerate(self.synsets)}
-        return (torch.tensor([column[s] for s in self.synsets]),
-                torch.tensor([label.get(s, -1) for s in checkpoint_classes]))
+        return (torch.tensor([column[s] for s in self.synsets]), torch.tensor([label.get(s, -1) for s in checkpoint_classes]))
 
     @torch.no_grad()
     def __call__(self, images, labels) -> dict:
@@ -109,9 +107,19 @@ class Scorer:
         return {"p_label": p_label.numpy(), "top1": self.label_of_column[column].numpy().astype(np.int32), "p_top1": p_top1.numpy()}
 
 
-def score_confidence(root, spec: ModelSpec | list[ModelSpec], name: str = "confidence", split: str = "train", templates: str = "simple",
-                     names: str = "wordnet", batch_size: int = 256, loader_workers: int = 0, device: str = "auto",
-                     overwrite: bool = False, seed: int = 0) -> dict:
+def score_confidence(
+    root,
+    spec: ModelSpec | list[ModelSpec],
+    name: str = "confidence",
+    split: str = "train",
+    templates: str = "simple",
+    names: str = "wordnet",
+    batch_size: int = 256,
+    loader_workers: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    seed: int = 0,
+) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet for this rank's shards; returns the run's figures.
     `spec`: one model, or a list of wv checkpoints whose probabilities are averaged."""
     root = Root(root)
@@ -124,16 +132,27 @@ def score_confidence(root, spec: ModelSpec | list[ModelSpec], name: str = "confi
     model = load_model(specs, dev)
     scorer = Scorer(model, classes, templates, names)
     fingerprint = specs[0].fingerprint() if len(specs) == 1 else [s.fingerprint() for s in specs]
-    options = {"model": fingerprint, "kind": model.kind, "split": split, "format": "wv-confidence/1",
-               **({"templates": templates, "class_names": names} if model.kind == "clip" else {})}
+    options = {"model": fingerprint, "kind": model.kind, "split": split, "format": "wv-confidence/1", **({"templates": templates, "class_names": names} if model.kind == "clip" else {})}
     check_loader(batch_size, loader_workers)
     with rank_lock(root, COMMAND):
         shards, rank, world = my_shards(root, "scores", name, options, overwrite, split, COMMAND)
         samples = score_shards(root, name, scorer, shards, batch_size, loader_workers)
     skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
-    return {"name": name, "kind": model.kind, "model": model.name, "models": len(specs), "classes": len(classes), "device": str(dev), "rank": rank,
-            "world_size": world, "shards_written": len(shards), "shards_skipped": skipped, "samples": samples,
-            "seconds": round(time.time() - started, 2), "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+    return {
+        "name": name,
+        "kind": model.kind,
+        "model": model.name,
+        "models": len(specs),
+        "classes": len(classes),
+        "device": str(dev),
+        "rank": rank,
+        "world_size": world,
+        "shards_written": len(shards),
+        "shards_skipped": skipped,
+        "samples": samples,
+        "seconds": round(time.time() - started, 2),
+        "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))},
+    }
 
 
 def load_model(specs: list[ModelSpec], device) -> ImageModel | Ensemble:
@@ -143,8 +162,7 @@ def load_model(specs: list[ModelSpec], device) -> ImageModel | Ensemble:
     if len(specs) == 1 and not specs[0].is_checkpoint():
         return load_image_model(specs[0], device)
     if len(specs) > 1 and any(not s.is_checkpoint() or s.weights or s.pretrained or s.config for s in specs):
-        raise WvError("several --model must each be a `wv train` checkpoint file (their probabilities are averaged); "
-                      "score a CLIP model on its own")
+        raise WvError("several --model must each be a `wv train` checkpoint file (their probabilities are averaged); score a CLIP model on its own")
     try:
         return Ensemble([s.model for s in specs], device)
     except WvError as error:
@@ -156,9 +174,14 @@ def score_shards(root: Root, name: str, scorer: Scorer, shards: list, batch_size
     """Write the confidence sidecars of `shards`; returns the samples done."""
 
     def write(shard, out):
-        frame = pl.DataFrame({
-            "__key__": sidecars.shard_keys(root, shard), "p_label": pl.Series(out["p_label"], dtype=pl.Float32),
-            "top1": pl.Series(out["top1"], dtype=pl.Int32), "p_top1": pl.Series(out["p_top1"], dtype=pl.Float32)})
+        frame = pl.DataFrame(
+            {
+                "__key__": sidecars.shard_keys(root, shard),
+                "p_label": pl.Series(out["p_label"], dtype=pl.Float32),
+                "top1": pl.Series(out["top1"], dtype=pl.Int32),
+                "p_top1": pl.Series(out["p_top1"], dtype=pl.Float32),
+            }
+        )
         sidecars.write_scores(root, name, shard, frame.with_columns(pl.when(pl.col("top1") >= 0).then(pl.col("top1")).alias("top1")))
 
     return map_images(root, scorer.model, shards, scorer, write, batch_size, loader_workers, desc=f"confidence {scorer.model.kind}")

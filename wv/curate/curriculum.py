@@ -96,25 +96,21 @@ def read_values(root: Root, score: str, column: str, shards: list[str]) -> tuple
     return np.concatenate(labels), np.concatenate(values), np.asarray(sizes, dtype=np.int64)
 
 
-def curriculum_split(root: str | Path, opts: CurriculumOptions = CurriculumOptions(), name: str = "curriculum", overwrite: bool = False,
-                     progress: bool = True) -> dict:
+def curriculum_split(root: str | Path, opts: CurriculumOptions = CurriculumOptions(), name: str = "curriculum", overwrite: bool = False, progress: bool = True) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet (__key__, subset); returns the figures."""
     opts.validate()
     root = Root(root)
     root.info()
     check_name(name)
     with writing(root, COMMAND):
-        return split_subsets(root, opts.by, opts.subsets, opts.method, not opts.lower_is_cleaner, name, opts.split, opts.seed,
-                             overwrite, progress)
+        return split_subsets(root, opts.by, opts.subsets, opts.method, not opts.lower_is_cleaner, name, opts.split, opts.seed, overwrite, progress)
 
 
-def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_cleaner: bool, name: str, split: str, seed: int,
-                  overwrite: bool, progress: bool) -> dict:
+def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_cleaner: bool, name: str, split: str, seed: int, overwrite: bool, progress: bool) -> dict:
     started = time.time()
     score, column = parse_by(root, by, split)
     method = method if method != "auto" else ("kmeans" if column == "density" else "quantile")
-    options = {"by": f"{score}:{column}", "subsets": subsets, "method": method, "higher_is_cleaner": higher_is_cleaner,
-               "split": split, "seed": seed}
+    options = {"by": f"{score}:{column}", "subsets": subsets, "method": method, "higher_is_cleaner": higher_is_cleaner, "split": split, "seed": seed}
     sidecars.run_record(root, "scores", name, COMMAND).check(options, overwrite)  # refused before the work, recorded after
     shards = root.shard_names(split)
     labels, all_values, sizes = read_values(root, score, column, shards)
@@ -124,8 +120,7 @@ def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_clea
     present, starts = np.unique(labels[order], return_index=True)
     bounds = np.append(starts, labels.size)
     del labels
-    for label, start, end in tqdm(list(zip(present.tolist(), bounds[:-1], bounds[1:])), desc=f"curriculum {score}:{column}",
-                                  unit="class", **bar_options(progress)):
+    for label, start, end in tqdm(list(zip(present.tolist(), bounds[:-1], bounds[1:])), desc=f"curriculum {score}:{column}", unit="class", **bar_options(progress)):
         members = order[start:end]
         values = all_values[members]
         if method == "kmeans":
@@ -142,11 +137,22 @@ def split_subsets(root: Root, by: str, subsets: int, method: str, higher_is_clea
     todo = sidecars.begin_run(root, "scores", name, options, overwrite, split, command=COMMAND)
     written = write_subsets(root, name, shards, subset, sizes, todo)
     kinds, counts = np.unique(subset, return_counts=True)
-    return {"name": name, "by": f"{score}:{column}", "method": method, "subsets": subsets, "classes": len(present),
-            "samples": int(subset.size), "per_subset": dict(zip(kinds.tolist(), counts.tolist())),
-            "unsplit_classes": len(unsplit), "unsplit_labels": unsplit[:100], "missing_values": missing,
-            "shards_written": written, "shards_skipped": len(shards) - written, "seconds": round(time.time() - started, 2),
-            "paths": {"curriculum": str(sidecars.sidecar_dir(root, "scores", name))}}
+    return {
+        "name": name,
+        "by": f"{score}:{column}",
+        "method": method,
+        "subsets": subsets,
+        "classes": len(present),
+        "samples": int(subset.size),
+        "per_subset": dict(zip(kinds.tolist(), counts.tolist())),
+        "unsplit_classes": len(unsplit),
+        "unsplit_labels": unsplit[:100],
+        "missing_values": missing,
+        "shards_written": written,
+        "shards_skipped": len(shards) - written,
+        "seconds": round(time.time() - started, 2),
+        "paths": {"curriculum": str(sidecars.sidecar_dir(root, "scores", name))},
+    }
 
 
 def write_subsets(root: Root, name: str, shards: list[str], subset: np.ndarray, sizes: np.ndarray, todo: list[str]) -> int:
@@ -155,6 +161,6 @@ def write_subsets(root: Root, name: str, shards: list[str], subset: np.ndarray, 
     for shard, end, size in zip(shards, ends.tolist(), sizes.tolist()):
         if shard in wanted:
             keys = sidecars.shard_keys(root, shard)
-            frame = pl.DataFrame({"__key__": keys, "subset": pl.Series(subset[end - size:end], dtype=pl.Int8)})
+            frame = pl.DataFrame({"__key__": keys, "subset": pl.Series(subset[end - size : end], dtype=pl.Int8)})
             sidecars.write_scores(root, name, shard, frame)
     return len(wanted)

@@ -93,8 +93,7 @@ def class_groups(sizes: dict[int, int], dim: int, group_bytes: float) -> list[li
     return groups + ([current] if current else [])
 
 
-def gather(root: Root, features: str, shard_names: list[str], label: np.ndarray, starts: np.ndarray, labels: list[int],
-           dim: int) -> dict:
+def gather(root: Root, features: str, shard_names: list[str], label: np.ndarray, starts: np.ndarray, labels: list[int], dim: int) -> dict:
     """label -> (its samples' features as float32, their dataset indices), each class in dataset
     order, read in one pass over the shards."""
     index = np.flatnonzero(np.isin(label, labels))  # dataset order, so grouped by shard
@@ -109,21 +108,30 @@ def gather(root: Root, features: str, shard_names: list[str], label: np.ndarray,
         block[place[first:last]] = stored[index[first:last] - starts[position]]
     ordered = index[by_class]
     present, begins, counts = np.unique(label[ordered], return_index=True, return_counts=True)
-    return {int(c): (block[b:b + n], ordered[b:b + n]) for c, b, n in zip(present, begins, counts)}
+    return {int(c): (block[b : b + n], ordered[b : b + n]) for c, b, n in zip(present, begins, counts)}
 
 
 def distance_budget(memory_gb: float) -> int:
     """Distances that may be held at once: half of the memory, at up to 8 bytes each."""
-    return int(memory_gb * 2 ** 30 / 2 / 8)
+    return int(memory_gb * 2**30 / 2 / 8)
 
 
 def partial_path(root: Root, name: str, label: int):
     return sidecars.sidecar_dir(root, "scores", name) / PARTIALS / f"{label}.parquet"
 
 
-def score_density(root: str | Path, opts: DensityOptions, name: str = "density", device: str = DensityResources.device,
-                  memory_gb: float = DensityResources.memory_gb, overwrite: bool = False, progress: bool = True, workers: int = 1,
-                  executor: str = "local", ray_address: str | None = None) -> dict:
+def score_density(
+    root: str | Path,
+    opts: DensityOptions,
+    name: str = "density",
+    device: str = DensityResources.device,
+    memory_gb: float = DensityResources.memory_gb,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet (__key__, density, delta, cutoff); returns the figures.
 
     workers > 1 or executor "ray": classes computed in parallel CPU processes, each with
@@ -141,8 +149,7 @@ def score_density(root: str | Path, opts: DensityOptions, name: str = "density",
         return density_run(root, opts, name, dev, memory_gb, overwrite, progress, workers, executor, ray_address)
 
 
-def density_run(root: Root, opts: DensityOptions, name: str, dev: torch.device, memory_gb: float, overwrite: bool, progress: bool,
-                workers: int, executor: str, ray_address: str | None) -> dict:
+def density_run(root: Root, opts: DensityOptions, name: str, dev: torch.device, memory_gb: float, overwrite: bool, progress: bool, workers: int, executor: str, ray_address: str | None) -> dict:
     started = time.time()
     opts = DensityOptions(**{**asdict(opts), "features": pick_features(root, opts.features)})
     shards = root.shards(opts.split)
@@ -150,10 +157,24 @@ def density_run(root: Root, opts: DensityOptions, name: str, dev: torch.device, 
         raise WvError(f"{root.path} has no {opts.split} shards")
     dim = check_features(root, opts.features, shards)
     todo = sidecars.begin_run(root, "scores", name, {**asdict(opts), "format": "wv-density/1"}, overwrite, opts.split, command=COMMAND)
-    figures = {"name": name, "features": opts.features, "dim": dim, "device": str(dev), "classes": 0, "samples": int(shards["samples"].sum()),
-               "classes_done": 0, "classes_resumed": 0, "exact": 0, "approximate": 0, "float64_fallback": 0, "largest_class": 0,
-               "slowest_class_seconds": 0.0, "shards_written": len(todo), "shards_skipped": shards.height - len(todo),
-               "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+    figures = {
+        "name": name,
+        "features": opts.features,
+        "dim": dim,
+        "device": str(dev),
+        "classes": 0,
+        "samples": int(shards["samples"].sum()),
+        "classes_done": 0,
+        "classes_resumed": 0,
+        "exact": 0,
+        "approximate": 0,
+        "float64_fallback": 0,
+        "largest_class": 0,
+        "slowest_class_seconds": 0.0,
+        "shards_written": len(todo),
+        "shards_skipped": shards.height - len(todo),
+        "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))},
+    }
     if todo:
         with Workers(workers, executor, ray_address) as pool:
             compute_classes(root, opts, name, shards, dim, dev, memory_gb, figures, progress, pool)
@@ -180,8 +201,7 @@ def class_task(job: ClassJob) -> tuple[int, ClassDensity, float]:
     return job.label, class_density(job.features, job.opts, job.device, job.budget), time.time() - began
 
 
-def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.DataFrame, dim: int, device: torch.device,
-                    memory_gb: float, figures: dict, progress: bool, pool: Workers) -> None:
+def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.DataFrame, dim: int, device: torch.device, memory_gb: float, figures: dict, progress: bool, pool: Workers) -> None:
     label, starts = sample_labels(root, shards)
     present, counts = np.unique(label, return_counts=True)
     sizes = dict(zip(present.tolist(), counts.tolist()))
@@ -191,9 +211,8 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
     shard_names = shards["name"].to_list()
     budget = distance_budget(memory_gb) // pool.workers  # each of the workers holds its own distances
     threads = None if pool.inline else 1 if pool.ray is not None else max(1, (os.cpu_count() or 1) // pool.workers)
-    with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True,
-              **bar_options(progress)) as bar:
-        for group in class_groups(todo, dim, memory_gb * 2 ** 30 / 2):
+    with tqdm(total=sum(todo.values()), desc=f"density {opts.features}", unit="sample", dynamic_ncols=True, **bar_options(progress)) as bar:
+        for group in class_groups(todo, dim, memory_gb * 2**30 / 2):
             gathered = gather(root, opts.features, shard_names, label, starts, group, dim)
             for cls, (features, _) in gathered.items():
                 if not np.isfinite(features).all():
@@ -202,11 +221,18 @@ def compute_classes(root: Root, opts: DensityOptions, name: str, shards: pl.Data
             for cls, result, seconds in pool.map(class_task, jobs):
                 rows = gathered[cls][1]
                 shard = np.searchsorted(starts, rows, side="right") - 1
-                write_parquet(partial_path(root, name, cls), pl.DataFrame({
-                    "shard": pl.Series(shard, dtype=pl.Int32), "row": pl.Series(rows - starts[shard], dtype=pl.Int32),
-                    "density": pl.Series(result.density, dtype=pl.Int32), "delta": pl.Series(result.delta, dtype=pl.Float32),
-                    "cutoff": pl.Series([result.cutoff] * len(rows), dtype=pl.Float32),
-                }))
+                write_parquet(
+                    partial_path(root, name, cls),
+                    pl.DataFrame(
+                        {
+                            "shard": pl.Series(shard, dtype=pl.Int32),
+                            "row": pl.Series(rows - starts[shard], dtype=pl.Int32),
+                            "density": pl.Series(result.density, dtype=pl.Int32),
+                            "delta": pl.Series(result.delta, dtype=pl.Float32),
+                            "cutoff": pl.Series([result.cutoff] * len(rows), dtype=pl.Float32),
+                        }
+                    ),
+                )
                 figures["classes_done"] += 1
                 figures["exact" if result.exact else "approximate"] += 1
                 figures["float64_fallback"] += result.path == "float64"
@@ -232,6 +258,16 @@ def write_shards(root: Root, name: str, shards: pl.DataFrame, todo: list[str]) -
         covered = int(seen[first:last].sum())
         if covered != keys.len() or last - first != keys.len():
             raise WvError(f"density results cover {covered} of the {keys.len()} samples of {shard}; re-run with --overwrite")
-        sidecars.write_scores(root, name, shard, pl.DataFrame({
-            "__key__": keys, "density": pl.Series(density[first:last], dtype=pl.Int32),
-            "delta": pl.Series(delta[first:last], dtype=pl.Float32), "cutoff": pl.Series(cutoff[first:last], dtype=pl.Float32)}))
+        sidecars.write_scores(
+            root,
+            name,
+            shard,
+            pl.DataFrame(
+                {
+                    "__key__": keys,
+                    "density": pl.Series(density[first:last], dtype=pl.Int32),
+                    "delta": pl.Series(delta[first:last], dtype=pl.Float32),
+                    "cutoff": pl.Series(cutoff[first:last], dtype=pl.Float32),
+                }
+            ),
+        )

@@ -85,7 +85,6 @@ class ClassDensity:
     path: str  # how it was computed: "float32+float64", "float64", "approximate", "trivial"
 
 
-
 # -- exact mode, fast path: float32 tiles, float64 for the pairs near d_c ---------------------------
 def scan_candidates(tiles: Tiles, lo: float, hi: float, limit: int):
     """One pass over float32 tiles: per sample, how many of its pairs lie below lo; the pairs in
@@ -97,8 +96,8 @@ def scan_candidates(tiles: Tiles, lo: float, hi: float, limit: int):
     for r, c, s in tiles:
         # Comparisons written into float buffers: much faster on CPU than boolean masks and their sums.
         below = torch.lt(s, lo, out=below if below is not None and below.shape == s.shape else torch.empty_like(s))
-        per_sample[r:r + len(s)] += below.sum(1).to(torch.int64)
-        per_sample[c:c + s.shape[1]] += below.sum(0).to(torch.int64)
+        per_sample[r : r + len(s)] += below.sum(1).to(torch.int64)
+        per_sample[c : c + s.shape[1]] += below.sum(0).to(torch.int64)
         inside = torch.lt(s, hi, out=inside if inside is not None and inside.shape == s.shape else torch.empty_like(s)).sub_(below)
         where = inside.nonzero()  # in [lo, hi)
         found += len(where)
@@ -120,7 +119,7 @@ def fast_exact_density(tiles: Tiles, z64: torch.Tensor, r: int, generator: torch
     draws = sample_size(tiles.pairs, budget, from_tiles=tiles.keep)
     sample = tile_sample(tiles, draws) if tiles.keep else sample_pairs(tiles.a, tiles.sq_a, draws, generator)
     for attempt in range(TRIES):
-        lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS * 4 ** attempt)
+        lo, hi = bracket(sample, r / tiles.pairs, BRACKET_SIGMAS * 4**attempt)
         scanned = scan_candidates(tiles, lo, hi, budget // 16)
         if scanned is None:
             return None
@@ -172,8 +171,7 @@ def kth_squared(tiles: Tiles, r: int, z: torch.Tensor, generator: torch.Generato
             hi = (tiles.sq_a.max().sqrt() * 2) ** 2 * (1 + 1e-6) + 1e-300
         if torch.nextafter(lo, hi) >= hi:  # a bin one float wide holds a single value
             return float(lo)
-        edges = torch.unique(torch.cat([torch.linspace(float(lo), float(hi), HISTOGRAM_BINS + 1, dtype=z.dtype, device=z.device),
-                                        torch.as_tensor(hi, dtype=z.dtype, device=z.device)[None]]))
+        edges = torch.unique(torch.cat([torch.linspace(float(lo), float(hi), HISTOGRAM_BINS + 1, dtype=z.dtype, device=z.device), torch.as_tensor(hi, dtype=z.dtype, device=z.device)[None]]))
 
 
 def scan_histogram(tiles: Tiles, edges: torch.Tensor, budget: int):
@@ -199,8 +197,8 @@ def float64_exact_density(z64: torch.Tensor, r: int, generator: torch.Generator,
     counts = torch.zeros(len(z64), dtype=torch.int64, device=z64.device)
     for r0, c0, s in tiles:
         close = torch.lt(s, threshold, out=torch.empty_like(s))
-        counts[r0:r0 + len(s)] += close.sum(1).to(torch.int64)
-        counts[c0:c0 + s.shape[1]] += close.sum(0).to(torch.int64)
+        counts[r0 : r0 + len(s)] += close.sum(1).to(torch.int64)
+        counts[c0 : c0 + s.shape[1]] += close.sum(0).to(torch.int64)
     return counts, cutoff, tiles
 
 
@@ -240,8 +238,7 @@ def farthest(z64: torch.Tensor, which: torch.Tensor, others: torch.Tensor | None
     """The largest distance from each of the samples `which` to the samples `others` (default all), float64."""
     others = z64 if others is None else others
     sq = (others * others).sum(1)
-    out = [(sq[None, :] + (z64[which[s:s + 256]] ** 2).sum(1)[:, None] - 2 * z64[which[s:s + 256]] @ others.T).abs().amax(1)
-           for s in range(0, len(which), 256)]
+    out = [(sq[None, :] + (z64[which[s : s + 256]] ** 2).sum(1)[:, None] - 2 * z64[which[s : s + 256]] @ others.T).abs().amax(1) for s in range(0, len(which), 256)]
     return torch.cat(out).sqrt()
 
 
@@ -286,8 +283,7 @@ def exact_class_density(z64: torch.Tensor, quantile: float, generator: torch.Gen
     return ClassDensity(density.cpu().numpy(), deltas(tiles, z64, density).cpu().numpy(), cutoff, True, path)
 
 
-def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, generator: torch.Generator, tile: int,
-                              budget: int) -> ClassDensity:
+def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, generator: torch.Generator, tile: int, budget: int) -> ClassDensity:
     n = len(z32)
     chosen = torch.randperm(n, generator=generator)[:anchors].sort().values.to(z32.device)
     m = len(chosen)
@@ -297,7 +293,7 @@ def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, 
     threshold = cutoff * cutoff
     counts = torch.zeros(n, dtype=torch.int64, device=z32.device)
     for r, _, s in cross:
-        counts[r:r + len(s)] += torch.lt(s, threshold, out=torch.empty_like(s)).sum(1).to(torch.int64)
+        counts[r : r + len(s)] += torch.lt(s, threshold, out=torch.empty_like(s)).sum(1).to(torch.int64)
     is_anchor = torch.zeros(n, dtype=torch.int64, device=z32.device)
     is_anchor[chosen] = 1
     density = torch.round(counts.to(torch.float64) * (n - 1) / (m - is_anchor).clamp(min=1)).to(torch.int64)
@@ -309,8 +305,7 @@ def approximate_class_density(z32: torch.Tensor, quantile: float, anchors: int, 
     return ClassDensity(density.cpu().numpy(), nearest.cpu().numpy(), cutoff, False, "approximate")
 
 
-def class_density(features: np.ndarray, opts: DensitySettings, device: torch.device | str = "cpu",
-                  budget: int = 1 << 26, tile: int | None = None) -> ClassDensity:
+def class_density(features: np.ndarray, opts: DensitySettings, device: torch.device | str = "cpu", budget: int = 1 << 26, tile: int | None = None) -> ClassDensity:
     """Density, delta and d_c of one class's samples (rows of `features`, in dataset order).
 
     `budget`: how many distances may be held at once (float32 tiles kept between passes, or half as

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-FLOAT32_ROUNDOFF = 2.0 ** -24
+FLOAT32_ROUNDOFF = 2.0**-24
 BRACKET_SIGMAS = 6.0  # half-width of the sampled bracket around d_c, in standard errors of the sample quantile
 SAMPLE_CHUNK = 1 << 16
 
@@ -27,8 +27,7 @@ class Tiles:
     (row offset, column offset, tile); the tiles are kept for later passes when `cache_values` fit.
     """
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor | None = None, tile: int = 2048, cache_values: int = 0,
-                 b_rows: torch.Tensor | None = None):
+    def __init__(self, a: torch.Tensor, b: torch.Tensor | None = None, tile: int = 2048, cache_values: int = 0, b_rows: torch.Tensor | None = None):
         self.a, self.b, self.tile, self.b_rows = a, (a if b is None else b), tile, b_rows
         self.symmetric = b is None
         self.sq_a = (a * a).sum(1)
@@ -98,7 +97,7 @@ def squared_pairs(z: torch.Tensor, sq: torch.Tensor, i: torch.Tensor, j: torch.T
     """S for the given pairs, as the tiles compute it (same formula), in z's dtype, chunk by chunk."""
     parts = []
     for start in range(0, len(i), SAMPLE_CHUNK):
-        a, b = i[start:start + SAMPLE_CHUNK], j[start:start + SAMPLE_CHUNK]
+        a, b = i[start : start + SAMPLE_CHUNK], j[start : start + SAMPLE_CHUNK]
         dots = (z.index_select(0, a) * z.index_select(0, b)).sum(1)
         parts.append((sq.index_select(0, a) + sq.index_select(0, b) - 2 * dots).abs_())
     return torch.cat(parts) if parts else torch.zeros(0, dtype=z.dtype, device=z.device)
@@ -121,7 +120,7 @@ def tile_sample(tiles: Tiles, draws: int) -> torch.Tensor:
         step += 2
     parts = []
     for k, (_, _, s) in enumerate(tiles):
-        values = s.reshape(-1)[(k * 7919) % step::step]
+        values = s.reshape(-1)[(k * 7919) % step :: step]
         parts.append(values[torch.isfinite(values)])
     return torch.cat(parts)
 
@@ -146,4 +145,3 @@ def bracket(sample: torch.Tensor, p: float, sigmas: float) -> tuple[float, float
     lo = float(sample.kthvalue(int((p - half) * m) + 1).values) if p - half > 0 else 0.0
     hi = float(sample.kthvalue(min(m - 1, math.ceil((p + half) * m)) + 1).values) if p + half < 1 else math.inf
     return lo, math.nextafter(hi, math.inf)
-

@@ -81,8 +81,7 @@ def hash_shard(job: HashJob) -> int:
             raise WvError(f"{job.shard}: image {sample['__key__']} cannot be decoded ({first_line(error)}); run `wv shard verify`") from None
     if len(rows) != len(keys):
         raise WvError(f"{job.shard} holds {len(rows)} samples, its meta sidecar {len(keys)}; run `wv shard verify`")
-    frame = pl.DataFrame(rows, schema={"bytes_hash": pl.Int64, "pixel_hash": pl.Int64, "width": pl.Int32, "height": pl.Int32},
-                         orient="row")
+    frame = pl.DataFrame(rows, schema={"bytes_hash": pl.Int64, "pixel_hash": pl.Int64, "width": pl.Int32, "height": pl.Int32}, orient="row")
     write_parquet(Path(job.out), frame)
     return len(rows)
 
@@ -107,6 +106,7 @@ def read_hashes(root: Root, name: str, shards: list[str]) -> pl.DataFrame:
 @dataclass
 class Sets:
     """Global ids: train rows, then val rows, then --against rows."""
+
     root: Root
     names: list  # the feature set of each shard
     shards: list  # train shards then val shards
@@ -139,9 +139,9 @@ class Sets:
         for position, shard in enumerate(self.shards):
             stored = sidecars.read_features(self.root, self.names[position], shard)
             for start in range(0, len(stored), rows):
-                yield self.starts[position] + start + np.arange(min(rows, len(stored) - start)), unit_rows(stored[start:start + rows])
+                yield self.starts[position] + start + np.arange(min(rows, len(stored) - start)), unit_rows(stored[start : start + rows])
         for start in range(0, len(self.against), rows):
-            yield self.starts[-1] + start + np.arange(min(rows, len(self.against) - start)), self.against[start:start + rows]
+            yield self.starts[-1] + start + np.arange(min(rows, len(self.against) - start)), self.against[start : start + rows]
 
 
 # -- stage 2: near pairs ------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def search(sets: Sets, opts: DuplicateOptions, name: str, memory_gb: float, prog
     home = probes[:, 0]
     is_query = kinds != AGAINST
     need = np.bincount(home, minlength=cells) + np.bincount(probes[is_query].reshape(-1), minlength=cells)
-    groups = cell_groups(need, sets.dim, memory_gb * 2 ** 30 / 2)
+    groups = cell_groups(need, sets.dim, memory_gb * 2**30 / 2)
     edges_i, edges_j, resumed = [], [], 0
     with tqdm(total=len(groups), desc="duplicates: near", unit="cell group", **bar_options(progress)) as bar:
         for number, group in enumerate(groups):
@@ -179,8 +179,7 @@ def search(sets: Sets, opts: DuplicateOptions, name: str, memory_gb: float, prog
             for q, b in best:
                 best[(q, b)].update(found[f"rows{q}{b}"], found[f"sim{q}{b}"], found[f"index{q}{b}"])
             bar.update(1)
-    return Near(np.concatenate(edges_i) if edges_i else np.zeros(0, np.int64), np.concatenate(edges_j) if edges_j else np.zeros(0, np.int64),
-                best, cells, resumed)
+    return Near(np.concatenate(edges_i) if edges_i else np.zeros(0, np.int64), np.concatenate(edges_j) if edges_j else np.zeros(0, np.int64), best, cells, resumed)
 
 
 def cell_groups(need: np.ndarray, dim: int, group_bytes: float) -> list[list[int]]:
@@ -209,8 +208,7 @@ def search_group(sets: Sets, group: list[int], home: np.ndarray, probes: np.ndar
     for cell in group:
         base = np.flatnonzero(local_home == cell)
         queries = np.flatnonzero((local_probes == cell).any(axis=1) & (local_kinds != AGAINST))
-        i, j = search_block(rows[queries], needed[queries], local_kinds[queries], rows[base], needed[base], local_kinds[base], threshold,
-                            partial)
+        i, j = search_block(rows[queries], needed[queries], local_kinds[queries], rows[base], needed[base], local_kinds[base], threshold, partial)
         edges_i.append(i)
         edges_j.append(j)
     found = {"i": np.concatenate(edges_i), "j": np.concatenate(edges_j)}
@@ -238,7 +236,7 @@ def cells_of(sets: Sets, opts: DuplicateOptions, folder: Path) -> np.ndarray:
         centroids = np.load(path)
     else:
         take = np.unique(np.linspace(0, sets.total - 1, min(sets.total, cells * KMEANS_SAMPLE)).astype(np.int64))
-        kmeans = faiss.Kmeans(sets.dim, cells, niter=20, seed=opts.seed % 2 ** 31, spherical=True, verbose=False)
+        kmeans = faiss.Kmeans(sets.dim, cells, niter=20, seed=opts.seed % 2**31, spherical=True, verbose=False)
         kmeans.train(sets.fetch(take))
         centroids = kmeans.centroids
         folder.mkdir(parents=True, exist_ok=True)
@@ -319,7 +317,7 @@ def embed_folder(folder: Path, root: Root, features: str, dim: int) -> Against:
     rows, hashes = [], []
     for start in range(0, len(paths), 64):
         batch = []
-        for path in paths[start:start + 64]:
+        for path in paths[start : start + 64]:
             data = path.read_bytes()
             try:
                 hashes.append(pixel_hash(data)[0])
@@ -336,8 +334,17 @@ def embed_folder(folder: Path, root: Root, features: str, dim: int) -> Against:
 
 
 # -- the whole run --------------------------------------------------------------------------------------------
-def score_duplicates(root, opts: DuplicateOptions, name: str = "duplicates", memory_gb: float = 4.0, overwrite: bool = False,
-                     progress: bool = True, workers: int = 1, executor: str = "local", ray_address: str | None = None) -> dict:
+def score_duplicates(
+    root,
+    opts: DuplicateOptions,
+    name: str = "duplicates",
+    memory_gb: float = 4.0,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> dict:
     """Write ROOT/scores/{name}/{shard}.parquet for every train and val shard; returns the figures."""
     opts.validate()
     if memory_gb <= 0:
@@ -365,8 +372,9 @@ def check_val_features(root: Root, opts: DuplicateOptions, val: pl.DataFrame, di
     name = opts.val_features
     first = val["name"][0]
     if not sidecars.complete(root, "features", name, first, int(val["samples"][0])):
-        raise WvError(f"features {name!r} have no val shards (e.g. {first}); embed them with `wv embed {root.path} --split val --name "
-                      f"{opts.features}-val ...` and give --val-features {opts.features}-val")
+        raise WvError(
+            f"features {name!r} have no val shards (e.g. {first}); embed them with `wv embed {root.path} --split val --name {opts.features}-val ...` and give --val-features {opts.features}-val"
+        )
     if check_features(root, name, val) != dim:
         raise WvError(f"features {name!r} (val) and {opts.features!r} (train) have different widths; embed both with the same model")
     if name != opts.features:
@@ -375,15 +383,35 @@ def check_val_features(root: Root, opts: DuplicateOptions, val: pl.DataFrame, di
             raise WvError(f"features {opts.features!r} and {name!r} were made by different models; embed val with the model of train")
 
 
-def duplicates_run(root: Root, opts: DuplicateOptions, name: str, train: pl.DataFrame, val: pl.DataFrame, dim: int, against: Against,
-                   todo: list, memory_gb: float, progress: bool, workers: int, executor: str, ray_address: str | None) -> dict:
+def duplicates_run(
+    root: Root,
+    opts: DuplicateOptions,
+    name: str,
+    train: pl.DataFrame,
+    val: pl.DataFrame,
+    dim: int,
+    against: Against,
+    todo: list,
+    memory_gb: float,
+    progress: bool,
+    workers: int,
+    executor: str,
+    ray_address: str | None,
+) -> dict:
     started = time.time()
     shards = train["name"].to_list() + val["name"].to_list()
     sizes = (int(train["samples"].sum()), int(val["samples"].sum()), len(against.keys))
     folder = sidecars.sidecar_dir(root, "scores", name)
-    figures = {"name": name, "features": opts.features, "dim": dim, "threshold": opts.threshold,
-               "samples": {"train": sizes[0], "val": sizes[1], "against": sizes[2]}, "shards_written": len(todo), "shards_skipped": len(shards) - len(todo),
-               "paths": {"scores": str(folder)}}
+    figures = {
+        "name": name,
+        "features": opts.features,
+        "dim": dim,
+        "threshold": opts.threshold,
+        "samples": {"train": sizes[0], "val": sizes[1], "against": sizes[2]},
+        "shards_written": len(todo),
+        "shards_skipped": len(shards) - len(todo),
+        "paths": {"scores": str(folder)},
+    }
     if not todo:
         figures["seconds"] = round(time.time() - started, 2)
         return figures
@@ -410,13 +438,12 @@ def split_keys(root: Root, shards: list[str], wanted: np.ndarray, starts: np.nda
     bounds = np.searchsorted(wanted, starts)
     for position in np.flatnonzero(np.diff(bounds)):
         keys = sidecars.shard_keys(root, shards[position])
-        rows = wanted[bounds[position]:bounds[position + 1]] - starts[position]
-        found.update(zip(wanted[bounds[position]:bounds[position + 1]].tolist(), keys.gather(rows).to_list()))
+        rows = wanted[bounds[position] : bounds[position + 1]] - starts[position]
+        found.update(zip(wanted[bounds[position] : bounds[position + 1]].tolist(), keys.gather(rows).to_list()))
     return found
 
 
-def decide(root: Root, shards: list, starts: np.ndarray, sizes: tuple, hashes: pl.DataFrame, near: Near, against: Against,
-           threshold: float) -> dict:
+def decide(root: Root, shards: list, starts: np.ndarray, sizes: tuple, hashes: pl.DataFrame, near: Near, against: Against, threshold: float) -> dict:
     """Per-sample columns over train + val (global ids), as numpy arrays and id arrays for the keys."""
     n = sizes[0] + sizes[1]
     split = np.repeat([TRAIN, VAL], sizes[:2])
@@ -446,10 +473,23 @@ def decide(root: Root, shards: list, starts: np.ndarray, sizes: tuple, hashes: p
     against_sim = np.where(split == TRAIN, near.best[(TRAIN, AGAINST)].similarity[:n], near.best[(VAL, AGAINST)].similarity[:n])
     against_exact = np.isin(pix_hash, against.pixel_hashes) if against.pixel_hashes is not None and against.pixel_hashes.size else np.zeros(n, bool)
     leaks = (other_exact >= 0) | (other_sim >= threshold) | (against_sim >= threshold) | against_exact
-    return {"split": split, "exact": exact, "exact_head": head_of(exact, exact_rep), "exact_size": group_sizes(exact),
-            "near_head": head_of(near_groups, near_rep), "group_size": group_sizes(near_groups), "representative": near_rep,
-            "other": other, "other_similarity": other_sim, "other_exact": other_exact, "against": against_index,
-            "against_similarity": against_sim, "against_exact": against_exact, "against_keys": against.keys, "leaks": leaks}
+    return {
+        "split": split,
+        "exact": exact,
+        "exact_head": head_of(exact, exact_rep),
+        "exact_size": group_sizes(exact),
+        "near_head": head_of(near_groups, near_rep),
+        "group_size": group_sizes(near_groups),
+        "representative": near_rep,
+        "other": other,
+        "other_similarity": other_sim,
+        "other_exact": other_exact,
+        "against": against_index,
+        "against_similarity": against_sim,
+        "against_exact": against_exact,
+        "against_keys": against.keys,
+        "leaks": leaks,
+    }
 
 
 def other_exact_ids(split: np.ndarray, byte_hash: np.ndarray, pix_hash: np.ndarray) -> np.ndarray:
@@ -466,8 +506,7 @@ def other_exact_ids(split: np.ndarray, byte_hash: np.ndarray, pix_hash: np.ndarr
 
 
 def write_shards(root: Root, name: str, shards: list, starts: np.ndarray, todo: list, c: dict) -> None:
-    wanted = np.unique(np.concatenate([c["exact_head"][c["exact_size"] > 1], c["near_head"][c["group_size"] > 1], c["other"][c["other"] >= 0],
-                                       c["other_exact"][c["other_exact"] >= 0]]))
+    wanted = np.unique(np.concatenate([c["exact_head"][c["exact_size"] > 1], c["near_head"][c["group_size"] > 1], c["other"][c["other"] >= 0], c["other_exact"][c["other_exact"] >= 0]]))
     keys = split_keys(root, shards, wanted, starts)
     positions = {shard: i for i, shard in enumerate(shards)}
     for shard in todo:
@@ -477,21 +516,23 @@ def write_shards(root: Root, name: str, shards: list, starts: np.ndarray, todo: 
         key_of = lambda ids: [keys.get(int(i)) if i >= 0 else None for i in ids]  # noqa: E731
         other_sim = c["other_similarity"][part]
         against_sim = c["against_similarity"][part]
-        frame = pl.DataFrame({
-            "__key__": sidecars.shard_keys(root, shard),
-            "exact_group": pl.Series([k if s > 1 else None for k, s in zip(key_of(c["exact_head"][part]), exact_size)], dtype=pl.String),
-            "exact_size": pl.Series(exact_size, dtype=pl.Int32),
-            "near_group": pl.Series([k if s > 1 else None for k, s in zip(key_of(c["near_head"][part]), group_size)], dtype=pl.String),
-            "group_size": pl.Series(group_size, dtype=pl.Int32),
-            "representative": pl.Series(c["representative"][part], dtype=pl.Boolean),
-            "redundant": pl.Series(~c["representative"][part], dtype=pl.Boolean),
-            "other_key": pl.Series(key_of(c["other"][part]), dtype=pl.String),
-            "other_similarity": pl.Series(np.where(np.isfinite(other_sim), other_sim, np.nan), dtype=pl.Float32).fill_nan(None),
-            "other_exact_key": pl.Series(key_of(c["other_exact"][part]), dtype=pl.String),
-            "against_key": pl.Series([c["against_keys"][i] if i >= 0 else None for i in c["against"][part]], dtype=pl.String),
-            "against_similarity": pl.Series(np.where(np.isfinite(against_sim), against_sim, np.nan), dtype=pl.Float32).fill_nan(None),
-            "leaks": pl.Series(c["leaks"][part], dtype=pl.Boolean),
-        })
+        frame = pl.DataFrame(
+            {
+                "__key__": sidecars.shard_keys(root, shard),
+                "exact_group": pl.Series([k if s > 1 else None for k, s in zip(key_of(c["exact_head"][part]), exact_size)], dtype=pl.String),
+                "exact_size": pl.Series(exact_size, dtype=pl.Int32),
+                "near_group": pl.Series([k if s > 1 else None for k, s in zip(key_of(c["near_head"][part]), group_size)], dtype=pl.String),
+                "group_size": pl.Series(group_size, dtype=pl.Int32),
+                "representative": pl.Series(c["representative"][part], dtype=pl.Boolean),
+                "redundant": pl.Series(~c["representative"][part], dtype=pl.Boolean),
+                "other_key": pl.Series(key_of(c["other"][part]), dtype=pl.String),
+                "other_similarity": pl.Series(np.where(np.isfinite(other_sim), other_sim, np.nan), dtype=pl.Float32).fill_nan(None),
+                "other_exact_key": pl.Series(key_of(c["other_exact"][part]), dtype=pl.String),
+                "against_key": pl.Series([c["against_keys"][i] if i >= 0 else None for i in c["against"][part]], dtype=pl.String),
+                "against_similarity": pl.Series(np.where(np.isfinite(against_sim), against_sim, np.nan), dtype=pl.Float32).fill_nan(None),
+                "leaks": pl.Series(c["leaks"][part], dtype=pl.Boolean),
+            }
+        )
         sidecars.write_scores(root, name, shard, frame)
 
 
@@ -509,4 +550,3 @@ def summary(c: dict, sizes: tuple) -> dict:
             "leaks": int((mine & c["leaks"]).sum()),
         }
     return figures
-

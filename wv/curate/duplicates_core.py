@@ -110,8 +110,9 @@ class Best:
         self.index[rows[better]] = index[better]
 
 
-def search_block(queries: np.ndarray, q_ids: np.ndarray, q_kind: np.ndarray, base: np.ndarray, b_ids: np.ndarray,
-                 b_kind: np.ndarray, threshold: float, best: dict, tile: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def search_block(
+    queries: np.ndarray, q_ids: np.ndarray, q_kind: np.ndarray, base: np.ndarray, b_ids: np.ndarray, b_kind: np.ndarray, threshold: float, best: dict, tile: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine search of `queries` against `base` (unit rows, with global ids and kinds: 0 train,
     1 val, 2 against), tile by tile. Returns the near edges (ids i != j of the same kind, similarity >=
     threshold) and updates `best[(query kind, base kind)]` (a Best over global ids) for the other kinds."""
@@ -120,9 +121,9 @@ def search_block(queries: np.ndarray, q_ids: np.ndarray, q_kind: np.ndarray, bas
         return edges_i[0], edges_j[0]
     b = torch.from_numpy(np.ascontiguousarray(base))
     for start in range(0, len(queries), tile):
-        q = torch.from_numpy(np.ascontiguousarray(queries[start:start + tile]))
+        q = torch.from_numpy(np.ascontiguousarray(queries[start : start + tile]))
         sims = (q @ b.T).numpy()
-        rows_id, rows_kind = q_ids[start:start + tile], q_kind[start:start + tile]
+        rows_id, rows_kind = q_ids[start : start + tile], q_kind[start : start + tile]
         for kind in np.unique(rows_kind):
             mine = np.flatnonzero(rows_kind == kind)
             for other in np.unique(b_kind):

@@ -12,13 +12,14 @@ MODES = ("auto", "exact", "approximate")
 @dataclass(frozen=True)
 class DuplicateOptions:
     features: str = opt("", "Which ROOT/features/NAME to use (default: the only one there); train and val both need them.")
-    val_features: str = opt("", "The val shards' features when `wv embed --split val` wrote them under another name "
-                                "(the same model; default: --features).")
+    val_features: str = opt("", "The val shards' features when `wv embed --split val` wrote them under another name (the same model; default: --features).")
     threshold: float = opt(0.95, "Near duplicates: cosine similarity of the features at or above this (0 to 1].")
-    against: str = opt("", "Another dataset to check for leaks: a .npy of features, a .parquet with a features column "
-                           "(and __key__), or a folder of images (embedded with the model of --features).", metavar="PATH")
-    mode: str = opt("auto", "exact: every pair, tile by tile. approximate: k-means cells (faiss), each sample searched "
-                            "in its --probes nearest cells. auto: exact up to --exact-max samples.", choices=MODES)
+    against: str = opt(
+        "", "Another dataset to check for leaks: a .npy of features, a .parquet with a features column (and __key__), or a folder of images (embedded with the model of --features).", metavar="PATH"
+    )
+    mode: str = opt(
+        "auto", "exact: every pair, tile by tile. approximate: k-means cells (faiss), each sample searched in its --probes nearest cells. auto: exact up to --exact-max samples.", choices=MODES
+    )
     exact_max: int = opt(200_000, "In auto mode, more samples (train + val + against) than this are searched approximately.")
     probes: int = opt(3, "Approximate mode: cells searched per sample.")
     seed: int = opt(0, "Seeds the k-means of the approximate mode.")

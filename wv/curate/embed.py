@@ -23,8 +23,7 @@ from wv.shards.root import Root, check_name
 COMMAND = "embed"
 
 
-def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", batch_size: int = 256,
-          loader_workers: int = 0, device: str = "auto", overwrite: bool = False, seed: int = 0) -> dict:
+def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", batch_size: int = 256, loader_workers: int = 0, device: str = "auto", overwrite: bool = False, seed: int = 0) -> dict:
     """Write ROOT/features/{name}/{shard}.npy for this rank's shards; returns the run's figures."""
     root = Root(root)
     root.info()
@@ -41,9 +40,20 @@ def embed(root, spec: ModelSpec, name: str | None = None, split: str = "train", 
         samples = embed_shards(root, model, name, dim, shards, batch_size, loader_workers)
     skipped = sum(1 for i, _ in enumerate(root.shard_names(split)) if i % world == rank) - len(shards)
     seconds = time.time() - started
-    return {"name": name, "kind": model.kind, "model": model.name, "dim": dim, "device": str(dev), "rank": rank, "world_size": world,
-            "shards_written": len(shards), "shards_skipped": skipped, "samples": samples, "seconds": round(seconds, 2),
-            "paths": {"features": str(sidecars.sidecar_dir(root, "features", name))}}
+    return {
+        "name": name,
+        "kind": model.kind,
+        "model": model.name,
+        "dim": dim,
+        "device": str(dev),
+        "rank": rank,
+        "world_size": world,
+        "shards_written": len(shards),
+        "shards_skipped": skipped,
+        "samples": samples,
+        "seconds": round(seconds, 2),
+        "paths": {"features": str(sidecars.sidecar_dir(root, "features", name))},
+    }
 
 
 def embed_shards(root: Root, model, name: str, dim: int, shards: list, batch_size: int, loader_workers: int) -> int:

@@ -121,9 +121,13 @@ def build_vocabulary(root: Root, options: KeywordOptions, lexicon: str, names: l
     if options.max_words is not None:
         kept = kept.head(options.max_words)
     common = table.filter(pl.col("docs") > options.max_doc_share * documents).sort(["docs", "word"], descending=[True, False])
-    return kept, {"documents": documents, "candidates": table.height, "dropped_common": common.height,
-                  "dropped_rare": table.filter(pl.col("docs") < options.min_docs).height,
-                  "most_common_dropped": common["word"].head(20).to_list()}
+    return kept, {
+        "documents": documents,
+        "candidates": table.height,
+        "dropped_common": common.height,
+        "dropped_rare": table.filter(pl.col("docs") < options.min_docs).height,
+        "most_common_dropped": common["word"].head(20).to_list(),
+    }
 
 
 # -- pass 2: each sample's keywords ------------------------------------------------------------------------
@@ -144,8 +148,16 @@ def keywords_task(job) -> tuple[str, int, int]:
 
 
 # -- the entry point ---------------------------------------------------------------------------------
-def score_keywords(root: str | Path, options: KeywordOptions = KeywordOptions(), vocabulary: str | Path | None = None, workers: int = 1, executor: str = "local",
-                   ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+def score_keywords(
+    root: str | Path,
+    options: KeywordOptions = KeywordOptions(),
+    vocabulary: str | Path | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     options.validate()
     started = time.perf_counter()
     root = Root(root)
@@ -156,20 +168,32 @@ def score_keywords(root: str | Path, options: KeywordOptions = KeywordOptions(),
     with writing(root, COMMAND), Workers(workers, executor, ray_address) as pool:
         folder, info, built = prepare_vocabulary(root, options, lexicon, vocabulary, names, pool, overwrite, progress)
         if info["lexicon"] == nltk_data.TAGGER and lexicon != nltk_data.TAGGER:
-            raise WvError(f"the vocabulary at {folder} was made with NLTK's POS tagger, which is not installed here; "
-                          "run `python -m nltk.downloader averaged_perceptron_tagger_eng`")
+            raise WvError(f"the vocabulary at {folder} was made with NLTK's POS tagger, which is not installed here; run `python -m nltk.downloader averaged_perceptron_tagger_eng`")
         run = {"vocabulary": info["vocabulary_id"], "lexicon": info["lexicon"]}
         todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split, command=COMMAND))
         jobs = [(str(root.path), name, info["lexicon"], str(folder), info["vocabulary_id"]) for name in names if name in todo]
         for _ in tqdm(pool.map(keywords_task, jobs), total=len(jobs), desc=f"keywords {options.split}", unit="shard", **bar_options(progress)):
             pass
-    stats = sidecars.read_scores(root, NAME, names, columns=["count"]).select(
-        pl.len().alias("samples"), pl.col("count").mean().alias("mean"), (pl.col("count") == 0).sum().alias("none")).collect().row(0, named=True)
+    stats = (
+        sidecars.read_scores(root, NAME, names, columns=["count"])
+        .select(pl.len().alias("samples"), pl.col("count").mean().alias("mean"), (pl.col("count") == 0).sum().alias("none"))
+        .collect()
+        .row(0, named=True)
+    )
     return {
-        "split": options.split, "samples": stats["samples"], "scored": stats["samples"] - stats["none"], "skipped": stats["none"],
-        "keywords_per_image": round(stats["mean"] or 0.0, 3), "vocabulary": info["words"], "lexicon": info["lexicon"],
-        "vocabulary_built": built, "dropped_common": info["dropped_common"], "dropped_rare": info["dropped_rare"],
-        "most_common_dropped": info["most_common_dropped"], "shards_written": len(jobs), "shards_skipped": len(names) - len(jobs),
+        "split": options.split,
+        "samples": stats["samples"],
+        "scored": stats["samples"] - stats["none"],
+        "skipped": stats["none"],
+        "keywords_per_image": round(stats["mean"] or 0.0, 3),
+        "vocabulary": info["words"],
+        "lexicon": info["lexicon"],
+        "vocabulary_built": built,
+        "dropped_common": info["dropped_common"],
+        "dropped_rare": info["dropped_rare"],
+        "most_common_dropped": info["most_common_dropped"],
+        "shards_written": len(jobs),
+        "shards_skipped": len(names) - len(jobs),
         "seconds": round(time.perf_counter() - started, 3),
         "paths": {"scores": str(root.path / "scores" / NAME), "vocabulary": str(Path(folder) / VOCABULARY_FILE)},
     }
@@ -183,15 +207,15 @@ def prepare_vocabulary(root: Root, options: KeywordOptions, lexicon: str, vocabu
     wanted = {**asdict(options), "lexicon": lexicon}
     if (folder / INFO_FILE).is_file() and not overwrite:
         info = read_info(folder)
-        hint = (f"; to score {options.split} with the vocabulary of {info['options']['split']}, pass --vocabulary {folder}"
-                if info["options"].get("split") != options.split else "")
+        hint = f"; to score {options.split} with the vocabulary of {info['options']['split']}, pass --vocabulary {folder}" if info["options"].get("split") != options.split else ""
         refuse_changed(f"the vocabulary at {folder}", info["options"], wanted, f"pass --overwrite to rebuild it{hint}")
         return folder, info, False
     (folder / INFO_FILE).unlink(missing_ok=True)  # until the new vocabulary is complete, there is none
     table, figures = build_vocabulary(root, options, lexicon, names, pool, progress)
     if table.height == 0:
-        raise WvError(f"no noun or adjective is in at least --min-docs {options.min_docs} and at most --max-doc-share "
-                      f"{options.max_doc_share} of the {figures['documents']} documents; loosen the thresholds")
+        raise WvError(
+            f"no noun or adjective is in at least --min-docs {options.min_docs} and at most --max-doc-share {options.max_doc_share} of the {figures['documents']} documents; loosen the thresholds"
+        )
     vocabulary_id = hashlib.sha256("\n".join(table["word"]).encode()).hexdigest()[:16]
     info = {"options": wanted, "lexicon": lexicon, "vocabulary_id": vocabulary_id, "words": table.height, **figures}
     write_parquet(folder / VOCABULARY_FILE, table)

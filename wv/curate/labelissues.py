@@ -28,9 +28,18 @@ COMMAND = "score labelissues"
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 
-def score_labelissues(root, features: str | None = None, name: str = "labelissues", probe: ProbeOptions | None = None,
-                      probe_name: str = "probe", filter_by: str = "prune_by_noise_rate", split: str = "train", seed: int = 0,
-                      overwrite: bool = False, progress: bool = True) -> dict:
+def score_labelissues(
+    root,
+    features: str | None = None,
+    name: str = "labelissues",
+    probe: ProbeOptions | None = None,
+    probe_name: str = "probe",
+    filter_by: str = "prune_by_noise_rate",
+    split: str = "train",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -61,10 +70,20 @@ def score_labelissues(root, features: str | None = None, name: str = "labelissue
             keys, _ = shard_labels(root, shard)
             end = start + keys.len()
             if shard in todo:
-                sidecars.write_scores(root, name, shard, pl.DataFrame({
-                    "__key__": keys, "label_issue": pl.Series(issues[start:end], dtype=pl.Boolean),
-                    "label_quality": pl.Series(quality[start:end].astype(np.float32), dtype=pl.Float32)}))
+                sidecars.write_scores(
+                    root,
+                    name,
+                    shard,
+                    pl.DataFrame({"__key__": keys, "label_issue": pl.Series(issues[start:end], dtype=pl.Boolean), "label_quality": pl.Series(quality[start:end].astype(np.float32), dtype=pl.Float32)}),
+                )
             start = end
-    return {"samples": int(len(labels)), "label_issues": int(issues.sum()), "issue_share": round(float(issues.mean()), 4),
-            "filter_by": filter_by, "probe": probe_figures, "shards_written": len(todo), "seconds": round(time.time() - started, 2),
-            "paths": {"scores": str(root.path / "scores" / name), "probe": str(root.path / "scores" / probe_name)}}
+    return {
+        "samples": int(len(labels)),
+        "label_issues": int(issues.sum()),
+        "issue_share": round(float(issues.mean()), 4),
+        "filter_by": filter_by,
+        "probe": probe_figures,
+        "shards_written": len(todo),
+        "seconds": round(time.time() - started, 2),
+        "paths": {"scores": str(root.path / "scores" / name), "probe": str(root.path / "scores" / probe_name)},
+    }

@@ -64,8 +64,16 @@ PRUNE_AT = 2_000_000  # distinct tokens kept while merging shard vocabularies (a
 
 
 # -- the entry point -------------------------------------------------------------------------------
-def score_lda(root: str | Path, options: LdaOptions = LdaOptions(), model: str | Path | None = None, workers: int = 1, executor: str = "local",
-              ray_address: str | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+def score_lda(
+    root: str | Path,
+    options: LdaOptions = LdaOptions(),
+    model: str | Path | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Fit (or reuse) the model, then write the topic features and the lda and label_weights sidecars."""
     options.validate()
     root = Root(root)
@@ -88,14 +96,20 @@ def score_lda(root: str | Path, options: LdaOptions = LdaOptions(), model: str |
         started = time.perf_counter()
         written = run_scores(root, options, saved, shards, pool, overwrite, progress)
         timings["scores"] = round(time.perf_counter() - started, 3)
-    return {**figures, **summarise(root, shards, options), "fitted": fitted, "model_id": saved.model_id, "topics": saved.info["topics"],
-            "shards_written": written, "shards_skipped": shards.height - written, "seconds": timings,
-            "paths": {"scores": str(root.path / "scores" / NAME), "label_weights": str(root.path / "scores" / LABEL_WEIGHTS),
-                      "features": str(root.path / "features" / NAME), "model": str(saved.folder)}}
+    return {
+        **figures,
+        **summarise(root, shards, options),
+        "fitted": fitted,
+        "model_id": saved.model_id,
+        "topics": saved.info["topics"],
+        "shards_written": written,
+        "shards_skipped": shards.height - written,
+        "seconds": timings,
+        "paths": {"scores": str(root.path / "scores" / NAME), "label_weights": str(root.path / "scores" / LABEL_WEIGHTS), "features": str(root.path / "features" / NAME), "model": str(saved.folder)},
+    }
 
 
-def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, overwrite: bool, progress: bool,
-                  figures: dict) -> tuple[SavedModel, bool]:
+def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, overwrite: bool, progress: bool, figures: dict) -> tuple[SavedModel, bool]:
     if model is not None:
         saved = open_model(model)
         if not saved.means_id:
@@ -104,8 +118,7 @@ def prepare_model(root: Root, options: LdaOptions, model, pool: Workers, overwri
     folder = root.model_dir(NAME)
     if (folder / INFO_FILE).is_file() and not overwrite:
         saved = open_model(folder)
-        hint = (f"; to score {options.split} with the model fitted on {saved.info['fit']['split']}, pass --model {folder}"
-                if saved.info["fit"].get("split") != options.split else "")
+        hint = f"; to score {options.split} with the model fitted on {saved.info['fit']['split']}, pass --model {folder}" if saved.info["fit"].get("split") != options.split else ""
         refuse_changed(f"the model at {folder}", saved.info["fit"], options.fit_options(), f"pass --overwrite to refit it{hint}")
         figures.update(fit_docs=saved.info["documents"], vocabulary=saved.info["vocabulary"])
         return saved, False
@@ -125,7 +138,7 @@ def fit_plan(root: Root, options: LdaOptions) -> list[tuple[str, np.ndarray | No
     starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())])
     plan = []
     for number, name in enumerate(shards["name"]):
-        rows = chosen[np.searchsorted(chosen, starts[number]):np.searchsorted(chosen, starts[number + 1])] - starts[number]
+        rows = chosen[np.searchsorted(chosen, starts[number]) : np.searchsorted(chosen, starts[number + 1])] - starts[number]
         if rows.size:
             plan.append((name, rows))
     return plan
@@ -147,24 +160,21 @@ def vocabulary_task(job):
     return shard, Dictionary((t for t in tokens if t), prune_at=None), np.array([r for r, t in zip(rows, tokens) if t], dtype=np.int32)
 
 
-def build_vocabulary(root: Root, options: LdaOptions, plan: list[tuple[str, np.ndarray | None]], pool: Workers,
-                     progress: bool) -> tuple["Dictionary", list[tuple[str, np.ndarray]]]:
+def build_vocabulary(root: Root, options: LdaOptions, plan: list[tuple[str, np.ndarray | None]], pool: Workers, progress: bool) -> tuple["Dictionary", list[tuple[str, np.ndarray]]]:
     """-> (filtered Dictionary, the fit documents: [(shard, rows whose text has tokens)]), the same for any worker count."""
     from gensim.corpora import Dictionary
 
     dictionary, documents = Dictionary(prune_at=None), []
     jobs = ((str(root.path), shard, rows) for shard, rows in plan)
     results = pool.map(vocabulary_task, jobs)
-    for shard, shard_dictionary, rows in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary",
-                                              unit="shard", **bar_options(progress)):
+    for shard, shard_dictionary, rows in tqdm(in_order(results, [s for s, _ in plan]), total=len(plan), desc="lda vocabulary", unit="shard", **bar_options(progress)):
         dictionary.merge_with(shard_dictionary)
         if rows.size:
             documents.append((shard, rows))
         if len(dictionary) > PRUNE_AT:
             dictionary.filter_extremes(no_below=1, no_above=1.0, keep_n=PRUNE_AT)
     if not documents:
-        raise WvError(f"no {options.split} sample of {root.path} has usable text (all empty, non-English or stop words); "
-                      "there is nothing to fit a topic model on")
+        raise WvError(f"no {options.split} sample of {root.path} has usable text (all empty, non-English or stop words); there is nothing to fit a topic model on")
     return finish_vocabulary(dictionary, options), documents
 
 
@@ -240,9 +250,16 @@ def fit(root: Root, options: LdaOptions, folder: Path, pool: Workers, progress: 
         bar.close()
     seconds["model"] = round(time.perf_counter() - started, 3)
     info = {
-        "format": MODEL_FORMAT, "model_id": hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16],
-        "fit": options.fit_options(), "documents": len(corpus), "vocabulary": len(dictionary), "topics": options.topics,
-        "classes": len(root.classes()), "root": str(root.path.resolve()), "wv_version": wv.__version__, "class_means": None,
+        "format": MODEL_FORMAT,
+        "model_id": hashlib.sha256(np.ascontiguousarray(model.expElogbeta).tobytes()).hexdigest()[:16],
+        "fit": options.fit_options(),
+        "documents": len(corpus),
+        "vocabulary": len(dictionary),
+        "topics": options.topics,
+        "classes": len(root.classes()),
+        "root": str(root.path.resolve()),
+        "wv_version": wv.__version__,
+        "class_means": None,
         "seconds": seconds,
     }
     save_model(folder, model, dictionary, info)
@@ -281,17 +298,13 @@ def topics_task(job: TopicsJob):
     return (job.shard, *class_sums(frame["label"].to_numpy(), theta))
 
 
-def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool,
-               progress: bool) -> SavedModel:
+def run_topics(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool, progress: bool) -> SavedModel:
     need_means = not saved.means_id
     if need_means and saved.info["fit"]["split"] != options.split:
-        raise WvError(f"the model at {saved.folder} has no class means yet; score its fit split "
-                      f"({saved.info['fit']['split']}) first")
-    todo = set(sidecars.begin_run(root, "features", NAME, {"model": saved.model_id, "seed": options.seed}, overwrite, options.split,
-                                  command=COMMAND))
+        raise WvError(f"the model at {saved.folder} has no class means yet; score its fit split ({saved.info['fit']['split']}) first")
+    todo = set(sidecars.begin_run(root, "features", NAME, {"model": saved.model_id, "seed": options.seed}, overwrite, options.split, command=COMMAND))
     names = shards["name"].to_list()
-    jobs = [TopicsJob(str(root.path), name, str(saved.folder), saved.model_id, options.seed, need_means)
-            for name in names if need_means or name in todo]
+    jobs = [TopicsJob(str(root.path), name, str(saved.folder), saved.model_id, options.seed, need_means) for name in names if need_means or name in todo]
     classes = saved.info["classes"]
     sums, counts = np.zeros((classes, saved.info["topics"]), dtype=np.float64), np.zeros(classes, dtype=np.int64)
     results = in_order(pool.map(topics_task, jobs), [j.shard for j in jobs])
@@ -330,21 +343,17 @@ def scores_task(job: ScoresJob) -> str:
     theta = np.asarray(sidecars.read_features(root, NAME, job.shard), dtype=np.float32)
     _, dictionary = load_model(job.model_dir, job.model_id)
     means = load_means(job.model_dir, job.means_id)
-    lda, label_weights = score_frames(frame["__key__"], frame["label"].to_numpy(), frame["text"], theta, means, dictionary,
-                                      job.similarity, job.top_topics, job.top_classes)
+    lda, label_weights = score_frames(frame["__key__"], frame["label"].to_numpy(), frame["text"], theta, means, dictionary, job.similarity, job.top_topics, job.top_classes)
     sidecars.write_scores(root, NAME, job.shard, lda)
     sidecars.write_scores(root, LABEL_WEIGHTS, job.shard, label_weights)
     return job.shard
 
 
-def run_scores(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool,
-               progress: bool) -> int:
-    run = {"model": saved.model_id, "class_means": saved.means_id, "similarity": options.similarity,
-           "top_topics": options.top_topics, "top_classes": options.top_classes, "seed": options.seed}
+def run_scores(root: Root, options: LdaOptions, saved: SavedModel, shards: pl.DataFrame, pool: Workers, overwrite: bool, progress: bool) -> int:
+    run = {"model": saved.model_id, "class_means": saved.means_id, "similarity": options.similarity, "top_topics": options.top_topics, "top_classes": options.top_classes, "seed": options.seed}
     todo = set(sidecars.begin_run(root, "scores", NAME, run, overwrite, options.split, command=COMMAND))
     todo |= set(sidecars.begin_run(root, "scores", LABEL_WEIGHTS, run, overwrite, options.split, command=COMMAND))
-    jobs = [ScoresJob(str(root.path), name, str(saved.folder), saved.model_id, saved.means_id, options.similarity,
-                      options.top_topics, options.top_classes) for name in shards["name"] if name in todo]
+    jobs = [ScoresJob(str(root.path), name, str(saved.folder), saved.model_id, saved.means_id, options.similarity, options.top_topics, options.top_classes) for name in shards["name"] if name in todo]
     for _ in tqdm(pool.map(scores_task, jobs), total=len(jobs), desc=f"lda scores {options.split}", unit="shard", **bar_options(progress)):
         pass
     return len(jobs)
@@ -354,8 +363,13 @@ def summarise(root: Root, shards: pl.DataFrame, options: LdaOptions) -> dict:
     scores = sidecars.read_scores(root, NAME, shards["name"].to_list(), columns=["similarity", "text_flag"])
     counts = scores.group_by("text_flag").len().collect()
     flags = {row["text_flag"]: row["len"] for row in counts.iter_rows(named=True) if row["text_flag"] is not None}
-    stats = scores.select(pl.len().alias("samples"), pl.col("similarity").count().alias("scored"),
-                          pl.col("similarity").median().alias("median")).collect().row(0, named=True)
-    return {"split": options.split, "samples": stats["samples"], "scored": stats["scored"],
-            "skipped": stats["samples"] - stats["scored"], "flags": flags, "median_similarity": stats["median"],
-            "similarity": options.similarity}
+    stats = scores.select(pl.len().alias("samples"), pl.col("similarity").count().alias("scored"), pl.col("similarity").median().alias("median")).collect().row(0, named=True)
+    return {
+        "split": options.split,
+        "samples": stats["samples"],
+        "scored": stats["scored"],
+        "skipped": stats["samples"] - stats["scored"],
+        "flags": flags,
+        "median_similarity": stats["median"],
+        "similarity": options.similarity,
+    }

@@ -55,8 +55,7 @@ class EstepJob:
 @functools.lru_cache(maxsize=1)
 def inference_model(topics: int, terms: int, alpha: tuple, iterations: int, gamma_threshold: float):
     """A bare LdaModel whose `inference` the E-step calls (its topics are set per job)."""
-    return LdaModel(id2word={0: ""}, num_topics=topics, alpha=np.asarray(alpha, dtype=DTYPE), iterations=iterations,
-                    gamma_threshold=gamma_threshold, dtype=DTYPE)
+    return LdaModel(id2word={0: ""}, num_topics=topics, alpha=np.asarray(alpha, dtype=DTYPE), iterations=iterations, gamma_threshold=gamma_threshold, dtype=DTYPE)
 
 
 def estep_task(job: EstepJob):
@@ -98,9 +97,17 @@ class PoolDispatcher:
         jobs = []
         for chunk in self.chunks:
             for start in range(0, len(chunk), PART):
-                jobs.append(EstepJob(str(self.topics_file), tuple(float(a) for a in model.alpha), model.iterations,
-                                     model.gamma_threshold, (self.seed, self.chunk_number, start), chunk[start:start + PART],
-                                     self.reader))
+                jobs.append(
+                    EstepJob(
+                        str(self.topics_file),
+                        tuple(float(a) for a in model.alpha),
+                        model.iterations,
+                        model.gamma_threshold,
+                        (self.seed, self.chunk_number, start),
+                        chunk[start : start + PART],
+                        self.reader,
+                    )
+                )
             self.chunk_number += 1
         state = LdaState(model.eta, model.state.sstats.shape, model.dtype)
         results = {}
@@ -144,15 +151,25 @@ def scratch_folder(parent: Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def fit_lda(corpus: Sequence, dictionary: Dictionary, topics: int, passes: int, iterations: int, chunksize: int, seed: int,
-            pool: Workers, scratch: Path, reader: Callable | None = None, progress: Callable[[int], None] | None = None) -> LdaModel:
+def fit_lda(
+    corpus: Sequence,
+    dictionary: Dictionary,
+    topics: int,
+    passes: int,
+    iterations: int,
+    chunksize: int,
+    seed: int,
+    pool: Workers,
+    scratch: Path,
+    reader: Callable | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LdaModel:
     """An LdaModel fitted on `corpus` (re-iterable, with len()), its E-steps on `pool`.
 
     `corpus` holds bags of words, or references that the picklable `reader` turns into bags in the
     workers; `progress(documents)` is called after each update; `scratch` is a folder every worker sees.
     """
-    model = LeanLdaModel(id2word=dictionary, num_topics=topics, chunksize=chunksize, passes=passes, iterations=iterations,
-                         random_state=seed, eval_every=None, dtype=DTYPE)
+    model = LeanLdaModel(id2word=dictionary, num_topics=topics, chunksize=chunksize, passes=passes, iterations=iterations, random_state=seed, eval_every=None, dtype=DTYPE)
     try:
         model.dispatcher, model.numworkers = PoolDispatcher(model, pool, scratch, seed, reader, progress), 1
         model.update(corpus)

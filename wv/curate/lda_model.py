@@ -36,12 +36,19 @@ if TYPE_CHECKING:
 FLAG_UNKNOWN_WORDS = "unknown_words"
 FLAG_NO_CLASS_MEAN = "no_class_mean"
 LDA_SCHEMA = {
-    "__key__": pl.String, "similarity": pl.Float32, "top_topics": pl.List(pl.Int16), "top_weights": pl.List(pl.Float32),
-    "tokens": pl.Int32, "text_flag": pl.String,
+    "__key__": pl.String,
+    "similarity": pl.Float32,
+    "top_topics": pl.List(pl.Int16),
+    "top_weights": pl.List(pl.Float32),
+    "tokens": pl.Int32,
+    "text_flag": pl.String,
 }
 WEIGHTS_SCHEMA = {
-    "__key__": pl.String, "label_topk": pl.List(pl.Int32), "weight_topk": pl.List(pl.Float32),
-    "sim_topk": pl.List(pl.Float32), "label_weight": pl.Float32,
+    "__key__": pl.String,
+    "label_topk": pl.List(pl.Int32),
+    "weight_topk": pl.List(pl.Float32),
+    "sim_topk": pl.List(pl.Float32),
+    "label_weight": pl.Float32,
 }
 
 
@@ -63,8 +70,10 @@ def finish_vocabulary(dictionary: "Dictionary", options: FitSettings) -> "Dictio
     """The dictionary filtered by document frequency, token ids in alphabetical order; WvError when no word is left."""
     dictionary.filter_extremes(no_below=options.no_below, no_above=options.no_above, keep_n=options.keep_n)
     if len(dictionary) == 0:
-        raise WvError(f"no word is in at least --no-below {options.no_below} of the {dictionary.num_docs} documents and at most "
-                      f"--no-above {options.no_above} of them; lower --no-below (or raise --no-above) for a dataset this small")
+        raise WvError(
+            f"no word is in at least --no-below {options.no_below} of the {dictionary.num_docs} documents and at most "
+            f"--no-above {options.no_above} of them; lower --no-below (or raise --no-above) for a dataset this small"
+        )
     return canonical(dictionary)
 
 
@@ -92,14 +101,14 @@ def quiet_gensim():
         gensim_log.setLevel(level)
 
 
-def fit_model(corpus: Sequence, dictionary: "Dictionary", options: FitSettings, pool: "Workers", scratch: Path,
-              reader: Callable | None = None, progress: Callable[[int], None] | None = None) -> "LdaModel":
+def fit_model(
+    corpus: Sequence, dictionary: "Dictionary", options: FitSettings, pool: "Workers", scratch: Path, reader: Callable | None = None, progress: Callable[[int], None] | None = None
+) -> "LdaModel":
     """gensim's LdaModel fitted on `corpus` (bags of words, or references `reader` turns into bags), E-steps on `pool`."""
     from wv.curate.lda_fit import fit_lda
 
     with quiet_gensim():
-        return fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize, options.seed,
-                       pool, scratch, reader, progress)
+        return fit_lda(corpus, dictionary, options.topics, options.passes, options.iterations, options.chunksize, options.seed, pool, scratch, reader, progress)
 
 
 def fit_topics(documents: list[list[str]], options: FitSettings, pool=None):
@@ -175,9 +184,9 @@ def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index, np.take_along_axis(values, index, axis=1)
 
 
-def score_frames(keys: Sequence[str], labels: np.ndarray, texts: Sequence[str | None], theta: np.ndarray, means: np.ndarray,
-                 dictionary: "Dictionary", similarity: str,
-                 top_topics: int, top_classes: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def score_frames(
+    keys: Sequence[str], labels: np.ndarray, texts: Sequence[str | None], theta: np.ndarray, means: np.ndarray, dictionary: "Dictionary", similarity: str, top_topics: int, top_classes: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The lda and label_weights columns (LDA_SCHEMA, WEIGHTS_SCHEMA) of documents with these keys,
     labels, texts and topic distributions, given the class means."""
     sims = similarities(theta, means, similarity)
@@ -196,18 +205,26 @@ def score_frames(keys: Sequence[str], labels: np.ndarray, texts: Sequence[str | 
     weights = class_sims / np.where(total > 0, total, 1)
     label_weight = np.where(class_ids == labels[:, None], np.nan_to_num(weights), 0).sum(axis=1)
     valid = ~np.isnan(class_sims)  # fewer than k classes have a mean: shorter lists
-    lda = pl.DataFrame({
-        "__key__": keys, "similarity": np.where(scored, own, np.nan),
-        "top_topics": [ids.tolist() if ok else None for ids, ok in zip(topic_ids, ~np.isnan(theta[:, 0]))],
-        "top_weights": [w.tolist() if ok else None for w, ok in zip(topic_weights, ~np.isnan(theta[:, 0]))],
-        "tokens": tokens, "text_flag": flags,
-    }, schema=LDA_SCHEMA).with_columns(pl.col("similarity").fill_nan(None))
+    lda = pl.DataFrame(
+        {
+            "__key__": keys,
+            "similarity": np.where(scored, own, np.nan),
+            "top_topics": [ids.tolist() if ok else None for ids, ok in zip(topic_ids, ~np.isnan(theta[:, 0]))],
+            "top_weights": [w.tolist() if ok else None for w, ok in zip(topic_weights, ~np.isnan(theta[:, 0]))],
+            "tokens": tokens,
+            "text_flag": flags,
+        },
+        schema=LDA_SCHEMA,
+    ).with_columns(pl.col("similarity").fill_nan(None))
     has_classes = ~np.isnan(theta[:, 0])
-    label_weights = pl.DataFrame({
-        "__key__": keys,
-        "label_topk": [ids[v].tolist() if ok else None for ids, v, ok in zip(class_ids, valid, has_classes)],
-        "weight_topk": [w[v].tolist() if ok else None for w, v, ok in zip(weights, valid, has_classes)],
-        "sim_topk": [s[v].tolist() if ok else None for s, v, ok in zip(class_sims, valid, has_classes)],
-        "label_weight": np.where(has_classes, label_weight, np.nan),
-    }, schema=WEIGHTS_SCHEMA).with_columns(pl.col("label_weight").fill_nan(None))
+    label_weights = pl.DataFrame(
+        {
+            "__key__": keys,
+            "label_topk": [ids[v].tolist() if ok else None for ids, v, ok in zip(class_ids, valid, has_classes)],
+            "weight_topk": [w[v].tolist() if ok else None for w, v, ok in zip(weights, valid, has_classes)],
+            "sim_topk": [s[v].tolist() if ok else None for s, v, ok in zip(class_sims, valid, has_classes)],
+            "label_weight": np.where(has_classes, label_weight, np.nan),
+        },
+        schema=WEIGHTS_SCHEMA,
+    ).with_columns(pl.col("label_weight").fill_nan(None))
     return lda, label_weights

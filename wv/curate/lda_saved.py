@@ -93,8 +93,8 @@ def save_means(saved: SavedModel, sums: np.ndarray, counts: np.ndarray) -> None:
     with atomic_path(saved.folder / COUNTS_FILE) as tmp, open(tmp, "wb") as f:
         np.save(f, counts)
     saved.info["class_means"] = {
-        "id": hashlib.sha256(means.tobytes()).hexdigest()[:16], "classes_with_text": int((counts > 0).sum()),
+        "id": hashlib.sha256(means.tobytes()).hexdigest()[:16],
+        "classes_with_text": int((counts > 0).sum()),
         "documents": int(counts.sum()),
     }
     write_json(saved.folder / INFO_FILE, saved.info)
-

@@ -74,8 +74,7 @@ def lay_out_wordnet(source: Path, data: Path) -> Path:
         for file in source.iterdir():
             if file.is_file():
                 shutil.copyfile(file, staging / file.name)
-        (staging / "lexnames").write_text(
-            "".join(f"{i:02d}\t{name}\t{LEX_POS[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES)))
+        (staging / "lexnames").write_text("".join(f"{i:02d}\t{name}\t{LEX_POS[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES)))
         if corpus.is_symlink() or corpus.exists():  # a stale layout (its source files moved): replace it
             shutil.rmtree(corpus, ignore_errors=True)
         try:

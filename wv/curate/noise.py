@@ -102,8 +102,7 @@ def keyword_counts(root: Root, component: Component, shards: list) -> tuple[dict
     for shard in shards:
         keys, labels = shard_labels(root, shard)
         frame = sidecars.read_score(root, component.score, shard, [component.column], keys=keys)
-        counted = (frame.select(pl.Series("label", labels), pl.col(component.column).alias("word")).explode("word")
-                   .drop_nulls("word").group_by("label", "word").len())
+        counted = frame.select(pl.Series("label", labels), pl.col(component.column).alias("word")).explode("word").drop_nulls("word").group_by("label", "word").len()
         pairs = counted if pairs is None else pl.concat([pairs, counted]).group_by("label", "word").agg(pl.col("len").sum())
     pairs = pairs if pairs is not None else pl.DataFrame(schema={"label": pl.Int64, "word": pl.String, "len": pl.UInt32})
     words = dict(pairs.group_by("word").agg(pl.col("len").sum()).iter_rows())
@@ -131,8 +130,16 @@ def component_values(root: Root, component: Component, shard: str, counts: dict)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-def score_noise(root, options: NoiseOptions | None = None, name: str = "noise", features: str | None = None,
-                probe: ProbeOptions | None = None, probe_name: str = "probe", overwrite: bool = False, progress: bool = True) -> dict:
+def score_noise(
+    root,
+    options: NoiseOptions | None = None,
+    name: str = "noise",
+    features: str | None = None,
+    probe: ProbeOptions | None = None,
+    probe_name: str = "probe",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     started = time.time()
     root = root if isinstance(root, Root) else Root(root)
     options, probe = options or NoiseOptions(), probe or ProbeOptions()
@@ -146,8 +153,7 @@ def score_noise(root, options: NoiseOptions | None = None, name: str = "noise", 
     feature_set = probe_features(root, features, probe, options)
     components, skipped = find_components(root, shards, exclude=(name, probe_name) if feature_set else (name,))
     if not components and feature_set is None:
-        raise WvError(f"{root.path} holds no evidence to score noise from: no lda, keywords, density, curriculum, confidence or "
-                      "probe score and no features; run a scorer or `wv embed` first")
+        raise WvError(f"{root.path} holds no evidence to score noise from: no lda, keywords, density, curriculum, confidence or probe score and no features; run a scorer or `wv embed` first")
     record = sidecars.run_record(root, "scores", name, COMMAND)
     with writing(root, COMMAND):
         record.check(run_options(options, components, feature_set, probe, probe_name), overwrite)
@@ -159,8 +165,7 @@ def score_noise(root, options: NoiseOptions | None = None, name: str = "noise", 
             components, skipped = find_components(root, shards, exclude=(name,))
         counts = {c.score: keyword_counts(root, c, shards) for c in components if c.command == "score keywords"}
         mix, grids = fit(root, components, shards, counts, options, progress)
-        todo = sidecars.begin_run(root, "scores", name, run_options(options, components, feature_set, probe, probe_name), overwrite,
-                                  options.split, command=COMMAND)
+        todo = sidecars.begin_run(root, "scores", name, run_options(options, components, feature_set, probe, probe_name), overwrite, options.split, command=COMMAND)
         totals = write_shards(root, name, components, grids, counts, mix, options, todo, progress)
     return summarise(root, name, components, skipped, mix, totals, probe_figures, len(todo), len(shards), started)
 
@@ -176,8 +181,7 @@ def probe_features(root: Root, features: str | None, probe: ProbeOptions, option
 
 def run_options(options: NoiseOptions, components: list, features: str | None, probe: ProbeOptions, probe_name: str) -> dict:
     used = sorted(c.score for c in components if c.score != probe_name)
-    return {**asdict(options), "scores": used, "features": features, "probe_name": probe_name if features else None,
-            "probe": asdict(probe) if features else None}
+    return {**asdict(options), "scores": used, "features": features, "probe_name": probe_name if features else None, "probe": asdict(probe) if features else None}
 
 
 def fit(root: Root, components: list, shards: list, counts: dict, options: NoiseOptions, progress: bool):
@@ -194,8 +198,7 @@ def fit(root: Root, components: list, shards: list, counts: dict, options: Noise
     return noise_core.fit_mixture(z, [c.group for c in components]), grids
 
 
-def write_shards(root: Root, name: str, components: list, grids: list, counts: dict, mix, options: NoiseOptions, todo: list,
-                 progress: bool) -> dict:
+def write_shards(root: Root, name: str, components: list, grids: list, counts: dict, mix, options: NoiseOptions, todo: list, progress: bool) -> dict:
     for shard in tqdm(todo, desc="noise: shards", **bar_options(progress)):
         keys, labels = shard_labels(root, shard)
         z = np.full((len(labels), len(components)), np.nan)
@@ -205,8 +208,7 @@ def write_shards(root: Root, name: str, components: list, grids: list, counts: d
         result = noise_core.noise_posterior(mix, z)
         sidecars.write_scores(root, name, shard, shard_frame(keys, components, result, options.threshold))
     scores = sidecars.read_scores(root, name, split=options.split, columns=["p_noisy", "noisy", "reason"]).collect()
-    return {"samples": scores.height, "noisy": int(scores["noisy"].sum()),
-            "reasons": dict(sorted(scores.filter(pl.col("noisy"))["reason"].value_counts().iter_rows(), key=lambda r: -r[1]))}
+    return {"samples": scores.height, "noisy": int(scores["noisy"].sum()), "reasons": dict(sorted(scores.filter(pl.col("noisy"))["reason"].value_counts().iter_rows(), key=lambda r: -r[1]))}
 
 
 def shard_frame(keys: pl.Series, components: list, result: dict, threshold: float) -> pl.DataFrame:
@@ -214,23 +216,31 @@ def shard_frame(keys: pl.Series, components: list, result: dict, threshold: floa
     strongest = contributions.argmax(axis=1)
     pushed = contributions[np.arange(len(keys)), strongest] > 0
     reason = [components[j].score if hit else None for j, hit in zip(strongest, pushed)]
-    return pl.DataFrame({
-        "__key__": keys,
-        "p_noisy": pl.Series(result["p_noisy"], dtype=pl.Float32),
-        "noisy": pl.Series(result["p_noisy"] > threshold, dtype=pl.Boolean),
-        "p_text_off": pl.Series(result["p_text_off"], dtype=pl.Float32).fill_nan(None),
-        "reason": pl.Series(reason, dtype=pl.String),
-        **{c.label: pl.Series(contributions[:, j], dtype=pl.Float32) for j, c in enumerate(components)},
-    })
+    return pl.DataFrame(
+        {
+            "__key__": keys,
+            "p_noisy": pl.Series(result["p_noisy"], dtype=pl.Float32),
+            "noisy": pl.Series(result["p_noisy"] > threshold, dtype=pl.Boolean),
+            "p_text_off": pl.Series(result["p_text_off"], dtype=pl.Float32).fill_nan(None),
+            "reason": pl.Series(reason, dtype=pl.String),
+            **{c.label: pl.Series(contributions[:, j], dtype=pl.Float32) for j, c in enumerate(components)},
+        }
+    )
 
 
-def summarise(root: Root, name: str, components: list, skipped: list, mix, totals: dict, probe_figures, written: int, shards: int,
-              started: float) -> dict:
+def summarise(root: Root, name: str, components: list, skipped: list, mix, totals: dict, probe_figures, written: int, shards: int, started: float) -> dict:
     return {
-        "samples": totals["samples"], "noisy": totals["noisy"], "noisy_share": round(totals["noisy"] / max(totals["samples"], 1), 4),
+        "samples": totals["samples"],
+        "noisy": totals["noisy"],
+        "noisy_share": round(totals["noisy"] / max(totals["samples"], 1), 4),
         "components": {c.score: {"group": c.group, "column": c.column} for c in components},
-        "skipped": dict(skipped), "reasons": totals["reasons"],
+        "skipped": dict(skipped),
+        "reasons": totals["reasons"],
         "prior": {"text_off": round(float(mix.prior[1].sum()), 4), "image_off": round(float(mix.prior[:, 1].sum()), 4)},
-        "em_iterations": mix.iterations, "probe": probe_figures, "shards_written": written, "shards_skipped": shards - written,
-        "seconds": round(time.time() - started, 2), "paths": {"scores": str(root.path / "scores" / name)},
+        "em_iterations": mix.iterations,
+        "probe": probe_figures,
+        "shards_written": written,
+        "shards_skipped": shards - written,
+        "seconds": round(time.time() - started, 2),
+        "paths": {"scores": str(root.path / "scores" / name)},
     }

@@ -39,7 +39,7 @@ def class_grids(values: np.ndarray, labels: np.ndarray, classes: int, points: in
     sorted_labels, sorted_values = labels[finite][order], values[finite][order]
     bounds = np.searchsorted(sorted_labels, np.arange(classes + 1))
     for label in range(classes):
-        members = np.sort(sorted_values[bounds[label]:bounds[label + 1]])
+        members = np.sort(sorted_values[bounds[label] : bounds[label + 1]])
         if len(members) > points:
             members = members[np.linspace(0, len(members) - 1, points).round().astype(np.int64)]
         grids[label] = members
@@ -194,8 +194,7 @@ def noise_posterior(mix: Mixture, z: np.ndarray) -> dict:
 
 
 # -- keyword agreement: how typical a sample's keywords are of its class ----------------------------------
-def keyword_agreement(labels: np.ndarray, keywords: list, pair_counts: dict, word_counts: dict, class_tokens: np.ndarray,
-                      smoothing: float = 0.5) -> np.ndarray:
+def keyword_agreement(labels: np.ndarray, keywords: list, pair_counts: dict, word_counts: dict, class_tokens: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
     """Mean over a sample's keywords of log P(word | its class) / P(word), its own words left out of the counts
     (naive Bayes evidence for the label from the text); NaN for a sample without keywords."""
     vocabulary = max(len(word_counts), 1)

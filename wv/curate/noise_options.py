@@ -20,8 +20,7 @@ class ProbeOptions:
         if not 2 <= self.folds <= 1000 or self.epochs < 1 or self.batch_size < 1 or self.mix_shards < 1 or not 0 < self.lr <= 10:
             raise WvError("--folds must be 2 to 1000, --epochs, --batch-size and --mix-shards at least 1, and --lr in (0, 10]")
         if shards < self.folds:
-            raise WvError(f"--folds {self.folds} needs at least {self.folds} shards (the folds are groups of shards) and the split has "
-                          f"{shards}; lower --folds or rebuild with a smaller --shard-size")
+            raise WvError(f"--folds {self.folds} needs at least {self.folds} shards (the folds are groups of shards) and the split has {shards}; lower --folds or rebuild with a smaller --shard-size")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ class LdaOptions:
     no_above: float = opt(0.5, "Keep words in at most this share of the documents.")
     keep_n: int = opt(100_000, "Keep at most this many words (the most frequent).")
     fit_docs: int | None = opt(None, "Fit on a seeded sample of this many documents (default: all); all are scored.")
-    similarity: str = opt("cosine", "Sample vs class mean topic distribution: cosine, or the reference's plain dot product.",
-                          choices=SIMILARITIES)
+    similarity: str = opt("cosine", "Sample vs class mean topic distribution: cosine, or the reference's plain dot product.", choices=SIMILARITIES)
     top_topics: int = opt(3, "Top topics kept per sample.")
     top_classes: int = opt(5, "k of the label weights: the k most similar classes per sample.")
     split: str = opt("train", choices=SPLITS)
@@ -80,8 +79,7 @@ class DensityOptions:
     split: str = opt("train", choices=SPLITS)
     dim: int = opt(256, "PCA to this many dimensions when the features are wider.")
     quantile: float = opt(0.6, "d_c is this quantile of the class's distances.")
-    mode: str = opt("auto", "exact: every pair. approximate: sampled anchors. auto: exact up to --exact-max samples per class.",
-                    choices=MODES)
+    mode: str = opt("auto", "exact: every pair. approximate: sampled anchors. auto: exact up to --exact-max samples per class.", choices=MODES)
     exact_max: int = opt(100_000, "In auto mode, larger classes are approximated.")
     anchors: int = opt(10_000, "Samples standing for a class in approximate mode.")
     seed: int = opt(0, "PCA and sampling seed (the reference's random_state).")
@@ -97,8 +95,7 @@ class DensityOptions:
 
 @dataclass(frozen=True)
 class SelectOptions:
-    rules: tuple = opt(help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).",
-                       flag="--drop", multiple=True, metavar="RULE")
+    rules: tuple = opt(help="Drop the samples where RULE holds (repeatable; the first rule that matches is recorded).", flag="--drop", multiple=True, metavar="RULE")
     min_per_class: int = opt(10, "Never leave a class with fewer samples than this.")
     max_drop_fraction: float = opt(0.5, "Never drop more than this fraction of a class.")
     split: str = opt("train", choices=SPLITS)
@@ -120,8 +117,7 @@ class AuditOptions:
     bins: int = opt(40, "Bins of each score histogram.")
     split: str = opt("train", choices=SPLITS)
     selection: str = opt(SELECTION, "The selection sidecar to report on (wv select --name).")
-    relabel: str = opt("auto", "Pseudo-labels to show on relabel.html (a `wv relabel` --name); auto: scores/pseudo when "
-                               "`wv relabel` made it; none.")
+    relabel: str = opt("auto", "Pseudo-labels to show on relabel.html (a `wv relabel` --name); auto: scores/pseudo when `wv relabel` made it; none.")
     seed: int = opt(0, "Which samples each class page shows (a seeded random pick).")
 
     def validate(self) -> None:
@@ -170,8 +166,7 @@ CLASS_NAMES = ("wordnet", "imagenet")
 @dataclass(frozen=True)
 class ConfidenceOptions:
     templates: str = opt("simple", "CLIP prompts: simple, openai, or your own with {} for the class name, separated by |.")
-    names: str = opt("wordnet", "CLIP class names: the first WordNet name (wv.json), or open_clip's ImageNet names (WebVision 1.0 only).",
-                     flag="--class-names", choices=CLASS_NAMES)
+    names: str = opt("wordnet", "CLIP class names: the first WordNet name (wv.json), or open_clip's ImageNet names (WebVision 1.0 only).", flag="--class-names", choices=CLASS_NAMES)
     split: str = opt("train", choices=SPLITS)
     seed: int = opt(0, "Seeds torch (scores are deterministic).")
 
@@ -181,8 +176,7 @@ CURRICULUM_METHODS = ("auto", "kmeans", "quantile")
 
 @dataclass(frozen=True)
 class CurriculumOptions:
-    by: str = opt("density", "The score to split by: density (CurriculumNet k-means) or any score column (per-class quantiles).",
-                  metavar="SCORE[:COLUMN]")
+    by: str = opt("density", "The score to split by: density (CurriculumNet k-means) or any score column (per-class quantiles).", metavar="SCORE[:COLUMN]")
     subsets: int = opt(3, "How many subsets (CurriculumNet: 3).")
     method: str = opt("auto", "auto: k-means for a density column, quantiles otherwise.", choices=CURRICULUM_METHODS)
     lower_is_cleaner: bool = opt(False, "For quantiles: low values are clean (default: high values are).")

@@ -28,8 +28,7 @@ COMMAND = "score probe"  # written by `wv score noise` and `wv score labelissues
 
 def image_feature_sets(root: Root) -> list[str]:
     """The feature sets `wv embed` made (not, e.g., the LDA topic distributions of `wv score lda`)."""
-    return [n for n in sidecars.sidecar_names(root, "features")
-            if (sidecars.run_record(root, "features", n, "embed").read() or {}).get("command", "embed") == "embed"]
+    return [n for n in sidecars.sidecar_names(root, "features") if (sidecars.run_record(root, "features", n, "embed").read() or {}).get("command", "embed") == "embed"]
 
 
 def default_features(root: Root) -> str | None:
@@ -57,13 +56,11 @@ def shard_labels(root: Root, shard: str) -> tuple[pl.Series, np.ndarray]:
     return meta["__key__"], meta["label"].cast(pl.Int64).to_numpy()
 
 
-def out_of_fold(root, name: str, features: str | None, options: ProbeOptions, split: str = "train", seed: int = 0,
-                overwrite: bool = False, progress: bool = True) -> dict:
+def out_of_fold(root, name: str, features: str | None, options: ProbeOptions, split: str = "train", seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Write (or resume) the out-of-fold probe sidecar `name`; returns its figures. The caller holds the root lock."""
     root = root if isinstance(root, Root) else Root(root)
     features, shards, dim = probe_plan(root, features, options, split, seed)
-    record = {"features": features, "split": split, "seed": seed, **asdict(options),
-              "features_run": sidecars.run_record(root, "features", features, "embed").options()}
+    record = {"features": features, "split": split, "seed": seed, **asdict(options), "features_run": sidecars.run_record(root, "features", features, "embed").options()}
     todo = set(sidecars.begin_run(root, "scores", name, record, overwrite, split, command=COMMAND))
     names = shards["name"].to_list()
     classes = len(root.classes())
@@ -99,7 +96,7 @@ def train_fold(root: Root, features: str, names: list, dim: int, classes: int, s
     for _ in range(options.epochs):
         shuffled = [names[i] for i in order.permutation(len(names))]
         for start in range(0, len(shuffled), options.mix_shards):
-            window = shuffled[start:start + options.mix_shards]
+            window = shuffled[start : start + options.mix_shards]
             x = np.concatenate([np.asarray(sidecars.read_features(root, features, s), dtype=np.float32) for s in window])
             y = np.concatenate([shard_labels(root, s)[1] for s in window])
             for xb, yb in batches(x, y, options.batch_size, order):
@@ -113,11 +110,20 @@ def write_predictions(root: Root, name: str, shard: str, keys: pl.Series, probs:
     rows = np.arange(len(labels))
     valid = (labels >= 0) & (labels < probs.shape[1])
     p_label = np.where(valid, probs[rows, np.clip(labels, 0, probs.shape[1] - 1)], np.nan)
-    sidecars.write_scores(root, name, shard, pl.DataFrame({
-        "__key__": keys, "p_label": pl.Series(p_label, dtype=pl.Float32), "top1": pl.Series(top1, dtype=pl.Int32),
-        "p_top1": pl.Series(probs[rows, top1], dtype=pl.Float32),
-        "probs": pl.Series(probs.astype(np.float32), dtype=pl.Array(pl.Float32, probs.shape[1])),
-    }))
+    sidecars.write_scores(
+        root,
+        name,
+        shard,
+        pl.DataFrame(
+            {
+                "__key__": keys,
+                "p_label": pl.Series(p_label, dtype=pl.Float32),
+                "top1": pl.Series(top1, dtype=pl.Int32),
+                "p_top1": pl.Series(probs[rows, top1], dtype=pl.Float32),
+                "probs": pl.Series(probs.astype(np.float32), dtype=pl.Array(pl.Float32, probs.shape[1])),
+            }
+        ),
+    )
 
 
 def read_probabilities(root: Root, name: str, names: list) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 @dataclass
 class Standardiser:
     """Running per-dimension mean and variance (Chan's parallel update), merged batch by batch."""
+
     count: int = 0
     mean: np.ndarray | None = None
     m2: np.ndarray | None = None
@@ -28,7 +29,7 @@ class Standardiser:
         total = self.count + n
         delta = mean - self.mean
         self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta ** 2 * self.count * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
         self.count = total
 
     def scale(self) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +38,7 @@ class Standardiser:
 
 
 class LinearProbe:
-    def __init__(self, dim: int, classes: int, mean: np.ndarray, sd: np.ndarray, seed: int, lr: float = 0.01,
-                 weight_decay: float = 1e-4):
+    def __init__(self, dim: int, classes: int, mean: np.ndarray, sd: np.ndarray, seed: int, lr: float = 0.01, weight_decay: float = 1e-4):
         generator = torch.Generator().manual_seed(seed)
         self.layer = torch.nn.Linear(dim, classes)
         with torch.no_grad():
@@ -66,5 +66,5 @@ def batches(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator):
     """The rows of one chunk in a seeded random order, `size` at a time."""
     order = rng.permutation(len(y))
     for start in range(0, len(order), size):
-        rows = np.sort(order[start:start + size])
+        rows = np.sort(order[start : start + size])
         yield x[rows], y[rows]

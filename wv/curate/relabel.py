@@ -49,8 +49,7 @@ def pseudo_labels(probabilities: np.ndarray, web: np.ndarray, min_confidence: fl
     label = np.where(confident, predicted, -1).astype(np.int32)
     labelled = (web >= 0) & (web < probabilities.shape[1])
     p_label = np.where(labelled, probabilities[np.arange(len(web)), np.where(labelled, web, 0)], np.nan).astype(np.float32)
-    return {"label": label, "predicted": predicted, "probability": probability, "p_label": p_label,
-            "changed": confident & (predicted != web)}
+    return {"label": label, "predicted": predicted, "probability": probability, "p_label": p_label, "changed": confident & (predicted != web)}
 
 
 def relabel(root, options: RelabelOptions, name: str = "pseudo", overwrite: bool = False) -> dict:
@@ -65,19 +64,30 @@ def relabel(root, options: RelabelOptions, name: str = "pseudo", overwrite: bool
     started = time.time()
     device = pick_device(options.device)
     ensemble = Ensemble(options.models, device, classes=[c["synset"] for c in classes], what="this root's")
-    recorded = {"models": [ModelSpec(model=m).fingerprint() for m in options.models], "min_confidence": options.min_confidence,
-                "split": options.split, "format": FORMAT}
+    recorded = {"models": [ModelSpec(model=m).fingerprint() for m in options.models], "min_confidence": options.min_confidence, "split": options.split, "format": FORMAT}
     with rank_lock(root, COMMAND):
         shards, rank, world = my_shards(root, "scores", name, recorded, overwrite, options.split, COMMAND)
         tally = {"samples": 0, "confident": 0, "changed": 0}
-        samples = map_images(root, ensemble, shards, Labeller(ensemble, options.min_confidence), writer(root, name, tally),
-                             options.batch_size, options.loader_workers, desc="relabel")
+        samples = map_images(root, ensemble, shards, Labeller(ensemble, options.min_confidence), writer(root, name, tally), options.batch_size, options.loader_workers, desc="relabel")
     skipped = sum(1 for i, _ in enumerate(root.shard_names(options.split)) if i % world == rank) - len(shards)
-    return {"name": name, "models": list(options.models), "model": ensemble.name, "classes": len(classes),
-            "min_confidence": options.min_confidence, "device": str(device), "rank": rank, "world_size": world,
-            "shards_written": len(shards), "shards_skipped": skipped, "samples": samples, "pseudo_labelled": tally["confident"],
-            "changed": tally["changed"], "seconds": round(time.time() - started, 2), "options": asdict(options),
-            "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))}}
+    return {
+        "name": name,
+        "models": list(options.models),
+        "model": ensemble.name,
+        "classes": len(classes),
+        "min_confidence": options.min_confidence,
+        "device": str(device),
+        "rank": rank,
+        "world_size": world,
+        "shards_written": len(shards),
+        "shards_skipped": skipped,
+        "samples": samples,
+        "pseudo_labelled": tally["confident"],
+        "changed": tally["changed"],
+        "seconds": round(time.time() - started, 2),
+        "options": asdict(options),
+        "paths": {"scores": str(sidecars.sidecar_dir(root, "scores", name))},
+    }
 
 
 class Labeller:
@@ -95,10 +105,8 @@ class Labeller:
 
 def writer(root: Root, name: str, tally: dict):
     def write(shard: str, out: dict) -> None:
-        frame = pl.DataFrame({"__key__": sidecars.shard_keys(root, shard),
-                              **{column: pl.Series(out[column], dtype=dtype) for column, dtype in COLUMNS.items()}})
-        frame = frame.with_columns(pl.when(pl.col("label") >= 0).then(pl.col("label")).alias("label"),
-                                   pl.col("p_label").fill_nan(None))
+        frame = pl.DataFrame({"__key__": sidecars.shard_keys(root, shard), **{column: pl.Series(out[column], dtype=dtype) for column, dtype in COLUMNS.items()}})
+        frame = frame.with_columns(pl.when(pl.col("label") >= 0).then(pl.col("label")).alias("label"), pl.col("p_label").fill_nan(None))
         sidecars.write_scores(root, name, shard, frame)
         tally["samples"] += frame.height
         tally["confident"] += int(frame["label"].is_not_null().sum())

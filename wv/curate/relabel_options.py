@@ -11,8 +11,9 @@ from wv.runtime import check_processes, check_seed
 
 @dataclass(frozen=True)
 class RelabelOptions:
-    models: tuple = opt(help="A `wv train` checkpoint trained on this root's classes; repeat it for an ensemble "
-                             "(the models' probabilities are averaged).", flag="--model", multiple=True, metavar="CHECKPOINT")
+    models: tuple = opt(
+        help="A `wv train` checkpoint trained on this root's classes; repeat it for an ensemble (the models' probabilities are averaged).", flag="--model", multiple=True, metavar="CHECKPOINT"
+    )
     min_confidence: float = opt(0.9, "A sample gets a pseudo-label where the most probable class has at least this probability.")
     split: str = opt("train", choices=("train", "val"))
     batch_size: int = opt(256, "Images per forward pass.")

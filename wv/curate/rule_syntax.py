@@ -22,14 +22,17 @@ from typing import NoReturn
 
 from wv.errors import WvError
 
-TOKEN = re.compile(r"""
+TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<quoted>`[^`]+`(?:\.(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*))?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)
   | (?P<op><=|>=|==|!=|&&|\|\||[<>=()&|!,-])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 KEYWORDS = {"and", "or", "not", "is", "null", "in", "true", "false"}
 COMPARISONS = {"<", "<=", ">", ">=", "==", "=", "!="}
 
@@ -90,7 +93,7 @@ def tokenize(text: str) -> list[tuple[str, object]]:
     while pos < len(text):
         match = TOKEN.match(text, pos)
         if not match:
-            raise WvError(f"rule {text!r}: cannot read {text[pos:pos + 12]!r} (at character {pos + 1})")
+            raise WvError(f"rule {text!r}: cannot read {text[pos : pos + 12]!r} (at character {pos + 1})")
         kind, value = match.lastgroup, match.group()
         pos = match.end()
         if kind == "space":
@@ -236,4 +239,3 @@ def columns_of(tree: Node) -> list[str]:
     if isinstance(tree, Logic):
         return [ref for operand in tree.operands for ref in columns_of(operand)]
     return []
-

@@ -169,8 +169,12 @@ def compare(tree: Compare, schemas, rule) -> pl.Expr:
     if left_kind == "bool" and tree.op not in ("==", "!="):
         raise WvError(f"rule {rule.text!r}: true/false values compare only with == or !=")
     return {
-        "<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right,
-        "==": left == right, "!=": left != right,
+        "<": left < right,
+        "<=": left <= right,
+        ">": left > right,
+        ">=": left >= right,
+        "==": left == right,
+        "!=": left != right,
     }[tree.op]
 
 

@@ -107,9 +107,21 @@ def write_shard(job: ShardJob) -> str:
 
 
 # -- the whole run ---------------------------------------------------------------------------------------
-def select(root: str | Path, rules: Sequence[str], min_per_class: int = 10, max_drop_fraction: float = 0.5, split: str = "train", seed: int = 0,
-           dry_run: bool = False, overwrite: bool = False, name: str = SELECTION, workers: int = 1, executor: str = "local",
-           ray_address: str | None = None, progress: bool = True) -> dict:
+def select(
+    root: str | Path,
+    rules: Sequence[str],
+    min_per_class: int = 10,
+    max_drop_fraction: float = 0.5,
+    split: str = "train",
+    seed: int = 0,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    name: str = SELECTION,
+    workers: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict:
     """Apply drop rules to every sample of `split`; write ROOT/scores/{name} (unless dry_run).
 
     Returns the figures: samples, kept, dropped, protected, per rule, per class, per source, paths.
@@ -135,8 +147,7 @@ def select(root: str | Path, rules: Sequence[str], min_per_class: int = 10, max_
         return decide(root, options, shards, compiled, used, base, workers, executor, ray_address, progress, overwrite, name)
 
 
-def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dict, workers, executor, ray_address, progress,
-           overwrite: bool = False, name: str | None = None) -> dict:
+def decide(root: Root, options: SelectOptions, shards, compiled, used, base: dict, workers, executor, ray_address, progress, overwrite: bool = False, name: str | None = None) -> dict:
     """Count, protect small classes, summarise; with a `name`, write the sidecar ROOT/scores/{name}."""
     with Workers(workers, executor, ray_address) as pool:
         counts = count_all(pool, [ShardJob(shard=s, **base) for s in shards], len(compiled), progress)
@@ -169,8 +180,7 @@ def count_all(pool, jobs, n_rules: int, progress: bool) -> pl.DataFrame:
 
 def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, options: SelectOptions, used, overwrite, name, progress) -> dict:
     inputs = {score: sidecars.run_record(root, "scores", score, COMMAND).options() for score in used}
-    run_options = {"rules": list(options.rules), "min_per_class": options.min_per_class,
-                   "max_drop_fraction": options.max_drop_fraction, "split": options.split, "seed": options.seed, "inputs": inputs}
+    run_options = {"rules": list(options.rules), "min_per_class": options.min_per_class, "max_drop_fraction": options.max_drop_fraction, "split": options.split, "seed": options.seed, "inputs": inputs}
     todo = sidecars.begin_run(root, "scores", name, run_options, overwrite=overwrite, split=options.split, command=COMMAND)
     by_shard = {}
     if rescued.height:
@@ -182,8 +192,7 @@ def write_all(pool, root: Root, base: dict, shards, rescued: pl.DataFrame, optio
     for _ in tqdm(pool.map(write_shard, jobs), total=len(jobs), desc="select: write", **bar_options(progress)):
         pass
     folder = sidecars.sidecar_dir(root, "scores", name)
-    return {"shards_written": len(todo), "shards_skipped": len(shards) - len(todo),
-            "paths": {"selection": str(folder), "summary": str(folder / "_summary.json")}}
+    return {"shards_written": len(todo), "shards_skipped": len(shards) - len(todo), "paths": {"selection": str(folder), "summary": str(folder / "_summary.json")}}
 
 
 def summarize(root: Root, rules, counts: pl.DataFrame, rescued: pl.DataFrame, options: SelectOptions) -> dict:
@@ -197,11 +206,14 @@ def summarize(root: Root, rules, counts: pl.DataFrame, rescued: pl.DataFrame, op
     per_rule = []
     for i, text in enumerate(texts):
         mine = matched.filter(pl.col("first") == i)
-        per_rule.append({"rule": text, "matched": int(counts[f"matched{i}"].sum()), "first": int(mine["n"].sum()),
-                         "dropped": int(mine["dropped"].sum()), "protected": int(mine["saved"].sum())})
+        per_rule.append({"rule": text, "matched": int(counts[f"matched{i}"].sum()), "first": int(mine["n"].sum()), "dropped": int(mine["dropped"].sum()), "protected": int(mine["saved"].sum())})
     return {
-        "samples": samples, "kept": samples - dropped, "dropped": dropped, "protected": protected,
-        "drop_rate": dropped / samples if samples else 0.0, "split": options.split,
+        "samples": samples,
+        "kept": samples - dropped,
+        "dropped": dropped,
+        "protected": protected,
+        "drop_rate": dropped / samples if samples else 0.0,
+        "split": options.split,
         "options": {"min_per_class": options.min_per_class, "max_drop_fraction": options.max_drop_fraction, "seed": options.seed},
         "rules": per_rule,
         "classes": per_class_figures(counts, matched, texts, names),
@@ -219,8 +231,15 @@ def per_class_figures(counts, matched, texts, names) -> list[dict]:
         if row["dropped"]:
             rules_of.setdefault(row["label"], {})[texts[row["first"]]] = row["dropped"]
     return [
-        {"label": row["label"], "names": names.get(row["label"], ""), "samples": row["samples"], "dropped": row["dropped"],
-         "protected": row["saved"], "drop_rate": round(row["drop_rate"], 6), "by_rule": rules_of.get(row["label"], {})}
+        {
+            "label": row["label"],
+            "names": names.get(row["label"], ""),
+            "samples": row["samples"],
+            "dropped": row["dropped"],
+            "protected": row["saved"],
+            "drop_rate": round(row["drop_rate"], 6),
+            "by_rule": rules_of.get(row["label"], {}),
+        }
         for row in table.sort(["drop_rate", "label"], descending=[True, False]).iter_rows(named=True)
     ]
 
@@ -239,8 +258,7 @@ def read_selection(root, split: str = "train", name: str = SELECTION) -> pl.Lazy
 
 def summary_lines(figures: dict, show_classes: int = 20) -> list[str]:
     n = figures["samples"]
-    lines = [f"{n} samples: kept {figures['kept']}, dropped {figures['dropped']} ({100 * figures['drop_rate']:.1f}%), "
-             f"kept by class protection {figures['protected']}"]
+    lines = [f"{n} samples: kept {figures['kept']}, dropped {figures['dropped']} ({100 * figures['drop_rate']:.1f}%), kept by class protection {figures['protected']}"]
     for r in figures["rules"]:
         lines.append(f"rule {r['rule']!r}: matches {r['matched']}, drops {r['dropped']}, protected {r['protected']}")
     for source, s in figures["sources"].items():
@@ -250,8 +268,9 @@ def summary_lines(figures: dict, show_classes: int = 20) -> list[str]:
     lines.append(f"classes by drop rate ({len(shown)} of {len(classes)}):")
     for c in shown:
         rules = ", ".join(f"{v} by {k!r}" for k, v in c["by_rule"].items())
-        lines.append(f"  {c['label']:>5} {c['names'][:36]:<36} drops {c['dropped']:>6} of {c['samples']:<6} "
-                     f"({100 * c['drop_rate']:5.1f}%){'; protected ' + str(c['protected']) if c['protected'] else ''}"
-                     f"{'; ' + rules if rules else ''}")
+        lines.append(
+            f"  {c['label']:>5} {c['names'][:36]:<36} drops {c['dropped']:>6} of {c['samples']:<6} "
+            f"({100 * c['drop_rate']:5.1f}%){'; protected ' + str(c['protected']) if c['protected'] else ''}"
+            f"{'; ' + rules if rules else ''}"
+        )
     return lines
-

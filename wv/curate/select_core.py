@@ -43,9 +43,7 @@ def with_decisions(frame: pl.DataFrame, rules: Sequence[Rule], schemas: dict[str
 
 def count_decisions(frame: pl.DataFrame, n_rules: int) -> pl.DataFrame:
     """Of a frame `with_decisions`: samples per (label, source, first rule), and how many each rule matched at all."""
-    return frame.group_by(*COUNT_KEYS).agg(
-        pl.len().alias("n"), *[pl.col(f"_r{i}").sum().alias(f"matched{i}") for i in range(n_rules)]
-    )
+    return frame.group_by(*COUNT_KEYS).agg(pl.len().alias("n"), *[pl.col(f"_r{i}").sum().alias(f"matched{i}") for i in range(n_rules)])
 
 
 def merge_counts(parts: list[pl.DataFrame], n_rules: int) -> pl.DataFrame:
@@ -61,8 +59,7 @@ def allowed_drops(samples: int, min_per_class: int, max_drop_fraction: float) ->
 def rescue_counts(counts: pl.DataFrame, min_per_class: int, max_drop_fraction: float) -> pl.DataFrame:
     """label -> how many of its matched samples class protection keeps (classes with none left out).
     `counts`: merged counts with the columns label, source, first, n."""
-    per_class = counts.group_by("label").agg(
-        pl.col("n").sum().alias("samples"), pl.col("n").filter(pl.col("first").is_not_null()).sum().alias("matched"))
+    per_class = counts.group_by("label").agg(pl.col("n").sum().alias("samples"), pl.col("n").filter(pl.col("first").is_not_null()).sum().alias("matched"))
     allowed = [allowed_drops(n, min_per_class, max_drop_fraction) for n in per_class["samples"]]
     per_class = per_class.with_columns(pl.Series("allowed", allowed, dtype=pl.Int64))
     rescue = per_class.select("label", (pl.col("matched") - pl.col("allowed")).clip(lower_bound=0).alias("rescue"))
@@ -78,7 +75,10 @@ def candidates(frame: pl.DataFrame, rules: Sequence[Rule], schemas: dict[str, di
         value = pl.lit(0.0) if ranking is None else pl.col(ranking[0]).cast(pl.Float64) * ranking[1]
         badness = pl.when(pl.col("first") == i).then(value).otherwise(badness)
     return frame.select(
-        "__key__", pl.col("meta.label").alias("label"), pl.col("meta.source").alias("source"), "first",
+        "__key__",
+        pl.col("meta.label").alias("label"),
+        pl.col("meta.source").alias("source"),
+        "first",
         badness.fill_null(float("inf")).fill_nan(float("inf")).alias("badness"),
     )
 

@@ -36,7 +36,7 @@ class ShardImages(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
-        mine = self.shards[worker.id::worker.num_workers] if worker else self.shards
+        mine = self.shards[worker.id :: worker.num_workers] if worker else self.shards
         for shard, total in mine:
             yield from self.shard_batches(shard, total)
 
@@ -105,16 +105,24 @@ def rank_lock(root: Root, command: str) -> contextlib.AbstractContextManager:
     return writing(root, command) if rank_and_world()[0] == 0 else contextlib.nullcontext()
 
 
-def map_images(root: Root, model: ImageModel, shards: list, compute: Callable[[torch.Tensor, torch.Tensor], dict],
-               write: Callable[[str, dict], None], batch_size: int = 256,
-               loader_workers: int = 0, desc: str = "images") -> int:
+def map_images(
+    root: Root,
+    model: ImageModel,
+    shards: list,
+    compute: Callable[[torch.Tensor, torch.Tensor], dict],
+    write: Callable[[str, dict], None],
+    batch_size: int = 256,
+    loader_workers: int = 0,
+    desc: str = "images",
+) -> int:
     """Run `compute(images, labels) -> {column: array}` over every image of `shards`; call
     `write(shard, {column: array in shard order})` once a shard is complete. Returns samples done."""
     check_loader(batch_size, loader_workers)
     dataset = ShardImages(str(root.path), shards, model.preprocess, batch_size)
     # spawn, not fork: a forked worker inherits the parent's OpenMP thread pool and can hang in it.
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=loader_workers, pin_memory=model.device.type == "cuda",
-                                         multiprocessing_context="spawn" if loader_workers else None, worker_init_fn=one_thread)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=loader_workers, pin_memory=model.device.type == "cuda", multiprocessing_context="spawn" if loader_workers else None, worker_init_fn=one_thread
+    )
     parts: dict[str, list] = {}  # shard -> [(start, outputs)] until the shard is complete
     rows_in: dict[str, int] = {}
     done = 0

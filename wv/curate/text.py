@@ -11,8 +11,7 @@ import functools
 import re
 
 WEB_WORDS = frozenset(
-    "flickr google photo photos image images picture pictures pic pics img url www com net org http https html htm "
-    "jpg jpeg png gif bmp download free wallpaper wallpapers hd px".split()
+    "flickr google photo photos image images picture pictures pic pics img url www com net org http https html htm jpg jpeg png gif bmp download free wallpaper wallpapers hd px".split()
 )
 TOKEN = re.compile(r"[a-z]+")
 MIN_LENGTH = 2

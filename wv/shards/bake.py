@@ -48,8 +48,9 @@ class BakeJob:
     scores: tuple  # score names baked into this shard
 
 
-def bake(root: str | Path, out: str | Path, scores: Sequence[str] | None = None, split: str | None = None, workers: int = 1, executor: str = "local",
-         ray_address: str | None = None, progress: bool = True) -> dict:
+def bake(
+    root: str | Path, out: str | Path, scores: Sequence[str] | None = None, split: str | None = None, workers: int = 1, executor: str = "local", ray_address: str | None = None, progress: bool = True
+) -> dict:
     """Write OUT: ROOT's shards (of `split`, or all) with the chosen scores (default: all) embedded."""
     started = time.perf_counter()
     source, target = Root(root), Root(out)
@@ -66,9 +67,14 @@ def bake(root: str | Path, out: str | Path, scores: Sequence[str] | None = None,
         start_out(source, target, options, sorted(set(shards["split"])))
         records, written = bake_shards(source, target, shards, per_split, workers, executor, ray_address, progress)
     return {
-        "shards": shards.height, "samples": int(shards["samples"].sum()), "shards_written": written,
-        "shards_skipped": shards.height - written, "bytes": sum(r["bytes"] for r in records.values()),
-        "scores": per_split, "left_out": left_out, "seconds": round(time.perf_counter() - started, 3),
+        "shards": shards.height,
+        "samples": int(shards["samples"].sum()),
+        "shards_written": written,
+        "shards_skipped": shards.height - written,
+        "bytes": sum(r["bytes"] for r in records.values()),
+        "scores": per_split,
+        "left_out": left_out,
+        "seconds": round(time.perf_counter() - started, 3),
         "paths": {"root": str(target.path), "shards": str(target.shards_dir), "manifest": str(target.manifest_path)},
     }
 
@@ -78,12 +84,10 @@ def check_finished(source: Root, split: str | None) -> None:
     splits = source.info().get("splits", {})
     for name, summary in splits.items():
         if split in (None, name) and not (isinstance(summary, dict) and summary.get("complete")):
-            raise WvError(f"the {name} split of {source.path} is unfinished (its build was interrupted); "
-                          "re-run the same `wv shard build` to finish it, then bake")
+            raise WvError(f"the {name} split of {source.path} is unfinished (its build was interrupted); re-run the same `wv shard build` to finish it, then bake")
 
 
-def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dict, workers: int, executor: str,
-                ray_address: str | None, progress: bool) -> tuple[dict, int]:
+def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dict, workers: int, executor: str, ray_address: str | None, progress: bool) -> tuple[dict, int]:
     """Bake the shards not yet done, then write OUT's tables; -> ({shard: record}, shards written now)."""
     records, written = {}, 0
     jobs = []
@@ -93,8 +97,7 @@ def bake_shards(source: Root, target: Root, shards: pl.DataFrame, per_split: dic
             records[row["name"]] = done
         else:
             jobs.append(BakeJob(str(source.path), str(target.path), row["name"], tuple(per_split.get(row["split"], ()))))
-    bar = tqdm(total=int(shards["samples"].sum()), desc="shard bake", unit="sample",
-               initial=sum(r["samples"] for r in records.values()), **({} if progress else {"disable": True}))
+    bar = tqdm(total=int(shards["samples"].sum()), desc="shard bake", unit="sample", initial=sum(r["samples"] for r in records.values()), **({} if progress else {"disable": True}))
     with Workers(workers, executor, ray_address) as pool:
         for record in pool.map(bake_shard, jobs):
             records[record["name"]] = record
@@ -125,8 +128,7 @@ def choose_scores(source: Root, shards: pl.DataFrame, chosen) -> tuple[dict, dic
             if not missing:
                 per_split[split_name].append(name)
             elif chosen:
-                raise WvError(f"score {name!r} is missing for {len(missing)} {split_name} shard(s), e.g. {missing[0]}; "
-                              f"score them first or bake without it (--scores)")
+                raise WvError(f"score {name!r} is missing for {len(missing)} {split_name} shard(s), e.g. {missing[0]}; score them first or bake without it (--scores)")
             else:
                 left_out.setdefault(name, []).append(f"{split_name}: missing for {len(missing)} of {len(names_here)} shards")
     return per_split, left_out
@@ -138,8 +140,7 @@ def check_out(source: Root, target: Root, options: dict) -> None:
         previous = target.info().get("baked")
         if not isinstance(previous, dict):
             raise WvError(f"{target.path} is a dataset root, not a bake; bake into a new folder")
-        refuse_changed(f"{target.path}", {k: previous.get(k) for k in options}, options,
-                       f"it is a bake of {previous.get('from')}: bake into a new folder")
+        refuse_changed(f"{target.path}", {k: previous.get(k) for k in options}, options, f"it is a bake of {previous.get('from')}: bake into a new folder")
     elif target.path.exists() and (not target.path.is_dir() or any(p.name != ".build" for p in target.path.iterdir())):
         raise WvError(f"{target.path} exists and is not empty; bake into a new folder")
 
@@ -227,8 +228,7 @@ def record_shard(target: Root, shard: str, manifest: pl.DataFrame, offsets: list
     ledger = target.path / ".bake"
     parts = manifest.with_columns(pl.Series("offset", [o for o, _ in offsets], pl.Int64), pl.Series("length", [n for _, n in offsets], pl.Int64))
     write_parquet(ledger / f"{shard}.manifest.parquet", parts)
-    record = {"name": shard, "split": manifest["split"][0], "samples": manifest.height, "bytes": writer.offset,
-              "sha256": writer.sha256.hexdigest()}
+    record = {"name": shard, "split": manifest["split"][0], "samples": manifest.height, "bytes": writer.offset, "sha256": writer.sha256.hexdigest()}
     write_json(ledger / f"{shard}.done.json", record)
     return record
 

@@ -43,8 +43,7 @@ class BuildReport:
     root: str
 
 
-def build(webvision_root: str | Path, root: str | Path, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True,
-          ray_address: str | None = None) -> BuildReport:
+def build(webvision_root: str | Path, root: str | Path, options: BuildOptions, workers: int = 1, executor: str = "local", progress: bool = True, ray_address: str | None = None) -> BuildReport:
     """Every option, the source and the root are checked and the plan made before anything is written."""
     options.validate()
     check_workers(workers, executor)
@@ -111,7 +110,7 @@ class Plan:
 
     def shard_entries(self, number: int) -> pl.DataFrame:
         """Shard `number`'s compact rows; the shard task expands them (wv.shards.layout.sample_rows)."""
-        return self.entries[self.order[number * self.shard_size:(number + 1) * self.shard_size]]
+        return self.entries[self.order[number * self.shard_size : (number + 1) * self.shard_size]]
 
     def queries(self) -> list[tuple[str, str]]:
         pairs = self.entries.lazy().select("source", "query").unique().select(pl.all().cast(pl.String))
@@ -133,9 +132,13 @@ def plan_rejects_frame(rejects: pl.DataFrame, split: str) -> pl.DataFrame:
     if rejects.height == 0:
         return pl.DataFrame(schema=REJECT_SCHEMA)
     return rejects.select(
-        pl.lit(split).alias("split"), pl.lit(None, pl.String).alias("__key__"), pl.lit("").alias("source"),
-        pl.lit("").alias("query"), pl.concat_str(pl.col("list"), pl.lit(":"), pl.col("line").cast(pl.String), pl.lit(": "), pl.col("rel_path")).alias("path"),
-        pl.lit(None, pl.Int32).alias("label"), pl.col("reason"),
+        pl.lit(split).alias("split"),
+        pl.lit(None, pl.String).alias("__key__"),
+        pl.lit("").alias("source"),
+        pl.lit("").alias("query"),
+        pl.concat_str(pl.col("list"), pl.lit(":"), pl.col("line").cast(pl.String), pl.lit(": "), pl.col("rel_path")).alias("path"),
+        pl.lit(None, pl.Int32).alias("label"),
+        pl.col("reason"),
     )
 
 
@@ -160,10 +163,7 @@ def check_split(root: Root, source, options: BuildOptions) -> dict:
     previous = info["splits"].get(options.split)
     if previous and previous["options"] != chosen:
         changed = sorted(k for k in chosen if previous["options"].get(k) != chosen[k])
-        raise WvError(
-            f"{root.path} already holds a {options.split} build with other options ({', '.join(changed)}); "
-            "re-run with the same options to resume it, or build into a new root"
-        )
+        raise WvError(f"{root.path} already holds a {options.split} build with other options ({', '.join(changed)}); re-run with the same options to resume it, or build into a new root")
     info["wv_version"] = wv.__version__
     info["source"] = {"root": here, "webvision_version": source.version}
     info["splits"][options.split] = previous or {"options": chosen, "complete": False}
@@ -206,15 +206,22 @@ def run_shards(root: Root, source, options: BuildOptions, plan: Plan, meta_index
         record = completed_shard(root, split, shard_name(split, number))
         if record:
             done[number] = record
-    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", **bar_options(progress),
-               initial=sum(r["samples"] + r["rejected"] for r in done.values()))
+    bar = tqdm(total=plan.height, desc=f"shard build {split}", unit="img", **bar_options(progress), initial=sum(r["samples"] + r["rejected"] for r in done.values()))
     jobs = (
         ShardJob(
-            root=str(root.path), webvision_root=str(source.root), split=split, shard=shard_name(split, number),
-            entries=plan.shard_entries(number), prefixes=plan.prefixes,
-            check=options.check, resize=options.resize, quality=options.quality, meta_index=meta_index,
+            root=str(root.path),
+            webvision_root=str(source.root),
+            split=split,
+            shard=shard_name(split, number),
+            entries=plan.shard_entries(number),
+            prefixes=plan.prefixes,
+            check=options.check,
+            resize=options.resize,
+            quality=options.quality,
+            meta_index=meta_index,
         )
-        for number in range(n_shards) if number not in done
+        for number in range(n_shards)
+        if number not in done
     )
     built = 0
     for record in pool.map(write_shard, jobs):
@@ -247,15 +254,21 @@ def finish_split(root: Root, options: BuildOptions, plan: Plan, done: list[dict]
     written = sum(r["samples"] for r in done)
     plan_rejects = pl.read_parquet(root.build_dir(options.split) / "plan_rejects.parquet").height
     rejected = plan_rejects + sum(r["rejected"] for r in done)
-    summary = {"complete": True, "planned": plan.height, "samples": written, "rejected": rejected,
-               "shards": sum(1 for r in done if r["samples"])}
+    summary = {"complete": True, "planned": plan.height, "samples": written, "rejected": rejected, "shards": sum(1 for r in done if r["samples"])}
     info["splits"][options.split].update(summary)
     write_json(root.info_path, info)
     finalize(root, [name for name, split in info["splits"].items() if split["complete"]])
     built = sum(1 for r in done if r.get("built"))
     return BuildReport(
-        split=options.split, planned=plan.height, written=written, rejected=rejected, shards=summary["shards"],
-        shards_built=built, shards_skipped=len(done) - built, bytes=sum(r["bytes"] for r in done), seconds=0.0,
+        split=options.split,
+        planned=plan.height,
+        written=written,
+        rejected=rejected,
+        shards=summary["shards"],
+        shards_built=built,
+        shards_skipped=len(done) - built,
+        bytes=sum(r["bytes"] for r in done),
+        seconds=0.0,
         root=str(root.path),
     )
 
@@ -265,8 +278,7 @@ def finalize(root: Root, splits: list[str]) -> None:
     dirs = [root.build_dir(split) for split in sorted(splits)]
     records = [json.loads(p.read_text()) for d in dirs for p in sorted(d.glob("parts/*.done.json"))]
     shards = pl.DataFrame(
-        [{"name": r["name"], "split": r["split"], "samples": r["samples"], "bytes": r["bytes"], "sha256": r["sha256"],
-          "path": f"shards/{r['name']}.tar"} for r in records if r["samples"]],
+        [{"name": r["name"], "split": r["split"], "samples": r["samples"], "bytes": r["bytes"], "sha256": r["sha256"], "path": f"shards/{r['name']}.tar"} for r in records if r["samples"]],
         schema={"name": pl.String, "split": pl.String, "samples": pl.Int64, "bytes": pl.Int64, "sha256": pl.String, "path": pl.String},
     )
     write_parquet(root.shards_table_path, shards)

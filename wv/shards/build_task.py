@@ -23,17 +23,41 @@ from wv.shards.tarwriter import TarShardWriter
 # A fixed member time makes a shard's bytes a function of its inputs alone (byte-identical rebuilds).
 MEMBER_MTIME = 1_500_000_000
 MANIFEST_SCHEMA = {
-    "__key__": pl.String, "split": pl.String, "shard": pl.String, "index": pl.Int32, "offset": pl.Int64,
-    "length": pl.Int64, "label": pl.Int32, "source": pl.String, "query": pl.String, "image_id": pl.String,
-    "path": pl.String, "bytes": pl.Int64, "width": pl.Int32, "height": pl.Int32, "format": pl.String, "meta": pl.String,
+    "__key__": pl.String,
+    "split": pl.String,
+    "shard": pl.String,
+    "index": pl.Int32,
+    "offset": pl.Int64,
+    "length": pl.Int64,
+    "label": pl.Int32,
+    "source": pl.String,
+    "query": pl.String,
+    "image_id": pl.String,
+    "path": pl.String,
+    "bytes": pl.Int64,
+    "width": pl.Int32,
+    "height": pl.Int32,
+    "format": pl.String,
+    "meta": pl.String,
 }
 META_SCHEMA = {
-    "__key__": pl.String, "label": pl.Int32, "source": pl.String, "query": pl.String, "title": pl.String,
-    "description": pl.String, "tags": pl.List(pl.String), "text": pl.String,
+    "__key__": pl.String,
+    "label": pl.Int32,
+    "source": pl.String,
+    "query": pl.String,
+    "title": pl.String,
+    "description": pl.String,
+    "tags": pl.List(pl.String),
+    "text": pl.String,
 }
 REJECT_SCHEMA = {
-    "split": pl.String, "__key__": pl.String, "source": pl.String, "query": pl.String, "path": pl.String,
-    "label": pl.Int32, "reason": pl.String,
+    "split": pl.String,
+    "__key__": pl.String,
+    "source": pl.String,
+    "query": pl.String,
+    "path": pl.String,
+    "label": pl.Int32,
+    "reason": pl.String,
 }
 NORMALISED = ("title", "description", "tags", "url")
 
@@ -121,16 +145,35 @@ def add_sample(job, row, records, synsets, query_texts, tar, out: ShardOutput) -
         "txt": text["text"].encode(),
     }
     offset, length = tar.write_sample(row["__key__"], members)
-    out.manifest.append({
-        "__key__": row["__key__"], "split": job.split, "shard": job.shard, "index": len(out.manifest),
-        "offset": offset, "length": length, "label": row["label"], "source": row["source"],
-        "query": row["query"], "image_id": row["image_id"], "path": row["path"], "bytes": len(image.data),
-        "width": image.width, "height": image.height, "format": image.format, "meta": text["meta"],
-    })
-    out.meta.append({
-        "__key__": row["__key__"], "label": row["label"], "source": row["source"], "query": row["query"],
-        **{k: text[k] for k in ("title", "description", "tags", "text")},
-    })
+    out.manifest.append(
+        {
+            "__key__": row["__key__"],
+            "split": job.split,
+            "shard": job.shard,
+            "index": len(out.manifest),
+            "offset": offset,
+            "length": length,
+            "label": row["label"],
+            "source": row["source"],
+            "query": row["query"],
+            "image_id": row["image_id"],
+            "path": row["path"],
+            "bytes": len(image.data),
+            "width": image.width,
+            "height": image.height,
+            "format": image.format,
+            "meta": text["meta"],
+        }
+    )
+    out.meta.append(
+        {
+            "__key__": row["__key__"],
+            "label": row["label"],
+            "source": row["source"],
+            "query": row["query"],
+            **{k: text[k] for k in ("title", "description", "tags", "text")},
+        }
+    )
 
 
 def image_file(webvision_root: str, path: str) -> str:
@@ -142,10 +185,16 @@ def image_file(webvision_root: str, path: str) -> str:
 
 def sample_json(job, row, record, text, synsets, query_texts) -> dict:
     details = {
-        "key": row["__key__"], "split": job.split, "label": row["label"], "synset": synsets[row["label"]],
-        "source": row["source"], "query": row["query"],
+        "key": row["__key__"],
+        "split": job.split,
+        "label": row["label"],
+        "synset": synsets[row["label"]],
+        "source": row["source"],
+        "query": row["query"],
         "query_text": query_texts.get(row["source"], {}).get(row["query"], ""),
-        "image_id": row["image_id"], "path": row["path"], "meta": text["meta"],
+        "image_id": row["image_id"],
+        "path": row["path"],
+        "meta": text["meta"],
         **{k: text[k] for k in NORMALISED},
     }
     for name, value in (record or {}).items():  # keep the raw record's other fields (rank, site ...)
@@ -155,8 +204,7 @@ def sample_json(job, row, record, text, synsets, query_texts) -> dict:
 
 
 def reject_row(split: str, row: dict, reason: str) -> dict:
-    return {"split": split, "__key__": row["__key__"], "source": row["source"], "query": row["query"],
-            "path": row["path"], "label": row["label"], "reason": reason}
+    return {"split": split, "__key__": row["__key__"], "source": row["source"], "query": row["query"], "path": row["path"], "label": row["label"], "reason": reason}
 
 
 def record_shard(root: Root, job: ShardJob, out: ShardOutput, tar: TarShardWriter) -> dict:
@@ -168,8 +216,12 @@ def record_shard(root: Root, job: ShardJob, out: ShardOutput, tar: TarShardWrite
     if out.rejects:
         write_parquet(parts / f"{job.shard}.rejects.parquet", pl.DataFrame(out.rejects, schema=REJECT_SCHEMA))
     done = {
-        "name": job.shard, "split": job.split, "samples": written, "rejected": len(out.rejects),
-        "bytes": tar.offset if written else 0, "sha256": tar.sha256.hexdigest() if written else "",
+        "name": job.shard,
+        "split": job.split,
+        "samples": written,
+        "rejected": len(out.rejects),
+        "bytes": tar.offset if written else 0,
+        "sha256": tar.sha256.hexdigest() if written else "",
     }
     write_json(parts / f"{job.shard}.done.json", done)
     return done

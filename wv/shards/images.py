@@ -32,8 +32,7 @@ END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
 TRAILING_PADDING = b"\x00\r\n \t"
 CHECK_REDUCE = 8  # the full check's DCT scale for a JPEG kept as it is
 MAX_IMAGE_BYTES = 64 << 20  # a WebVision image is 10-200 KB; no real one comes near this
-FILE_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-              (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+FILE_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
 
 
 class BadImage(Exception):

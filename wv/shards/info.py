@@ -28,10 +28,7 @@ def describe(root: str | Path) -> dict:
                 "shard_bytes": int(shards.filter(pl.col("split") == row["split"])["bytes"].sum()),
                 "sources": {r["source"]: r["len"] for r in per_source.filter(pl.col("split") == row["split"]).iter_rows(named=True)},
                 "classes_present": per_class.filter(pl.col("split") == row["split"]).height,
-                "per_class": [
-                    {"label": r["label"], "names": names.get(r["label"], ""), "samples": r["len"]}
-                    for r in per_class.filter(pl.col("split") == row["split"]).iter_rows(named=True)
-                ],
+                "per_class": [{"label": r["label"], "names": names.get(r["label"], ""), "samples": r["len"]} for r in per_class.filter(pl.col("split") == row["split"]).iter_rows(named=True)],
             }
             for row in per_split.sort("split").iter_rows(named=True)
         },
@@ -66,7 +63,7 @@ def summary_lines(result: dict, show_classes: int) -> list[str]:
         lines.append(f"{split}: {s['samples']} samples in {s['shards']} shards ({s['shard_bytes'] / 1e6:.1f} MB); {sources}")
         per_class = s["per_class"]
         lines.append(f"  {s['classes_present']} classes present; samples per class {per_class[-1]['samples']}..{per_class[0]['samples']}")
-        shown = per_class if len(per_class) <= 2 * show_classes else per_class[:show_classes] + per_class[len(per_class) - show_classes:]
+        shown = per_class if len(per_class) <= 2 * show_classes else per_class[:show_classes] + per_class[len(per_class) - show_classes :]
         for c in shown:
             lines.append(f"    {c['label']:>5} {c['samples']:>8}  {c['names'][:60]}")
     lines.append("meta: " + ", ".join(f"{k} {v}" for k, v in result["meta"].items()))

@@ -43,9 +43,5 @@ def with_keys(frame: pl.DataFrame) -> pl.DataFrame:
     if unsafe.any():
         where = unsafe.arg_true()
         ids = ids.scatter(where, [escape_id(i) for i in ids.gather(where).to_list()])
-    prefix = (
-        pl.when(pl.col("query") == "")
-        .then(pl.col("source"))
-        .otherwise(pl.concat_str(pl.col("source"), pl.lit("-"), pl.col("query")))
-    )
+    prefix = pl.when(pl.col("query") == "").then(pl.col("source")).otherwise(pl.concat_str(pl.col("source"), pl.lit("-"), pl.col("query")))
     return frame.with_columns(pl.concat_str(prefix, pl.lit("-"), ids.alias("_id")).alias("__key__"))

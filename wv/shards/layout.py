@@ -122,10 +122,20 @@ def list_chunks(path: Path, chunk_bytes: int = LIST_CHUNK_BYTES) -> Iterator[tup
 
 def parse_list_lines(data: bytes, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Lines of a file list -> (entries[line, rel_path, label], bad lines[line, text]); blank lines are skipped."""
-    lines = pl.read_csv(
-        io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None, new_columns=["text"],
-        schema_overrides={"text": pl.String}, truncate_ragged_lines=True, encoding="utf8-lossy",
-    ) if data.strip() else pl.DataFrame({"text": []}, schema={"text": pl.String})
+    lines = (
+        pl.read_csv(
+            io.BytesIO(data),
+            has_header=False,
+            separator="\x1f",
+            quote_char=None,
+            new_columns=["text"],
+            schema_overrides={"text": pl.String},
+            truncate_ragged_lines=True,
+            encoding="utf8-lossy",
+        )
+        if data.strip()
+        else pl.DataFrame({"text": []}, schema={"text": pl.String})
+    )
     lines = lines.with_row_index("line", offset=first_line).filter(pl.col("text").str.strip_chars() != "")
     parsed = lines.with_columns(pl.col("text").str.extract_groups(LIST_LINE).struct.rename_fields(["rel_path", "label"]).alias("parts"))
     parsed = parsed.unnest("parts")
@@ -183,10 +193,7 @@ class WebVision:
         return self.root / "meta" / source / f"{query}.json"
 
     def query_texts(self) -> dict[str, dict[str, str]]:
-        return {
-            source: {query_folder(q, self.version): text for q, text in read_queries(self.info / f"queries_{source}.txt").items()}
-            for source in SOURCES
-        }
+        return {source: {query_folder(q, self.version): text for q, text in read_queries(self.info / f"queries_{source}.txt").items()} for source in SOURCES}
 
 
 def open_webvision(root: str | Path) -> WebVision:
@@ -258,7 +265,9 @@ class ListChunk:
 
 
 COMPACT = (  # a plan row: source, query, image_id, ext, label
-    pl.col("source").cast(pl.Categorical), pl.col("query").cast(pl.Categorical), "image_id",
+    pl.col("source").cast(pl.Categorical),
+    pl.col("query").cast(pl.Categorical),
+    "image_id",
     pl.col("file").str.extract(r"(\.[^.]*)$", 1).fill_null("").cast(pl.Categorical).alias("ext"),
     pl.col("label").cast(pl.Int32),
 )
@@ -271,8 +280,11 @@ def concat_chunks(chunks: list[ListChunk]) -> pl.DataFrame:
 def entry_rows(entries: pl.DataFrame) -> pl.DataFrame:
     """Compact entries -> __key__, source, query, image_id, file, label (as strings where they are text)."""
     rows = entries.select(
-        pl.col("source").cast(pl.String), pl.col("query").cast(pl.String), "image_id",
-        pl.concat_str("image_id", pl.col("ext").cast(pl.String)).alias("file"), "label",
+        pl.col("source").cast(pl.String),
+        pl.col("query").cast(pl.String),
+        "image_id",
+        pl.concat_str("image_id", pl.col("ext").cast(pl.String)).alias("file"),
+        "label",
     )
     return with_keys(rows).select("__key__", "source", "query", "image_id", "file", "label")
 
@@ -326,13 +338,12 @@ def later_duplicates(chunks: list[ListChunk], hashes: np.ndarray) -> list[np.nda
     masks, start = [], 0
     for chunk, hit in zip(chunks, where):
         masks.append(np.zeros(chunk.entries.height, dtype=bool))
-        masks[-1][hit] = later[start:start + hit.size]
+        masks[-1][hit] = later[start : start + hit.size]
         start += hit.size
     return masks
 
 
-def duplicate_rejects(chunks: list[ListChunk], masks: list[np.ndarray], paths: list[Path], split: str, n_classes: int,
-                      chunk_bytes: int) -> pl.DataFrame:
+def duplicate_rejects(chunks: list[ListChunk], masks: list[np.ndarray], paths: list[Path], split: str, n_classes: int, chunk_bytes: int) -> pl.DataFrame:
     """Rejects for duplicate entries: their chunks parsed again give their lines and paths."""
     wanted = {(c.list, c.first_line): m for c, m in zip(chunks, masks) if m.any()}
     frames = []

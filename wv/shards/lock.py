@@ -42,8 +42,7 @@ def writing(root: str | Path | Root, command: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise WvError(f"another wv command is writing to {root.path}{f' ({holder})' if holder else ''}; "
-                          "wait for it to finish, then run this one again") from None
+            raise WvError(f"another wv command is writing to {root.path}{f' ({holder})' if holder else ''}; wait for it to finish, then run this one again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: wv {command}".encode(), 0)
         _held[key] = 1

@@ -110,7 +110,7 @@ class MetaIndex:
         keys = [k for k, _, _ in keys_with_queries]
         found = {}
         for start in range(0, len(keys), 900):
-            chunk = keys[start:start + 900]
+            chunk = keys[start : start + 900]
             marks = ",".join("?" * len(chunk))
             found.update(self.db.execute(f"SELECT key, record FROM records WHERE key IN ({marks})", chunk))
         statuses = dict(((s, q), st) for s, q, st in self.db.execute("SELECT source, query, status FROM queries"))

@@ -18,9 +18,13 @@ class BuildOptions:
     sources: tuple[str, ...] | None = opt(None, "Comma-separated train sources (google,flickr). Default: every source with a file list.")
     shard_size: int = opt(1000, "Samples planned per shard (rejects make some shards smaller).")
     resize: int | None = opt(None, "Downscale images whose short side is longer than this (re-encoded as JPEG).")
-    check: str = opt("full", "full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
-                             "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
-                             "missing, empty, non-image and truncated files; not damage inside the image; much faster).", choices=CHECKS)
+    check: str = opt(
+        "full",
+        "full: decode every image (catches missing, empty, non-image and truncated files, and any file the "
+        "decoder refuses, e.g. damaged Huffman tables). cheap: header + end-of-image marker, no decode (catches "
+        "missing, empty, non-image and truncated files; not damage inside the image; much faster).",
+        choices=CHECKS,
+    )
     seed: int = opt(0, "Seed of the shuffle that mixes classes across shards.")
     images_dir: str | None = opt(None, "Folder (relative to WEBVISION_ROOT) holding the split's images, if not one of the usual names.")
     quality: int = opt(90, "JPEG quality for resized or re-encoded images.")

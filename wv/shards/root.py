@@ -1,8 +1,8 @@
 """The dataset root: one folder holding everything wv makes for one dataset (see DESIGN.md).
 
-    ROOT/wv.json  shards/{split}-{NNNNNN}.tar  manifest.parquet  shards.parquet  rejects.parquet
-    ROOT/meta/{shard}.parquet  scores/{name}/{shard}.parquet  features/{name}/{shard}.npy
-    ROOT/models/{name}/  reports/  .build/ (the build's per-shard ledger, and the writers' lock)
+ROOT/wv.json  shards/{split}-{NNNNNN}.tar  manifest.parquet  shards.parquet  rejects.parquet
+ROOT/meta/{shard}.parquet  scores/{name}/{shard}.parquet  features/{name}/{shard}.npy
+ROOT/models/{name}/  reports/  .build/ (the build's per-shard ledger, and the writers' lock)
 """
 
 import json
@@ -20,8 +20,7 @@ NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 def check_name(name: str, option: str = "--name") -> str:
     """A name that becomes one folder under the root: letters, digits, `_`, `-` and `.`, not starting with a dot."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise WvError(f"{option} {name!r} is not a plain folder name; use letters, digits, '_', '-' and '.' "
-                      "(not first), with no slash")
+        raise WvError(f"{option} {name!r} is not a plain folder name; use letters, digits, '_', '-' and '.' (not first), with no slash")
     return name
 
 
@@ -143,8 +142,7 @@ def info_problem(info) -> str | None:
     if not isinstance(classes, list):
         return "no list of classes"
     for c in classes:
-        if not (isinstance(c, dict) and type(c.get("label")) is int and c["label"] >= 0 and isinstance(c.get("synset"), str)
-                and isinstance(c.get("names"), str)):
+        if not (isinstance(c, dict) and type(c.get("label")) is int and c["label"] >= 0 and isinstance(c.get("synset"), str) and isinstance(c.get("names"), str)):
             return f"class {str(c)[:60]} is not {{label, synset, names}}"
     if len({c["label"] for c in classes}) != len(classes):
         return "two classes share a label"

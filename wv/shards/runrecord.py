@@ -80,8 +80,7 @@ class RunRecord:
         """Refuse if another command made the folder (a record without a command is taken as ours)."""
         record = self.read()
         if record is not None and record.get("command", self.command) != self.command:
-            raise WvError(f"{self.what} was made by `wv {record['command']}`, not `wv {self.command}`; "
-                          "choose another --name (--overwrite never replaces another command's output)")
+            raise WvError(f"{self.what} was made by `wv {record['command']}`, not `wv {self.command}`; choose another --name (--overwrite never replaces another command's output)")
 
     def start(self, options: dict, overwrite: bool = False) -> None:
         """Check, then (with `overwrite`) empty the folder, and record the options: the run may write."""

@@ -65,8 +65,7 @@ def read_score(root: Root, name: str, shard: str, columns: Sequence[str] | None 
         frame = pl.read_parquet(path, columns=wanted)
     except pl.exceptions.ColumnNotFoundError:
         have = [c for c in pl.read_parquet_schema(path) if c != "__key__"]
-        raise WvError(f"score {name!r} has no column {sorted(set(wanted) - set(have) - {'__key__'})[0]!r}; "
-                      f"it has {', '.join(have)}") from None
+        raise WvError(f"score {name!r} has no column {sorted(set(wanted) - set(have) - {'__key__'})[0]!r}; it has {', '.join(have)}") from None
     except (pl.exceptions.PolarsError, OSError):
         raise WvError(f"{path} is not a readable parquet file; re-run the command that made it with --overwrite") from None
     check_aligned(path, shard, frame["__key__"], shard_keys(root, shard) if keys is None else keys)
@@ -111,8 +110,7 @@ def write_scores(root: Root, name: str, shard: str, frame: pl.DataFrame) -> Path
     return path
 
 
-def read_scores(root: Root, name: str, shards: Sequence[str] | None = None, split: str | None = None,
-                columns: Sequence[str] | None = None) -> pl.LazyFrame:
+def read_scores(root: Root, name: str, shards: Sequence[str] | None = None, split: str | None = None, columns: Sequence[str] | None = None) -> pl.LazyFrame:
     """A score for the whole dataset (or the given shards), in shard order, with a `shard` column."""
     names = list(shards) if shards is not None else root.shard_names(split)
     paths = [root.score_path(name, s) for s in names]
@@ -176,8 +174,7 @@ def complete(root: Root, kind: str, name: str, shard: str, samples: int) -> bool
         return False
 
 
-def begin_run(root: Root, kind: str, name: str, options: dict, overwrite: bool = False, split: str | None = None, *,
-              command: str) -> list[str]:
+def begin_run(root: Root, kind: str, name: str, options: dict, overwrite: bool = False, split: str | None = None, *, command: str) -> list[str]:
     """Record a command's options for ROOT/{kind}/{name}; return the shards still to do.
 
     Call it once the run has passed its checks. Same options as last time: resume (complete shards

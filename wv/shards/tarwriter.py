@@ -39,7 +39,7 @@ class TarShardWriter:
             info.size, info.mtime, info.mode, info.uname, info.gname = size, self.mtime, self.mode, self.owner, self.owner
             return info.tobuf(tarfile.PAX_FORMAT)
         header = bytearray(self.template)
-        header[0:len(encoded)] = encoded
+        header[0 : len(encoded)] = encoded
         header[124:136] = b"%011o\0" % size
         header[148:155] = b"%06o\0" % sum(header)
         return bytes(header)

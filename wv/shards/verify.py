@@ -19,8 +19,7 @@ from wv.shards.root import Root
 SAMPLE_PARTS = ("cls", "jpg", "json", "txt")
 
 
-def verify(root: str | Path, workers: int = 1, decode: bool = True, progress: bool = True, executor: str = "local",
-           ray_address: str | None = None) -> dict:
+def verify(root: str | Path, workers: int = 1, decode: bool = True, progress: bool = True, executor: str = "local", ray_address: str | None = None) -> dict:
     root = Root(root)
     info = root.info()
     shards = root.shards()
@@ -81,7 +80,7 @@ def check_samples(name: str, data: bytes, expected: pl.DataFrame, decode: bool, 
     for row in expected.iter_rows(named=True):
         where = f"{name}/{row['__key__']}"
         try:
-            sample = read_sample_bytes(data[row["offset"]: row["offset"] + row["length"]])
+            sample = read_sample_bytes(data[row["offset"] : row["offset"] + row["length"]])
         except (tarfile.TarError, ValueError) as error:
             problems.append(f"{where}: not readable at offset {row['offset']}: {error}")
             continue
@@ -147,6 +146,5 @@ def check_classes(root: Root, info: dict) -> list[str]:
     labels = root.manifest().select(pl.col("label").unique()).collect()["label"].to_list()
     missing = sorted(label for label in labels if label not in known)
     if missing:
-        return [f"manifest.parquet has label(s) {', '.join(map(str, missing[:5]))} that wv.json's class list "
-                f"({len(known)} classes) lacks"]
+        return [f"manifest.parquet has label(s) {', '.join(map(str, missing[:5]))} that wv.json's class list ({len(known)} classes) lacks"]
     return []

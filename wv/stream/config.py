@@ -29,31 +29,33 @@ class SamplerConfig:
     split: str = opt("train", choices=SPLITS)
     seed: int = opt(0, "Seed of every random choice (draw, order, shuffle, augmentation).")
     selection: str = opt("auto", "auto: apply ROOT/scores/selection (from `wv select`) if present; none; or another NAME under ROOT/scores.")
-    subsets: str = opt("curriculum.subset", "Column holding each sample's curriculum subset (0 clean, 1 noisy, 2 very noisy).",
-                       metavar="SCORE.COLUMN")
+    subsets: str = opt("curriculum.subset", "Column holding each sample's curriculum subset (0 clean, 1 noisy, 2 very noisy).", metavar="SCORE.COLUMN")
     curriculum: str | None = opt(None, "Subsets trained on from each epoch on, e.g. '0:0;3:0,1;6:0,1,2'.", metavar="SPEC")
     subset_weights: str | None = opt(None, "Weight of each subset, e.g. 1,0.5,0.5 (CurriculumNet).", metavar="W0,W1,..")
-    subset_weights_as: str = opt("loss", "draw: subsets drawn in proportion; loss: a per-sample loss weight in the batch.",
-                                 choices=REALISE)
-    class_balance: str = opt("off", "w_i = N / N_class(i): every class drawn equally often (draw) or weighing the same in the loss (loss).",
-                             choices=("off", *REALISE))
+    subset_weights_as: str = opt("loss", "draw: subsets drawn in proportion; loss: a per-sample loss weight in the batch.", choices=REALISE)
+    class_balance: str = opt("off", "w_i = N / N_class(i): every class drawn equally often (draw) or weighing the same in the loss (loss).", choices=("off", *REALISE))
     weight_column: str | None = opt(None, "A score used as a per-sample weight (missing values count 1).", metavar="SCORE.COLUMN")
     weight_column_as: str = opt("loss", choices=REALISE)
-    labels: str | None = opt(None, "Train on this score column's class where it has one (e.g. pseudo.label from `wv relabel`), "
-                                   "on the web label where it is null.", metavar="SCORE.COLUMN")
+    labels: str | None = opt(None, "Train on this score column's class where it has one (e.g. pseudo.label from `wv relabel`), on the web label where it is null.", metavar="SCORE.COLUMN")
     max_repeat: int = opt(8, "Most draws of one sample in an epoch; the excess of capped samples goes to the others.")
-    gates: tuple = opt(help="Keep samples while SCORE.COLUMN >= SCHEDULE, e.g. 'confidence.p_label >= 0.5@0,0@10' "
-                            "(epochs: gated samples are not drawn) or '... >= 0.5@0,0@20000 steps' (loss weight 0). Repeatable.",
-                       factory=tuple, flag="--gate", multiple=True, metavar="GATE")
-    batch_mix: str | None = opt(None, "Samples of each subset in every batch, e.g. 128,64,64 (adds up to --batch-size); subsets "
-                                      "not yet in the curriculum give their share to the active ones in proportion.", metavar="N0,N1,..")
+    gates: tuple = opt(
+        help="Keep samples while SCORE.COLUMN >= SCHEDULE, e.g. 'confidence.p_label >= 0.5@0,0@10' (epochs: gated samples are not drawn) or '... >= 0.5@0,0@20000 steps' (loss weight 0). Repeatable.",
+        factory=tuple,
+        flag="--gate",
+        multiple=True,
+        metavar="GATE",
+    )
+    batch_mix: str | None = opt(
+        None,
+        "Samples of each subset in every batch, e.g. 128,64,64 (adds up to --batch-size); subsets not yet in the curriculum give their share to the active ones in proportion.",
+        metavar="N0,N1,..",
+    )
     epoch_size: int | None = opt(None, "Draws per epoch over all ranks (default: the samples selected in the epoch).")
-    rounding: str = opt("pad", "Round an epoch up (pad: a few extra draws) or down (trim) to whole batches on every rank.",
-                        choices=("pad", "trim"))
-    shuffle_window: int | None = opt(None, f"Draws shuffled together (root, default {ROOT_WINDOW}; larger mixes more, smaller keeps "
-                                           f"fewer shards in use at once), or each worker's shuffle buffer (URLs, default {URL_BUFFER}).")
-    columns: tuple = opt(help="Score column carried in every batch (repeatable).", factory=tuple, flag="--column", multiple=True,
-                         metavar="SCORE.COLUMN")
+    rounding: str = opt("pad", "Round an epoch up (pad: a few extra draws) or down (trim) to whole batches on every rank.", choices=("pad", "trim"))
+    shuffle_window: int | None = opt(
+        None, f"Draws shuffled together (root, default {ROOT_WINDOW}; larger mixes more, smaller keeps fewer shards in use at once), or each worker's shuffle buffer (URLs, default {URL_BUFFER})."
+    )
+    columns: tuple = opt(help="Score column carried in every batch (repeatable).", factory=tuple, flag="--column", multiple=True, metavar="SCORE.COLUMN")
 
     def __post_init__(self):
         object.__setattr__(self, "gates", tuple(self.gates))
@@ -121,10 +123,17 @@ class SamplerConfig:
     @property
     def needs_root(self) -> list[str]:
         """The options that need a dataset root (manifest and sidecars), for a clear error on plain URLs."""
-        flags = {"--curriculum": self.curriculum, "--subset-weights": self.subset_weights, "--batch-mix": self.batch_mix,
-                 "--class-balance": self.class_balance != "off", "--weight-column": self.weight_column,
-                 "--gate": self.gates, "--column": self.columns, "--labels": self.labels,
-                 "--selection": self.selection not in ("auto", "none")}
+        flags = {
+            "--curriculum": self.curriculum,
+            "--subset-weights": self.subset_weights,
+            "--batch-mix": self.batch_mix,
+            "--class-balance": self.class_balance != "off",
+            "--weight-column": self.weight_column,
+            "--gate": self.gates,
+            "--column": self.columns,
+            "--labels": self.labels,
+            "--selection": self.selection not in ("auto", "none"),
+        }
         return [flag for flag, used in flags.items() if used]
 
     def score_columns(self) -> list[str]:

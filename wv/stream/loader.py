@@ -76,10 +76,15 @@ def planned_samples(plan: RankPlan, first: int, every: int):
             raw = reader.read(plan.shard[step], plan.offset[step], plan.length[step])
             for position, sample in enumerate(raw):
                 yield {
-                    "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": step, "__position__": position,
+                    "__key__": sample["__key__"],
+                    "__image__": image_bytes(sample),
+                    "__step__": step,
+                    "__position__": position,
                     "__shard__": plan.shard_paths[plan.shard[step, position]],
-                    "row": int(plan.rows[step, position]), "label": int(plan.label[step, position]),
-                    "weight": float(plan.weight[step, position]), "subset": int(plan.subset[step, position]),
+                    "row": int(plan.rows[step, position]),
+                    "label": int(plan.label[step, position]),
+                    "weight": float(plan.weight[step, position]),
+                    "subset": int(plan.subset[step, position]),
                     "columns": {name: float(values[step, position]) for name, values in plan.columns.items()},
                     "read_bytes": reader.bytes_read - before if position == 0 else 0,
                 }
@@ -93,9 +98,17 @@ def url_samples(planner: UrlPlanner, epoch: int, rank: int, start: int, worker: 
     position = 0
     for sample in planner.samples(epoch, rank, virtual, workers, start):
         yield {
-            "__key__": sample["__key__"], "__image__": image_bytes(sample), "__step__": sample["__step__"], "__shard__": sample.get("__url__"),
-            "__position__": position % batch_size, "row": -1, "label": label_of(sample), "weight": 1.0, "subset": -1,
-            "columns": {}, "read_bytes": sum(len(v) for v in sample.values() if isinstance(v, bytes)),
+            "__key__": sample["__key__"],
+            "__image__": image_bytes(sample),
+            "__step__": sample["__step__"],
+            "__shard__": sample.get("__url__"),
+            "__position__": position % batch_size,
+            "row": -1,
+            "label": label_of(sample),
+            "weight": 1.0,
+            "subset": -1,
+            "columns": {},
+            "read_bytes": sum(len(v) for v in sample.values() if isinstance(v, bytes)),
         }
         position += 1
 
@@ -234,9 +247,21 @@ class Stream:
                 temporary folder (removed with the Stream). The batches are the same either way.
     """
 
-    def __init__(self, source, config: SamplerConfig | None = None, *, rank=None, world_size=None, transform=None,
-                 workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 2, persistent_workers: bool = False,
-                 progress: bool = False, draw_weight=None):
+    def __init__(
+        self,
+        source,
+        config: SamplerConfig | None = None,
+        *,
+        rank=None,
+        world_size=None,
+        transform=None,
+        workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int = 2,
+        persistent_workers: bool = False,
+        progress: bool = False,
+        draw_weight=None,
+    ):
         self.config = config or SamplerConfig()
         self.rank, self.world_size = rank_and_world(rank, world_size)
         self.transform, self.workers, self.pin_memory, self.prefetch_factor = transform, workers, pin_memory, prefetch_factor
@@ -288,16 +313,14 @@ class Stream:
         if self.persistent_workers:
             return self.persistent_loader(self.epoch if epoch is None else epoch, self.step if start is None else start)
         extra = {"prefetch_factor": self.prefetch_factor} if self.workers else {}
-        return DataLoader(self.dataset(epoch, start), batch_size=None, num_workers=self.workers,
-                          pin_memory=self.pin_memory, persistent_workers=False, **extra)
+        return DataLoader(self.dataset(epoch, start), batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=False, **extra)
 
     def persistent_loader(self, epoch: int, start: int) -> DataLoader:
         if self._persistent is None:
             plan_dir = tempfile.mkdtemp(prefix="wv-stream-plans-")
             weakref.finalize(self, shutil.rmtree, plan_dir, True)
             dataset = PersistentDataset(self.planner if self.kind == "urls" else None, self.rank, self.config, self.transform, plan_dir)
-            self._persistent = dataset, DataLoader(dataset, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory,
-                                                   persistent_workers=True, prefetch_factor=self.prefetch_factor)
+            self._persistent = dataset, DataLoader(dataset, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=True, prefetch_factor=self.prefetch_factor)
         dataset, loader = self._persistent
         if self.kind == "root" and not plan_file(dataset.plan_dir, epoch).is_file():
             for old in Path(dataset.plan_dir).glob("rank-plan-*.pickle"):  # the workers keep the plan they run in memory
@@ -325,9 +348,17 @@ class Stream:
 
     def state_dict(self) -> dict:
         """Where the stream stands: enough to regenerate the plan and skip to the next batch."""
-        state = {"format": STATE_FORMAT, "epoch": self.epoch, "step": self.step, "seed": self.config.seed,
-                 "config": self.config.fingerprint(), "data": self.planner.data_fingerprint(), "world_size": self.world_size,
-                 "batch_size": self.config.batch_size, "source": self.kind}
+        state = {
+            "format": STATE_FORMAT,
+            "epoch": self.epoch,
+            "step": self.step,
+            "seed": self.config.seed,
+            "config": self.config.fingerprint(),
+            "data": self.planner.data_fingerprint(),
+            "world_size": self.world_size,
+            "batch_size": self.config.batch_size,
+            "source": self.kind,
+        }
         if self.kind == "urls":
             state["workers"] = self.workers
         return state
@@ -339,14 +370,17 @@ class Stream:
             raise WvError("the stream state was not written by this version of wv (no wv-stream/1 format)")
         epoch, step = int(state["epoch"]), int(state["step"])
         if step:
-            checks = [("config", self.config.fingerprint(), "sampler options"), ("world_size", self.world_size, "world size"),
-                      ("source", self.kind, "kind of source"), ("data", self.planner.data_fingerprint(), "selection or scores (the sidecars changed)")]
+            checks = [
+                ("config", self.config.fingerprint(), "sampler options"),
+                ("world_size", self.world_size, "world size"),
+                ("source", self.kind, "kind of source"),
+                ("data", self.planner.data_fingerprint(), "selection or scores (the sidecars changed)"),
+            ]
             if self.kind == "urls":
                 checks.append(("workers", self.workers, "number of loader workers"))
             for key, now, what in checks:
                 if state.get(key) != now:
-                    raise WvError(f"the stream state is {step} batches into epoch {epoch} with another {what} "
-                                  f"({state.get(key)} then, {now} now); resume with the same, or from an epoch boundary")
+                    raise WvError(f"the stream state is {step} batches into epoch {epoch} with another {what} ({state.get(key)} then, {now} now); resume with the same, or from an epoch boundary")
             if step > self.steps(epoch):
                 raise WvError(f"the stream state is at batch {step} of epoch {epoch}, which has only {self.steps(epoch)}")
         self.epoch, self.step = epoch, step

@@ -21,13 +21,21 @@ def summarise_plan(planner: Planner, epoch: int, progress: bool = False) -> dict
     for stratum in plan.strata:
         target[stratum.rows] += stratum.target
     figures = {
-        "root": table.root, "split": table.split, "epoch": epoch, "world_size": plan.world_size,
-        "batch_size": plan.batch_size, "steps_per_rank": plan.steps, "samples_per_rank": plan.steps * plan.batch_size,
-        "draws": plan.draws, "first_step": plan.first_step, "selection": table.selection, "funnel": plan.funnel,
+        "root": table.root,
+        "split": table.split,
+        "epoch": epoch,
+        "world_size": plan.world_size,
+        "batch_size": plan.batch_size,
+        "steps_per_rank": plan.steps,
+        "samples_per_rank": plan.steps * plan.batch_size,
+        "draws": plan.draws,
+        "first_step": plan.first_step,
+        "selection": table.selection,
+        "funnel": plan.funnel,
         "labels": {"column": config.labels, "relabelled": table.relabelled} if config.labels else None,
-        "stage": stage_figures(config, epoch), "gates": gate_figures(config, epoch, plan),
-        "strata": [{"stratum": s.name, "per_batch": s.share, "samples": int(s.rows.shape[0]), "draws": int(s.counts.sum())}
-                   for s in plan.strata],
+        "stage": stage_figures(config, epoch),
+        "gates": gate_figures(config, epoch, plan),
+        "strata": [{"stratum": s.name, "per_batch": s.share, "samples": int(s.rows.shape[0]), "draws": int(s.counts.sum())} for s in plan.strata],
     }
     figures.update(class_figures(table, counts, target, plan))
     if table.subset is not None:
@@ -68,15 +76,26 @@ def class_figures(table, counts: np.ndarray, target: np.ndarray, plan: EpochPlan
     expected = np.bincount(table.label, weights=target, minlength=n)
     mass = np.bincount(table.label, weights=counts * plan.loss_weight, minlength=n)
     total_mass = mass.sum() or 1.0
-    classes = [{
-        "label": c, "names": table.class_names.get(c, ""), "samples": int(available[c]), "pool": int(in_pool[c]),
-        "drawn": int(drawn[c]), "target": round(float(expected[c]), 3), "weight_share": round(float(mass[c] / total_mass), 6),
-    } for c in range(n)]
+    classes = [
+        {
+            "label": c,
+            "names": table.class_names.get(c, ""),
+            "samples": int(available[c]),
+            "pool": int(in_pool[c]),
+            "drawn": int(drawn[c]),
+            "target": round(float(expected[c]), 3),
+            "weight_share": round(float(mass[c] / total_mass), 6),
+        }
+        for c in range(n)
+    ]
     used = expected > 0
     chi2 = float((((drawn - expected) ** 2)[used] / expected[used]).sum())
-    return {"classes": classes, "drawn": {str(c): int(drawn[c]) for c in range(n)},
-            "target": {str(c): round(float(expected[c]), 3) for c in range(n)},
-            "class_chi_square": {"statistic": round(chi2, 4), "classes": int(used.sum())}}
+    return {
+        "classes": classes,
+        "drawn": {str(c): int(drawn[c]) for c in range(n)},
+        "target": {str(c): round(float(expected[c]), 3) for c in range(n)},
+        "class_chi_square": {"statistic": round(chi2, 4), "classes": int(used.sum())},
+    }
 
 
 def subset_figures(table, counts: np.ndarray, target: np.ndarray, plan: EpochPlan) -> list:
@@ -88,8 +107,11 @@ def subset_figures(table, counts: np.ndarray, target: np.ndarray, plan: EpochPla
     expected = np.bincount(shifted, weights=target, minlength=n)
     mass = np.bincount(shifted, weights=counts * plan.loss_weight, minlength=n)
     total_mass = mass.sum() or 1.0
-    return [{"subset": s - 1, "samples": int(available[s]), "drawn": int(drawn[s]), "target": round(float(expected[s]), 3),
-             "weight_share": round(float(mass[s] / total_mass), 6)} for s in range(n) if available[s]]
+    return [
+        {"subset": s - 1, "samples": int(available[s]), "drawn": int(drawn[s]), "target": round(float(expected[s]), 3), "weight_share": round(float(mass[s] / total_mass), 6)}
+        for s in range(n)
+        if available[s]
+    ]
 
 
 def repetition_figures(counts: np.ndarray, ranks: list, size: int) -> dict:
@@ -97,8 +119,7 @@ def repetition_figures(counts: np.ndarray, ranks: list, size: int) -> dict:
     for rows in ranks:
         keys = np.arange(rows.shape[0], dtype=np.int64)[:, None] * size + rows
         per_batch = max(per_batch, int(np.unique(keys, return_counts=True)[1].max()))
-    return {"max_per_epoch": int(counts.max()), "max_per_batch": per_batch,
-            "samples_drawn": int((counts > 0).sum()), "samples_repeated": int((counts > 1).sum())}
+    return {"max_per_epoch": int(counts.max()), "max_per_batch": per_batch, "samples_drawn": int((counts > 0).sum()), "samples_repeated": int((counts > 1).sum())}
 
 
 def shard_figures(table, ranks: list) -> tuple[dict, list]:
@@ -110,8 +131,7 @@ def shard_figures(table, ranks: list) -> tuple[dict, list]:
         flat = np.concatenate(distinct)
         read_rows[flat] = True
         shards = np.unique(table.shard_id[flat])
-        per_rank.append({"rank": rank, "steps": int(rows.shape[0]), "samples": int(rows.size), "shards": int(shards.shape[0]),
-                         "bytes_read": int(table.length[flat].astype(np.int64).sum())})
+        per_rank.append({"rank": rank, "steps": int(rows.shape[0]), "samples": int(rows.size), "shards": int(shards.shape[0]), "bytes_read": int(table.length[flat].astype(np.int64).sum())})
     read_per_shard = np.bincount(table.shard_id[read_rows], minlength=table.shards)
     samples_per_shard = np.diff(table.shard_start)
     skipped = np.flatnonzero(read_per_shard == 0)
@@ -119,10 +139,15 @@ def shard_figures(table, ranks: list) -> tuple[dict, list]:
     bytes_read = sum(r["bytes_read"] for r in per_rank)
     total = int(table.shard_bytes.sum())
     shards = {
-        "total": table.shards, "skipped": int(skipped.shape[0]), "partly_read": int(partly.shape[0]),
+        "total": table.shards,
+        "skipped": int(skipped.shape[0]),
+        "partly_read": int(partly.shape[0]),
         "fully_read": int(table.shards - skipped.shape[0] - partly.shape[0]),
-        "bytes_total": total, "bytes_read": bytes_read, "bytes_fraction": round(bytes_read / total, 6) if total else 0.0,
-        "distinct_samples_read": int(read_rows.sum()), "distinct_bytes": int(table.length[read_rows].astype(np.int64).sum()),
+        "bytes_total": total,
+        "bytes_read": bytes_read,
+        "bytes_fraction": round(bytes_read / total, 6) if total else 0.0,
+        "distinct_samples_read": int(read_rows.sum()),
+        "distinct_bytes": int(table.length[read_rows].astype(np.int64).sum()),
         "skipped_names": [table.shard_names[s] for s in skipped[:NAMES_LISTED]],
         "partly_read_names": [table.shard_names[s] for s in partly[:NAMES_LISTED]],
     }
@@ -133,11 +158,18 @@ def summarise_url_plan(planner: UrlPlanner, epoch: int, workers: int) -> dict:
     """The same figures for plain URL shards, by running each slot's stream over the scanned labels."""
     steps = planner.steps(epoch)
     batch = planner.config.batch_size
-    figures = {"urls": len(planner.urls), "epoch": epoch, "world_size": planner.world_size, "batch_size": batch,
-               "workers": workers, "steps_per_rank": steps, "samples_per_rank": steps * batch, "draws": steps * batch * planner.world_size}
+    figures = {
+        "urls": len(planner.urls),
+        "epoch": epoch,
+        "world_size": planner.world_size,
+        "batch_size": batch,
+        "workers": workers,
+        "steps_per_rank": steps,
+        "samples_per_rank": steps * batch,
+        "draws": steps * batch * planner.world_size,
+    }
     slots = planner.slots(epoch, workers)
-    figures["ranks"] = [{"rank": r, "shards": sorted({planner.urls[p.shard] for w in range(workers) for p in slots[r * workers + w]})}
-                        for r in range(planner.world_size)]
+    figures["ranks"] = [{"rank": r, "shards": sorted({planner.urls[p.shard] for w in range(workers) for p in slots[r * workers + w]})} for r in range(planner.world_size)]
     if planner.counts is None:
         figures["note"] = "--epoch-size given: shards were not counted, so draws per class are not known"
         return figures
@@ -159,13 +191,10 @@ def summarise_url_plan(planner: UrlPlanner, epoch: int, workers: int) -> dict:
     available = np.bincount(all_labels + 1, minlength=n)
     drawn = np.bincount(np.asarray([label for _, label, _ in drawn_keys]) + 1, minlength=n)
     total = figures["draws"]
-    figures["classes"] = [{"label": c - 1, "samples": int(available[c]), "drawn": int(drawn[c]),
-                           "target": round(total * available[c] / available.sum(), 3)} for c in range(n) if available[c]]
+    figures["classes"] = [{"label": c - 1, "samples": int(available[c]), "drawn": int(drawn[c]), "target": round(total * available[c] / available.sum(), 3)} for c in range(n) if available[c]]
     figures["drawn"] = {str(e["label"]): e["drawn"] for e in figures["classes"]}
     figures["target"] = {str(e["label"]): e["target"] for e in figures["classes"]}
     repeats = np.unique([key for key, _, _ in drawn_keys], return_counts=True)[1]
-    figures["repetition"] = {"max_per_epoch": int(repeats.max()), "max_per_batch": per_batch,
-                             "samples_drawn": int(repeats.shape[0]), "samples_repeated": int((repeats > 1).sum())}
-    figures["shards"] = {"total": len(planner.urls), "skipped": 0, "read": "whole shards (no manifest)",
-                         "shared_by_slots": int(sum(p.every > 1 for slot in slots for p in slot))}
+    figures["repetition"] = {"max_per_epoch": int(repeats.max()), "max_per_batch": per_batch, "samples_drawn": int(repeats.shape[0]), "samples_repeated": int((repeats > 1).sum())}
+    figures["shards"] = {"total": len(planner.urls), "skipped": 0, "read": "whole shards (no manifest)", "shared_by_slots": int(sum(p.every > 1 for slot in slots for p in slot))}
     return figures

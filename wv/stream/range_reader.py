@@ -31,12 +31,12 @@ def split_members(chunk: bytes, start: int = 0, end: int | None = None) -> dict:
         header = position
         if chunk[header] == 0:
             break
-        size = int(chunk[header + 124:header + 136].strip(b"\0 ") or b"0", 8)
+        size = int(chunk[header + 124 : header + 136].strip(b"\0 ") or b"0", 8)
         kind = chunk[header + 156]
         data = header + BLOCK
         position = data + -(-size // BLOCK) * BLOCK
         if kind in (PAX, GNU_LONG_NAME):
-            long_name = pax_path(chunk[data:data + size]) if kind == PAX else chunk[data:data + size].rstrip(b"\0").decode()
+            long_name = pax_path(chunk[data : data + size]) if kind == PAX else chunk[data : data + size].rstrip(b"\0").decode()
             continue
         if kind not in (REGULAR, OLD_REGULAR):
             continue
@@ -46,15 +46,15 @@ def split_members(chunk: bytes, start: int = 0, end: int | None = None) -> dict:
             continue
         if sample.setdefault("__key__", key) != key:
             raise WvError("a planned byte range holds two samples; the manifest does not match the shard (run `wv shard verify`)")
-        sample[ext.lower()] = chunk[data:data + size]
+        sample[ext.lower()] = chunk[data : data + size]
     return sample
 
 
 def ustar_name(chunk: bytes, header: int) -> str:
     nul = chunk.find(b"\0", header, header + 100)
-    name = chunk[header:nul if nul >= 0 else header + 100].decode()
-    if chunk[header + 257:header + 262] == b"ustar" and chunk[header + 345]:
-        prefix = chunk[header + 345:header + 500].split(b"\0", 1)[0].decode()
+    name = chunk[header : nul if nul >= 0 else header + 100].decode()
+    if chunk[header + 257 : header + 262] == b"ustar" and chunk[header + 345]:
+        prefix = chunk[header + 345 : header + 500].split(b"\0", 1)[0].decode()
         return f"{prefix}/{name}"
     return name
 
@@ -114,8 +114,7 @@ class RangeReader:
         except (ValueError, UnicodeDecodeError):
             sample = {}
         if "__key__" not in sample:
-            raise WvError(f"{self.paths[shard]} holds no sample at byte {offset}, where the manifest says one starts; "
-                          "run `wv shard verify`")
+            raise WvError(f"{self.paths[shard]} holds no sample at byte {offset}, where the manifest says one starts; run `wv shard verify`")
         return sample
 
     def close(self) -> None:

@@ -160,8 +160,9 @@ class Planner:
         per_step = self.world_size * self.config.batch_size
         steps = -(-size // per_step) if self.config.rounding == "pad" else size // per_step
         if steps == 0:
-            raise WvError(f"epoch {epoch} has {size} draws, fewer than one batch on each of {self.world_size} rank(s) "
-                          f"({per_step}); use --rounding pad, a smaller --batch-size or a larger --epoch-size")
+            raise WvError(
+                f"epoch {epoch} has {size} draws, fewer than one batch on each of {self.world_size} rank(s) ({per_step}); use --rounding pad, a smaller --batch-size or a larger --epoch-size"
+            )
         return steps
 
     def first_step(self, epoch: int) -> int:
@@ -187,8 +188,7 @@ class Planner:
             stratum.target = total * weights / weights.sum()
             stratum.counts = systematic_counts(expected, generator)
         order = rng(self.config, epoch, SHARDS).permutation(self.table.shards).astype(np.int32)
-        return EpochPlan(epoch, self.world_size, self.config.batch_size, steps, self.first_step(epoch), strata, order,
-                         self.loss_weights(strata), funnel)
+        return EpochPlan(epoch, self.world_size, self.config.batch_size, steps, self.first_step(epoch), strata, order, self.loss_weights(strata), funnel)
 
     def strata(self, mask: np.ndarray) -> list:
         rows = np.flatnonzero(mask)
@@ -257,9 +257,20 @@ class Planner:
                 weight = weight * gate.passes(table.scores[gate.column][rows], times)
         subset = table.subset[rows] if table.subset is not None else np.full(rows.shape, -1, dtype=np.int16)
         return RankPlan(
-            plan.epoch, rank, plan.world_size, plan.steps, plan.first_step, table.shard_paths, rows,
-            table.shard_id[rows], table.offset[rows], table.length[rows], table.label[rows], subset,
-            weight.astype(np.float32), {c: table.scores[c][rows] for c in self.config.columns},
+            plan.epoch,
+            rank,
+            plan.world_size,
+            plan.steps,
+            plan.first_step,
+            table.shard_paths,
+            rows,
+            table.shard_id[rows],
+            table.offset[rows],
+            table.length[rows],
+            table.label[rows],
+            subset,
+            weight.astype(np.float32),
+            {c: table.scores[c][rows] for c in self.config.columns},
         )
 
 
@@ -268,8 +279,10 @@ def capped(weights: np.ndarray, total: int, cap: int, name: str, epoch: int) -> 
     samples over the cap are held at it and the rest is shared by the others in proportion)."""
     positive = weights > 0
     if total > cap * int(positive.sum()):
-        raise WvError(f"epoch {epoch} needs {total} draws from {int(positive.sum())} sample(s) with weight ({name}), more than "
-                      f"--max-repeat {cap} each allows; raise --max-repeat, lower --epoch-size or use --rounding trim")
+        raise WvError(
+            f"epoch {epoch} needs {total} draws from {int(positive.sum())} sample(s) with weight ({name}), more than "
+            f"--max-repeat {cap} each allows; raise --max-repeat, lower --epoch-size or use --rounding trim"
+        )
     expected = np.zeros_like(weights)
     free = positive.copy()
     while free.any():
@@ -314,9 +327,9 @@ def rank_piece(rows: np.ndarray, counts: np.ndarray, start: int, size: int) -> n
     ends = np.cumsum(counts)
     first = int(np.searchsorted(ends, start, side="right"))
     last = int(np.searchsorted(ends, start + size - 1, side="right"))
-    piece = np.repeat(rows[first:last + 1], counts[first:last + 1])
+    piece = np.repeat(rows[first : last + 1], counts[first : last + 1])
     skip = start - (int(ends[first] - counts[first]))
-    return piece[skip:skip + size]
+    return piece[skip : skip + size]
 
 
 def deal(piece: np.ndarray, steps: int, share: int, window: int, generator: np.random.Generator) -> np.ndarray:

@@ -67,8 +67,7 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
     try:
         manifest = (
             root.manifest(config.split)
-            .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label",
-                    sidecars.KEY_HASH.alias("key_hash"))
+            .select(pl.col("shard").cast(enum).to_physical().alias("shard_id"), "index", "offset", "length", "label", sidecars.KEY_HASH.alias("key_hash"))
             .sort("shard_id", "index")
             .collect()
         )
@@ -78,7 +77,9 @@ def load_table(root, config: SamplerConfig) -> SampleTable:
     if not np.array_equal(counts, shards["samples"].to_numpy()):
         raise WvError(f"{root.manifest_path} does not agree with {root.shards_table_path}; run `wv shard verify {root.path}`")
     table = SampleTable(
-        root=str(root.path), split=config.split, shard_names=names,
+        root=str(root.path),
+        split=config.split,
+        shard_names=names,
         shard_paths=[str(root.shard_path(n)) for n in names],
         shard_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         shard_bytes=shards["bytes"].to_numpy().astype(np.int64),
@@ -116,16 +117,14 @@ def read_column(root: Root, table: SampleTable, qualified: str, key_hashes: np.n
     try:
         return score_column(root, table, qualified, key_hashes)
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise WvError(f"the sidecars of score {qualified.partition('.')[0]!r} cannot be read ({first_line(error, 160)}); "
-                      "re-run its scorer with --overwrite") from None
+        raise WvError(f"the sidecars of score {qualified.partition('.')[0]!r} cannot be read ({first_line(error, 160)}); re-run its scorer with --overwrite") from None
 
 
 def check_labels(root: Root, table: SampleTable) -> None:
     """Every label must be one of wv.json's classes (-1: no label)."""
     bad = table.label[(table.label < -1) | ((table.label >= 0) & ~np.isin(table.label, list(table.class_names)))]
     if bad.size:
-        raise WvError(f"{root.manifest_path} holds label {int(bad[0])}, which is not one of the {len(table.class_names)} "
-                      f"classes of {root.info_path}; the root is damaged (run `wv shard verify`)")
+        raise WvError(f"{root.manifest_path} holds label {int(bad[0])}, which is not one of the {len(table.class_names)} classes of {root.info_path}; the root is damaged (run `wv shard verify`)")
 
 
 def substitute_labels(root: Root, table: SampleTable, qualified: str, key_hashes: np.ndarray) -> None:
@@ -133,14 +132,12 @@ def substitute_labels(root: Root, table: SampleTable, qualified: str, key_hashes
     null; the web label stays where it is. The column must hold classes of wv.json."""
     values = read_column(root, table, qualified, key_hashes)
     if not values.dtype.is_integer():
-        raise WvError(f"--labels {qualified} must hold class numbers, but it is {values.dtype}; give a label column "
-                      "such as pseudo.label from `wv relabel`")
+        raise WvError(f"--labels {qualified} must hold class numbers, but it is {values.dtype}; give a label column such as pseudo.label from `wv relabel`")
     present = values.is_not_null().to_numpy()
     new = values.fill_null(-1).to_numpy()
     bad = present & ~np.isin(new, list(table.class_names))
     if bad.any():
-        raise WvError(f"--labels {qualified} holds class {int(new[bad][0])}, which is not one of the {len(table.class_names)} "
-                      f"classes of {root.info_path}; it was made for another root")
+        raise WvError(f"--labels {qualified} holds class {int(new[bad][0])}, which is not one of the {len(table.class_names)} classes of {root.info_path}; it was made for another root")
     relabelled = present & (new != table.label)
     table.label = np.where(present, new, table.label).astype(np.int32)
     table.relabelled = int(relabelled.sum())

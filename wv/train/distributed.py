@@ -41,8 +41,7 @@ def start(device: str = "auto", timeout_s: int = 1800) -> World:
         torch.cuda.set_device(chosen)
     if size > 1 and not dist.is_initialized():
         backend = "nccl" if chosen.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
-                                device_id=chosen if chosen.type == "cuda" else None)
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), device_id=chosen if chosen.type == "cuda" else None)
     return World(rank, size, local, chosen)
 
 

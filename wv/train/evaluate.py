@@ -36,7 +36,7 @@ class EvalSamples(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
-        mine = self.urls[worker.id::worker.num_workers] if worker else self.urls
+        mine = self.urls[worker.id :: worker.num_workers] if worker else self.urls
         for sample in iter_samples(mine):
             image = decode_image(image_bytes(sample), sample["__key__"], sample.get("__url__"))
             yield tuple(transform(image) for transform in self.transforms), label_of(sample)
@@ -55,8 +55,7 @@ class Member:
 def check_source(source, flag: str) -> None:
     """A folder must be a dataset root: a WebVision download or any other folder is refused in one sentence."""
     if Path(str(source)).is_dir() and not Root(source).exists():
-        raise WvError(f"{flag} {source} is a folder but not a dataset root (no wv.json); give a root made by "
-                      "`wv shard build`, or shard files")
+        raise WvError(f"{flag} {source} is a folder but not a dataset root (no wv.json); give a root made by `wv shard build`, or shard files")
 
 
 def check_out(out, flag: str = "--out") -> Path:
@@ -74,7 +73,7 @@ def eval_urls(source, split: str, world) -> tuple[list, list | None]:
     check_source(source, "--shards")
     urls = shard_urls(source, split)
     classes = Root(source).classes() if Root(source).exists() else None
-    return urls[world.rank::world.size], classes
+    return urls[world.rank :: world.size], classes
 
 
 def label_map(checkpoint_classes: list, source_classes: list | None, num_outputs: int) -> np.ndarray:
@@ -88,16 +87,15 @@ def label_map(checkpoint_classes: list, source_classes: list | None, num_outputs
     return mapping
 
 
-def evaluate(model, source, input_spec: dict, classes: list, world, crops: int = 1, split: str = "val",
-             batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> dict:
+def evaluate(model, source, input_spec: dict, classes: list, world, crops: int = 1, split: str = "val", batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> dict:
     """Top-1 / top-5 and per-class counts of `model` (outputs in the order of `classes`, synsets) on `source`."""
-    return evaluate_members([Member(model, input_spec)], source, classes, world, crops, split, batch_size, workers, autocast,
-                            progress)[0]
+    return evaluate_members([Member(model, input_spec)], source, classes, world, crops, split, batch_size, workers, autocast, progress)[0]
 
 
 @torch.no_grad()
-def evaluate_members(members: list[Member], source, classes: list, world, crops: int = 1, split: str = "val",
-                     batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False) -> list[dict]:
+def evaluate_members(
+    members: list[Member], source, classes: list, world, crops: int = 1, split: str = "val", batch_size: int = 64, workers: int = 2, autocast: bool = False, progress: bool = False
+) -> list[dict]:
     """The figures of each member and, with several, of their ensemble (last): the mean of their
     crop-averaged probabilities (all in the order of `classes`)."""
     if crops not in CROPS:
@@ -106,9 +104,11 @@ def evaluate_members(members: list[Member], source, classes: list, world, crops:
     mapping = torch.from_numpy(label_map(classes, source_classes, len(classes)))
     n_labels = len(mapping)
     sizes = list(dict.fromkeys(int(m.input["size"]) for m in members))
-    loader = torch.utils.data.DataLoader(EvalSamples(urls, sizes, crops), batch_size=batch_size,
-                                         num_workers=min(workers, len(urls)), worker_init_fn=one_thread,
-                                         pin_memory=world.device.type == "cuda") if urls else []  # more ranks than shards
+    loader = (
+        torch.utils.data.DataLoader(EvalSamples(urls, sizes, crops), batch_size=batch_size, num_workers=min(workers, len(urls)), worker_init_fn=one_thread, pin_memory=world.device.type == "cuda")
+        if urls
+        else []
+    )  # more ranks than shards
     heads = len(members) + (len(members) > 1)
     counts = torch.zeros(heads, n_labels + 1, 3, dtype=torch.float64)  # per head, per source label (last: unlabelled): n, top1, top5
     was_training = [m.net.training for m in members]
@@ -117,8 +117,7 @@ def evaluate_members(members: list[Member], source, classes: list, world, crops:
     started = time.perf_counter()
     with tqdm(desc=f"eval {crops}-crop", unit="img", dynamic_ncols=True, **bar_options(progress and world.main)) as bar:
         for images, labels in unwrap_errors(loader):
-            probs = [member_probabilities(m, images[sizes.index(int(m.input["size"]))].to(world.device, non_blocking=True), autocast)
-                     for m in members]
+            probs = [member_probabilities(m, images[sizes.index(int(m.input["size"]))].to(world.device, non_blocking=True), autocast) for m in members]
             if len(probs) > 1:
                 probs.append(torch.stack(probs).mean(0))
             known = (labels >= 0) & (labels < n_labels)
@@ -163,11 +162,21 @@ def summarise(counts: torch.Tensor, source_classes: list | None, crops: int, sec
     if n == 0:
         raise WvError("the evaluation shards hold no labelled sample")
     names = {c["label"]: (c["synset"], (c.get("names") or [""])[0]) for c in source_classes or []}
-    per_class = [{"label": label, "synset": names.get(label, ("", ""))[0], "name": names.get(label, ("", ""))[1],
-                  "n": int(row[0]), "top1": float(row[1] / row[0]), "top5": float(row[2] / row[0])}
-                 for label, row in enumerate(labelled.tolist()) if row[0] > 0]
-    return {"n": n, "top1": float(labelled[:, 1].sum() / n), "top5": float(labelled[:, 2].sum() / n), "crops": crops,
-            "unlabelled": int(counts[-1, 0]), "classes": len(per_class), "seconds": round(seconds, 2), "per_class": per_class}
+    per_class = [
+        {"label": label, "synset": names.get(label, ("", ""))[0], "name": names.get(label, ("", ""))[1], "n": int(row[0]), "top1": float(row[1] / row[0]), "top5": float(row[2] / row[0])}
+        for label, row in enumerate(labelled.tolist())
+        if row[0] > 0
+    ]
+    return {
+        "n": n,
+        "top1": float(labelled[:, 1].sum() / n),
+        "top5": float(labelled[:, 2].sum() / n),
+        "crops": crops,
+        "unlabelled": int(counts[-1, 0]),
+        "classes": len(per_class),
+        "seconds": round(seconds, 2),
+        "per_class": per_class,
+    }
 
 
 def write_results(figures: dict, out) -> dict:
@@ -182,8 +191,7 @@ def write_results(figures: dict, out) -> dict:
     return paths
 
 
-def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val", out=None, batch_size: int = 64,
-                    workers: int = 2, device: str = "auto", progress: bool = True) -> dict:
+def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val", out=None, batch_size: int = 64, workers: int = 2, device: str = "auto", progress: bool = True) -> dict:
     """What `wv eval` runs: load a wv checkpoint (or a list of them: an ensemble), evaluate it (under
     torchrun: all ranks), write JSON + CSV. With several checkpoints the figures are the ensemble's,
     and `models` holds each checkpoint's n, top-1 and top-5."""
@@ -201,16 +209,13 @@ def eval_checkpoint(checkpoint_path, source, crops: int = 1, split: str = "val",
     world = distributed.start(device)
     try:
         ensemble = Ensemble(paths, world.device)
-        members = [Member(net, spec, None if len(paths) == 1 else columns)
-                   for net, spec, columns in zip(ensemble.nets, ensemble.inputs, ensemble.columns)]
-        results = evaluate_members(members, source, ensemble.classes, world, crops, split, batch_size, workers,
-                                   autocast=world.device.type == "cuda", progress=progress)
+        members = [Member(net, spec, None if len(paths) == 1 else columns) for net, spec, columns in zip(ensemble.nets, ensemble.inputs, ensemble.columns)]
+        results = evaluate_members(members, source, ensemble.classes, world, crops, split, batch_size, workers, autocast=world.device.type == "cuda", progress=progress)
         figures = results[-1]
         if len(paths) == 1:
             figures.update(checkpoint=paths[0])
         else:
-            figures.update(checkpoints=paths, models=[{"checkpoint": path, "n": r["n"], "top1": r["top1"], "top5": r["top5"]}
-                                                      for path, r in zip(paths, results)])
+            figures.update(checkpoints=paths, models=[{"checkpoint": path, "n": r["n"], "top1": r["top1"], "top5": r["top5"]} for path, r in zip(paths, results)])
         figures.update(shards=str(source), world_size=world.size)
         if world.main:
             figures["paths"] = write_results(figures, out)

@@ -21,10 +21,23 @@ def holdout_plan(table, rows: np.ndarray, rank: int, world_size: int, batch_size
     steps = -(-mine.size // batch_size)
     padded = np.concatenate([mine, np.full(steps * batch_size - mine.size, mine[-1])]).reshape(steps, batch_size)
     weight = np.zeros(padded.size, dtype=np.float32)
-    weight[:mine.size] = 1.0
-    return RankPlan(0, rank, world_size, steps, 0, table.shard_paths, padded, table.shard_id[padded], table.offset[padded],
-                    table.length[padded], table.label[padded], np.full(padded.shape, -1, dtype=np.int16),
-                    weight.reshape(steps, batch_size), {})
+    weight[: mine.size] = 1.0
+    return RankPlan(
+        0,
+        rank,
+        world_size,
+        steps,
+        0,
+        table.shard_paths,
+        padded,
+        table.shard_id[padded],
+        table.offset[padded],
+        table.length[padded],
+        table.label[padded],
+        np.full(padded.shape, -1, dtype=np.int16),
+        weight.reshape(steps, batch_size),
+        {},
+    )
 
 
 def holdout_batches(stream, rows: np.ndarray, world, batch_size: int, size: int, workers: int):

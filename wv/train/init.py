@@ -90,14 +90,18 @@ def init_weights(model: nn.Module, path, classes: list[str], topic_head: nn.Modu
     body_loaded = sum(1 for k in used if not k.startswith(head))
     if body and not body_loaded:
         kind = f"a {checkpoint.get('arch')} checkpoint" if checkpoint is not None else "its tensors"
-        raise WvError(f"--init {path}: no tensor of it fits this model ({kind}; names or shapes differ): "
-                      "give weights of the same architecture")
+        raise WvError(f"--init {path}: no tensor of it fits this model ({kind}; names or shapes differ): give weights of the same architecture")
     return {
-        "path": str(path), "sha256": file_sha256(path), "kind": "wv checkpoint" if checkpoint is not None else "state dict",
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "kind": "wv checkpoint" if checkpoint is not None else "state dict",
         "source_arch": checkpoint.get("arch") if checkpoint is not None else None,
-        "loaded": len(loaded), "reinitialised": targets - len(loaded),
+        "loaded": len(loaded),
+        "reinitialised": targets - len(loaded),
         "ignored": len(source) - len(used) + ignored_topic,
-        "body_loaded": body_loaded, "body_tensors": len(body), "head": "loaded" if any(k.startswith(head) for k in used) else "reinitialised",
+        "body_loaded": body_loaded,
+        "body_tensors": len(body),
+        "head": "loaded" if any(k.startswith(head) for k in used) else "reinitialised",
     }
 
 
@@ -118,6 +122,8 @@ def load_matching(module: nn.Module, source: dict, keep_head: bool, head: str) -
 
 def describe(report: dict) -> str:
     """The run's one line about its first weights."""
-    return (f"init from {report['path']} ({report['kind']}{', ' + report['source_arch'] if report.get('source_arch') else ''}): "
-            f"{report['loaded']} tensors loaded ({report['body_loaded']} of the body's {report['body_tensors']}), "
-            f"{report['reinitialised']} re-initialised (the class head {report['head']}), {report['ignored']} of the file ignored")
+    return (
+        f"init from {report['path']} ({report['kind']}{', ' + report['source_arch'] if report.get('source_arch') else ''}): "
+        f"{report['loaded']} tensors loaded ({report['body_loaded']} of the body's {report['body_tensors']}), "
+        f"{report['reinitialised']} re-initialised (the class head {report['head']}), {report['ignored']} of the file ignored"
+    )

@@ -40,7 +40,7 @@ def cut_tiles(images: torch.Tensor, grid: int) -> torch.Tensor:
     """[B, C, S, S] -> [B, grid^2, C, t, t] in row-major order, t = S // grid (a remainder is cropped)."""
     batch, channels, height, width = images.shape
     t = min(height, width) // grid
-    images = images[:, :, :t * grid, :t * grid]
+    images = images[:, :, : t * grid, : t * grid]
     tiles = images.reshape(batch, channels, grid, t, grid, t).permute(0, 2, 4, 1, 3, 5)
     return tiles.reshape(batch, grid * grid, channels, t, t)
 

@@ -82,8 +82,9 @@ class Task:
     def evaluate_classes(self, model, trainer) -> dict:
         if not self.options.val:
             return {}
-        metrics = evaluate(model, self.options.val, trainer.input, trainer.classes, self.world, crops=1,
-                           batch_size=self.options.val_batch_size, workers=min(self.options.workers, 2), autocast=trainer.autocast)
+        metrics = evaluate(
+            model, self.options.val, trainer.input, trainer.classes, self.world, crops=1, batch_size=self.options.val_batch_size, workers=min(self.options.workers, 2), autocast=trainer.autocast
+        )
         return {"val_top1": metrics["top1"], "val_top5": metrics["top5"], "val_n": metrics["n"]}
 
 
@@ -169,8 +170,7 @@ def check_batch_labels(batch: dict, classes: int) -> None:
     bad = (labels >= classes) | (labels < -1)
     if bool(bad.any()):
         at = int(bad.nonzero()[0, 0])
-        raise WvError(f"sample {batch['key'][at]!r} has label {int(labels[at])}, but the model has {classes} classes; "
-                      "give the right --num-classes, or check the shards")
+        raise WvError(f"sample {batch['key'][at]!r} has label {int(labels[at])}, but the model has {classes} classes; give the right --num-classes, or check the shards")
 
 
 class KeywordTask(Task):
@@ -206,10 +206,15 @@ class KeywordTask(Task):
             raise WvError("no sample has a keyword to train on; check `wv score keywords` (its vocabulary and --min-docs)")
         draws = sampler.epoch_size or weights.size  # an epoch: --epoch-size, or as many draws as the split has samples (no selection)
         expected = draws * weights / weights.sum()
-        self.figures = {"vocabulary": len(self.targets.words), "samples_with_keywords": int((weights > 0).sum() + self.holdout.size),
-                        "skipped_without_keyword": int(weights.size - drawn.sum() - self.holdout.size),
-                        "held_out": int(self.holdout.size), "keyword_balance": p.keyword_balance, "max_repeat": sampler.max_repeat,
-                        "capped_at_max_repeat": int((expected > sampler.max_repeat).sum())}
+        self.figures = {
+            "vocabulary": len(self.targets.words),
+            "samples_with_keywords": int((weights > 0).sum() + self.holdout.size),
+            "skipped_without_keyword": int(weights.size - drawn.sum() - self.holdout.size),
+            "held_out": int(self.holdout.size),
+            "keyword_balance": p.keyword_balance,
+            "max_repeat": sampler.max_repeat,
+            "capped_at_max_repeat": int((expected > sampler.max_repeat).sum()),
+        }
         return weights
 
     def build(self, arch, arch_options):
@@ -236,8 +241,7 @@ class KeywordTask(Task):
         was = model.training
         model.eval()
         sums = torch.zeros(2, dtype=torch.float64, device=self.world.device)
-        for batch in holdout_batches(trainer.stream, self.holdout, self.world, self.options.val_batch_size, trainer.size,
-                                     min(self.options.workers, 2)):
+        for batch in holdout_batches(trainer.stream, self.holdout, self.world, self.options.val_batch_size, trainer.size, min(self.options.workers, 2)):
             images = prepared(trainer, batch["image"][:, 0])
             with torch.autocast(self.world.device.type, dtype=torch.bfloat16, enabled=trainer.autocast):
                 scores = model(images).float()
@@ -330,8 +334,9 @@ class PermutationTask(Task):
 
     def check_size(self, size: int, smallest: int) -> None:
         if size // self.pretrain.grid < smallest:
-            raise WvError(f"--image-size {size} cut into {self.pretrain.grid} x {self.pretrain.grid} tiles gives tiles of "
-                          f"{size // self.pretrain.grid} pixels, fewer than the {smallest} the architecture needs")
+            raise WvError(
+                f"--image-size {size} cut into {self.pretrain.grid} x {self.pretrain.grid} tiles gives tiles of {size // self.pretrain.grid} pixels, fewer than the {smallest} the architecture needs"
+            )
 
     def checkpoint_input(self, spec):
         return {**spec, "size": int(spec["size"]) // self.pretrain.grid}  # the backbone sees tiles
@@ -367,8 +372,7 @@ class PermutationTask(Task):
         return shuffled, target
 
     def loss(self, output, target, batch, weights, epoch_time, step):
-        hits = torch.stack([argmax_hits(output.detach(), target).double(), torch.tensor(float(target.shape[0] * self.tiles),
-                                                                                         dtype=torch.float64, device=target.device)])
+        hits = torch.stack([argmax_hits(output.detach(), target).double(), torch.tensor(float(target.shape[0] * self.tiles), dtype=torch.float64, device=target.device)])
         self.hits = hits if self.hits is None else self.hits + hits
         return permutation_loss(output, target, weights), weights
 
@@ -386,8 +390,7 @@ class PermutationTask(Task):
 
     def validate_on(self, model, trainer) -> dict:
         urls, _ = eval_urls(self.options.val, "val", self.world)
-        loader = torch.utils.data.DataLoader(EvalSamples(urls, [trainer.size], 1), batch_size=self.options.val_batch_size,
-                                             num_workers=min(self.options.workers, 2, len(urls))) if urls else []
+        loader = torch.utils.data.DataLoader(EvalSamples(urls, [trainer.size], 1), batch_size=self.options.val_batch_size, num_workers=min(self.options.workers, 2, len(urls))) if urls else []
         was = model.training
         model.eval()
         sums = torch.zeros(3, dtype=torch.float64)

@@ -64,13 +64,19 @@ MAX_SIZE = 2048
 def check_options(options: TrainOptions) -> None:
     """WvError naming the option unless a TrainOptions can start a run."""
     check_arch(options.arch)
-    positive = {"--epochs": options.epochs, "--lr-step": options.lr_step, "--accum-steps": options.accum_steps,
-                "--log-every": options.log_every, "--val-batch-size": options.val_batch_size}
+    positive = {"--epochs": options.epochs, "--lr-step": options.lr_step, "--accum-steps": options.accum_steps, "--log-every": options.log_every, "--val-batch-size": options.val_batch_size}
     for flag, value in positive.items():
         if value < 1:
             raise WvError(f"{flag} must be at least 1")
-    numbers = {"--lr": options.lr, "--lr-gamma": options.lr_gamma, "--momentum": options.momentum, "--weight-decay": options.weight_decay,
-               "--soft-threshold": options.soft_threshold, "--topic-weight": options.topic_weight, "--head-lr-mult": options.head_lr_mult}
+    numbers = {
+        "--lr": options.lr,
+        "--lr-gamma": options.lr_gamma,
+        "--momentum": options.momentum,
+        "--weight-decay": options.weight_decay,
+        "--soft-threshold": options.soft_threshold,
+        "--topic-weight": options.topic_weight,
+        "--head-lr-mult": options.head_lr_mult,
+    }
     for flag, value in numbers.items():
         if not math.isfinite(value):
             raise WvError(f"{flag} must be a finite number, not {value}")
@@ -109,8 +115,7 @@ def check_options(options: TrainOptions) -> None:
     check_out(options.out)
 
 
-def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print,
-          pretrain: PretrainOptions | None = None) -> dict:
+def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool = True, say=print, pretrain: PretrainOptions | None = None) -> dict:
     """Train on `source` (a dataset root or shard URLs); returns the run's summary (see Trainer.finish).
     Without `pretrain` the class task (`wv train`), with it the pre-training task it names (`wv pretrain`)."""
     check_options(options)
@@ -122,8 +127,7 @@ def train(source, options: TrainOptions, sampler: SamplerConfig, progress: bool 
 
 
 class Trainer:
-    def __init__(self, source, options: TrainOptions, sampler: SamplerConfig, world, progress: bool, say,
-                 pretrain: PretrainOptions | None = None):
+    def __init__(self, source, options: TrainOptions, sampler: SamplerConfig, world, progress: bool, say, pretrain: PretrainOptions | None = None):
         self.source, self.options, self.world, self.progress = source, options, world, progress
         self.say = say if world.main else (lambda *a, **k: None)
         self.out = Path(options.out)
@@ -139,13 +143,20 @@ class Trainer:
         self.autocast = (world.device.type == "cuda" and options.precision != "fp32") or options.precision == "bf16"
         resumed = self.resume_state()
         self.model = self.make_model(resumed)
-        self.optimizer = torch.optim.SGD(param_groups(self.model, self.classifier, options), lr=options.lr, momentum=options.momentum,
-                                         weight_decay=options.weight_decay)
+        self.optimizer = torch.optim.SGD(param_groups(self.model, self.classifier, options), lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay)
         self.lr_schedule, self.lrs = LrSchedule.of(options), {}
-        self.stream = Stream(source, sampler, rank=world.rank, world_size=world.size, transform=self.task.transform(self.size),
-                             workers=options.workers, pin_memory=world.device.type == "cuda", persistent_workers=True,
-                             progress=progress and world.main,
-                             draw_weight=self.task.draw_weight(sampler) if self.is_root else None)
+        self.stream = Stream(
+            source,
+            sampler,
+            rank=world.rank,
+            world_size=world.size,
+            transform=self.task.transform(self.size),
+            workers=options.workers,
+            pin_memory=world.device.type == "cuda",
+            persistent_workers=True,
+            progress=progress and world.main,
+            draw_weight=self.task.draw_weight(sampler) if self.is_root else None,
+        )
         self.optimizer_steps, self.batches_run, self.history = 0, 0, []
         # loss and kept share summed on the device: since the last log record, and over the epoch (this rank's;
         # rank 0 carries all ranks' from a checkpoint)
@@ -162,8 +173,7 @@ class Trainer:
                     self.epoch_sums.load(Reading(loss, kept, int(batches), 0))
         if world.main:  # the log of a killed run is cut back to its checkpoint (to nothing: a run killed before one)
             curves.truncate_log(self.out / LOG, self.optimizer_steps if resumed else -1)
-        self.ddp = DistributedDataParallel(self.model, device_ids=[world.device] if world.device.type == "cuda" else None) \
-            if world.distributed else self.model
+        self.ddp = DistributedDataParallel(self.model, device_ids=[world.device] if world.device.type == "cuda" else None) if world.distributed else self.model
 
     # -- set-up ------------------------------------------------------------------------------
     @property
@@ -192,8 +202,7 @@ class Trainer:
         if changed or state["classes"] != self.classes:
             what = ", ".join(f"--{k.replace('_', '-')}" for k in changed) or "the class list"
             raise WvError(f"{path} was trained with another {what}; resume with the same, or start a new --out")
-        self.say(f"resuming {path}: epoch {state['stream']['epoch']}, batch {state['stream']['step']}, "
-                 f"{state['optimizer_steps']} optimizer steps done")
+        self.say(f"resuming {path}: epoch {state['stream']['epoch']}, batch {state['stream']['step']}, {state['optimizer_steps']} optimizer steps done")
         return state
 
     def make_model(self, resumed: dict | None):
@@ -212,8 +221,10 @@ class Trainer:
     def run(self) -> dict:
         o, started = self.options, time.perf_counter()
         what = "wv train" if self.task.name == "class" else f"wv pretrain --task {self.task.name}"
-        self.say(f"{what}: {o.arch} on {self.source}, {len(self.classes)} outputs, world size {self.world.size}, "
-                 f"{self.world.device}, batch {self.sampler.batch_size} per rank x {o.accum_steps} accumulation")
+        self.say(
+            f"{what}: {o.arch} on {self.source}, {len(self.classes)} outputs, world size {self.world.size}, "
+            f"{self.world.device}, batch {self.sampler.batch_size} per rank x {o.accum_steps} accumulation"
+        )
         steps_at_start = self.optimizer_steps
         while self.stream.epoch < o.epochs:
             self.run_epoch()
@@ -229,8 +240,7 @@ class Trainer:
         self.lrs = set_lr(self.optimizer, self.lr_schedule(epoch, 0.0, self.optimizer_steps))
         self.model.train()
         window_started = epoch_started = time.perf_counter()
-        bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True,
-                   **bar_options(self.progress and world.main))
+        bar = tqdm(total=steps, initial=self.stream.step, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, **bar_options(self.progress and world.main))
         for batch in self.stream:
             index = batch["step"]
             last = (index + 1) % o.accum_steps == 0 or index + 1 == steps  # of an optimizer step
@@ -260,9 +270,18 @@ class Trainer:
                 window = self.window.read()
                 self.check_finite(window.loss, epoch, index)
                 bar.set_postfix(loss=f"{window.loss / window.batches:.3f}")
-                self.record({"kind": "train", "epoch": epoch, "batch": index + 1, "step": self.optimizer_steps, **self.lr_record(),
-                             "loss": window.loss / window.batches, "gradient_share": window.kept / window.batches,
-                             "images_per_s": window.images / max(time.perf_counter() - window_started, 1e-9)})
+                self.record(
+                    {
+                        "kind": "train",
+                        "epoch": epoch,
+                        "batch": index + 1,
+                        "step": self.optimizer_steps,
+                        **self.lr_record(),
+                        "loss": window.loss / window.batches,
+                        "gradient_share": window.kept / window.batches,
+                        "images_per_s": window.images / max(time.perf_counter() - window_started, 1e-9),
+                    }
+                )
                 window_started = time.perf_counter()
             if o.checkpoint_every and self.optimizer_steps % o.checkpoint_every == 0 and index + 1 < steps:
                 self.save_checkpoint(self.epoch_totals(epoch, index))
@@ -300,17 +319,18 @@ class Trainer:
         self.epoch_sums.reset()
         self.window.reset()  # a window cut short by the epoch's end is not logged
         share = kept / batches if batches and math.isfinite(kept) else None
-        record = {"kind": "epoch", "epoch": epoch, "step": self.optimizer_steps, **self.lr_record(),
-                  "loss": loss / batches if batches else None, "gradient_share": share, "seconds": round(seconds, 3)}
+        record = {"kind": "epoch", "epoch": epoch, "step": self.optimizer_steps, **self.lr_record(), "loss": loss / batches if batches else None, "gradient_share": share, "seconds": round(seconds, 3)}
         if share == 0 and self.world.main:
-            print(f"warning: no sample had a gradient in epoch {epoch} (gradient share 0): the backprop gate or a step gate is above "
-                  "every confidence of the model; start the gate later (e.g. --backprop-gate '0@0,0@2,0.5@3,0@10')", file=sys.stderr)
+            print(
+                f"warning: no sample had a gradient in epoch {epoch} (gradient share 0): the backprop gate or a step gate is above "
+                "every confidence of the model; start the gate later (e.g. --backprop-gate '0@0,0@2,0.5@3,0@10')",
+                file=sys.stderr,
+            )
         distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
         record.update(self.task.validate(getattr(self.ddp, "module", self.ddp), self))
         self.history.append(record)
         self.record(record)
-        val = "".join(f", {k.replace('_', ' ')} {v:.3f}" for k, v in record.items()
-                      if k.endswith(("top1", "top5", "map", "accuracy")) and isinstance(v, float))
+        val = "".join(f", {k.replace('_', ' ')} {v:.3f}" for k, v in record.items() if k.endswith(("top1", "top5", "map", "accuracy")) and isinstance(v, float))
         self.say(f"epoch {epoch}: loss {record['loss']:.4f}{val}")
         self.save_checkpoint([0.0, 0.0, 0.0])
 
@@ -322,10 +342,20 @@ class Trainer:
         """Rank 0 writes OUT/checkpoint.pt; `epoch_totals` is the epoch's loss sum and batches so far, over all ranks."""
         if not self.world.main:
             return
-        extra = {"input": self.task.checkpoint_input(self.input), "task": self.task.record(), "optimizer": self.optimizer.state_dict(), "stream": self.stream.state_dict(),
-                 "optimizer_steps": self.optimizer_steps, "options": asdict(self.options), "sampler": self.sampler.to_dict(),
-                 "world_size": self.world.size, "history": self.history, "epoch_totals": epoch_totals,
-                 "log_window": asdict(self.window.read(reset=False)), "arch_options": self.arch_options}
+        extra = {
+            "input": self.task.checkpoint_input(self.input),
+            "task": self.task.record(),
+            "optimizer": self.optimizer.state_dict(),
+            "stream": self.stream.state_dict(),
+            "optimizer_steps": self.optimizer_steps,
+            "options": asdict(self.options),
+            "sampler": self.sampler.to_dict(),
+            "world_size": self.world.size,
+            "history": self.history,
+            "epoch_totals": epoch_totals,
+            "log_window": asdict(self.window.read(reset=False)),
+            "arch_options": self.arch_options,
+        }
         if self.init_report:
             extra["init"] = self.init_report
         extra.update(self.task.head_state(self.model))
@@ -335,18 +365,26 @@ class Trainer:
         digests = distributed.all_agree(self.world, distributed.parameter_digest(self.model))
         last = self.history[-1] if self.history else {}
         summary = {
-            "world_size": self.world.size, "rank": self.world.rank, "device": str(self.world.device), "arch": self.options.arch,
-            "epochs": self.stream.epoch, "steps_per_rank": self.batches_run, "optimizer_steps": self.optimizer_steps,
+            "world_size": self.world.size,
+            "rank": self.world.rank,
+            "device": str(self.world.device),
+            "arch": self.options.arch,
+            "epochs": self.stream.epoch,
+            "steps_per_rank": self.batches_run,
+            "optimizer_steps": self.optimizer_steps,
             "optimizer_steps_this_run": self.optimizer_steps - steps_at_start,
-            "first_loss": self.history[0]["loss"] if self.history else None, "final_loss": last.get("loss"),
-            "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5"),
+            "first_loss": self.history[0]["loss"] if self.history else None,
+            "final_loss": last.get("loss"),
+            "val_top1": last.get("val_top1"),
+            "val_top5": last.get("val_top5"),
             **{k: v for k, v in last.items() if k.startswith(("val_", "train_", "chance_")) and k not in ("val_top1", "val_top5")},
             **self.task.summary(),
             "seconds": round(seconds, 2),
             "images_per_s": round(self.batches_run * self.sampler.batch_size * self.world.size / max(seconds, 1e-9), 1),
-            "parameter_digests": digests, "parameters_equal_across_ranks": len(set(digests)) == 1, "init": self.init_report,
-            "paths": {"checkpoint": str(self.out / CHECKPOINT), "log": str(self.out / LOG),
-                      "curves": str(self.out / curves.PLOT), "summary": str(self.out / SUMMARY)},
+            "parameter_digests": digests,
+            "parameters_equal_across_ranks": len(set(digests)) == 1,
+            "init": self.init_report,
+            "paths": {"checkpoint": str(self.out / CHECKPOINT), "log": str(self.out / LOG), "curves": str(self.out / curves.PLOT), "summary": str(self.out / SUMMARY)},
         }
         if self.world.main:
             if self.history:
@@ -357,5 +395,3 @@ class Trainer:
         if not summary["parameters_equal_across_ranks"]:
             raise WvError(f"the ranks ended with different parameters ({', '.join(digests)}); the run is not consistent")
         return summary
-
-

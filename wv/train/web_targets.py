@@ -35,8 +35,7 @@ class ShardRows:
         self.starts = np.concatenate([[0], np.cumsum(shards["samples"].to_numpy())]).astype(np.int64)
         missing = [n for n in self.names if not root.score_path(score, n).is_file()]
         if missing:
-            raise WvError(f"score {score!r} is missing for {len(missing)} {split} shard(s), e.g. {missing[0]}; "
-                          f"run `{scorer} {root.path}` first")
+            raise WvError(f"score {score!r} is missing for {len(missing)} {split} shard(s), e.g. {missing[0]}; run `{scorer} {root.path}` first")
         for name in self.names:  # the footers only: a damaged file is named before the run writes anything
             path = root.score_path(score, name)
             try:
@@ -64,8 +63,7 @@ class KeywordTargets:
         info = read_info(folder)
         recorded = run_options(root, KEYWORDS)
         if recorded.get("vocabulary") not in (None, info["vocabulary_id"]):
-            raise WvError(f"scores/keywords was made with another vocabulary than {folder / KEYWORDS_INFO}; "
-                          "re-run `wv score keywords --overwrite`")
+            raise WvError(f"scores/keywords was made with another vocabulary than {folder / KEYWORDS_INFO}; re-run `wv score keywords --overwrite`")
         vocabulary = pl.read_parquet(folder / VOCABULARY_FILE, columns=["word", "docs"])
         if vocabulary.height == 0:
             raise WvError(f"the keyword vocabulary at {folder} is empty; lower --min-docs of `wv score keywords`")
@@ -78,8 +76,7 @@ class KeywordTargets:
     def read_shard(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """(offsets [n + 1], keyword indices): sample i's keywords are indices[offsets[i]:offsets[i + 1]]."""
         frame = sidecars.read_score(self.rows.root, KEYWORDS, self.rows.names[s], ["keywords"])
-        exploded = (frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("i"), pl.col("keywords").alias("word"))
-                    .explode("word").join(self.index, on="word", how="inner", maintain_order="left"))
+        exploded = frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("i"), pl.col("keywords").alias("word")).explode("word").join(self.index, on="word", how="inner", maintain_order="left")
         counts = np.bincount(exploded["i"].to_numpy(), minlength=frame.height)
         return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), exploded["k"].to_numpy()
 
@@ -111,7 +108,7 @@ class KeywordTargets:
         batch, columns = [], []
         for i, (s, r) in enumerate(zip(shard, inside)):
             offsets, indices = self.shard(int(s))
-            found = indices[offsets[r]:offsets[r + 1]]
+            found = indices[offsets[r] : offsets[r + 1]]
             batch.append(np.full(found.shape, i))
             columns.append(found)
         target = torch.zeros(len(shard), len(self.words), device=device)
@@ -139,11 +136,10 @@ class LabelWeightTargets:
         weights = np.full((frame.height, k), np.nan, dtype=np.float32)
         for i, (ids, ws) in enumerate(zip(frame["label_topk"].to_list(), frame["weight_topk"].to_list())):
             if ids is not None:
-                labels[i, :len(ids)], weights[i, :len(ids)] = ids, ws
-                weights[i, len(ids):] = 0.0
+                labels[i, : len(ids)], weights[i, : len(ids)] = ids, ws
+                weights[i, len(ids) :] = 0.0
         if (labels >= self.classes).any():
-            raise WvError(f"scores/{LABEL_WEIGHTS}/{name} names class {int(labels.max())}, but the root has {self.classes}; "
-                          "re-run `wv score lda --overwrite`")
+            raise WvError(f"scores/{LABEL_WEIGHTS}/{name} names class {int(labels.max())}, but the root has {self.classes}; re-run `wv score lda --overwrite`")
         return labels, weights
 
     def __call__(self, rows: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
