@@ -123,6 +123,7 @@ def test_label_weights_task_learns(text_root, tmp_path, wv_cli, last_json):
     summary = last_json(result.stdout)
     assert summary["final_loss"] < summary["first_loss"] and summary["val_top1"] > 1 / 6
     assert read_checkpoint(out / "checkpoint.pt")["classes"] == [c["synset"] for c in Root(text_root).classes()]
+    assert_init_continues(text_root, out / "checkpoint.pt", tmp_path / "ft", wv_cli, last_json)  # same classes, new head
 
 
 def test_label_weighted_loss_is_the_weighted_sum_of_cross_entropies():

@@ -6,8 +6,9 @@
     match    a tensor of the new model is loaded when the source has one of its name and shape (the
              source's keys are tried as they are and without one wrapper prefix, "module.", "model."
              ...: whichever matches more); every other tensor keeps its fresh, seeded initialisation
-    head     the class head is re-initialised unless the source is a wv checkpoint of the very same
-             class list (then it carries on: the same task at a new image size or schedule)
+    head     the class head is re-initialised unless the source is a `wv train` checkpoint of the very same
+             class list (then it carries on: the same task at a new image size or schedule); a `wv pretrain`
+             head always starts afresh (WeChat: "initializing model weights except the last linear layer")
 
 The counts (loaded, reinitialised: the new model's tensors not loaded; ignored: the source's tensors not
 used) go into the run's first line, its summary and its checkpoint. Nothing of the body loaded (another
@@ -74,7 +75,7 @@ def best_renaming(source: dict, target: dict) -> dict:
 def init_weights(model: nn.Module, path, classes: list[str], topic_head: nn.Module | None = None) -> dict:
     """Load the matching tensors of `path` into `model` (the bare classifier) and `topic_head` in place; the report."""
     source, checkpoint = read_weights(path)
-    same_classes = checkpoint is not None and list(checkpoint.get("classes") or []) == list(classes)
+    same_classes = checkpoint is not None and list(checkpoint.get("classes") or []) == list(classes) and class_task(checkpoint)
     head = head_name(model) + "."
     loaded = load_matching(model, source, keep_head=same_classes, head=head)
     used = set(loaded)
@@ -103,6 +104,12 @@ def init_weights(model: nn.Module, path, classes: list[str], topic_head: nn.Modu
         "body_tensors": len(body),
         "head": "loaded" if any(k.startswith(head) for k in used) else "reinitialised",
     }
+
+
+def class_task(checkpoint: dict) -> bool:
+    """Whether a wv checkpoint was trained on the class task (`wv train`), not a pre-training task."""
+    task = checkpoint.get("task") or {"name": "class"}
+    return isinstance(task, dict) and task.get("name", "class") == "class"
 
 
 def load_matching(module: nn.Module, source: dict, keep_head: bool, head: str) -> list[str]:
