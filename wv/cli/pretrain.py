@@ -2,6 +2,7 @@ import click
 
 from wv.cli.common import finish, json_option, options_from
 from wv.cli.sampler_options import sampler_config, sampler_options
+from wv.cli.train import LOOP_FIELDS
 from wv.train.options import PretrainOptions, TrainOptions
 
 TRAIN_FIELDS = (
@@ -10,23 +11,7 @@ TRAIN_FIELDS = (
     "arch",
     "width",
     "image_size",
-    "epochs",
-    "lr",
-    "lr_schedule",
-    "lr_step",
-    "lr_step_unit",
-    "lr_gamma",
-    "warmup_steps",
-    "head_lr_mult",
-    "freeze_body_epochs",
-    "momentum",
-    "weight_decay",
-    "accum_steps",
-    "workers",
-    "device",
-    "precision",
-    "checkpoint_every",
-    "log_every",
+    *LOOP_FIELDS,
     "init",
     "resume",
 )

@@ -4,17 +4,8 @@ from wv.cli.common import finish, json_option, options_from
 from wv.cli.sampler_options import sampler_config, sampler_options
 from wv.train.options import TrainOptions
 
-
-@click.command()
-@click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root, or webdataset shards (a .tar, a glob, a {000..009} pattern).")
-@options_from(
-    TrainOptions,
-    "val",
-    "out",
-    "arch",
-    "width",
-    "image_size",
-    "num_classes",
+# the training loop's options, the same for `wv pretrain`
+LOOP_FIELDS = (
     "epochs",
     "lr",
     "lr_schedule",
@@ -32,6 +23,20 @@ from wv.train.options import TrainOptions
     "precision",
     "checkpoint_every",
     "log_every",
+)
+
+
+@click.command()
+@click.option("--shards", required=True, metavar="ROOT|URLS", help="A dataset root, or webdataset shards (a .tar, a glob, a {000..009} pattern).")
+@options_from(
+    TrainOptions,
+    "val",
+    "out",
+    "arch",
+    "width",
+    "image_size",
+    "num_classes",
+    *LOOP_FIELDS,
     "soft_label",
     "soft_threshold",
     "backprop_gate",
