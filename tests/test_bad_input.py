@@ -128,6 +128,7 @@ CASES = [
     ("confidence-ensemble-with-clip", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--model", "ViT-B-32")),
     # process counts that would start processes until the machine runs out of memory
     ("eval-workers-huge", None, (*EVAL, "--workers", "100000")),
+    ("synth-per-class-huge", None, ("synth", "{out}", "--per-class", "18446744073709551616")),
     ("lda-passes-huge", None, ("score", "lda", "{root}", "--passes", "18446744073709551616")),
     ("train-workers-huge", None, (*TRAIN, "--workers", "100000")),
     ("embed-loader-workers-huge", None, ("embed", "{root}", "--model", "{ckpt}", "--loader-workers", "100000")),
@@ -198,6 +199,7 @@ NAMES = {
     "embed-loader-workers-huge": "between 0 and 1,024",
     "density-workers-huge": "between 1 and 1,024",
     "lda-passes-huge": "--passes must be at most",
+    "synth-per-class-huge": "--per-class must be 1 to 1,000,000",
 }
 
 

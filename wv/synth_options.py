@@ -7,6 +7,7 @@ from wv.errors import WvError
 from wv.options import opt
 from wv.runtime import check_seed
 
+MAX_PER_CLASS = 1_000_000  # the plan holds every sample in memory: beyond this, a typo
 MAX_IMAGE_SIDE = 2048  # a 2048x2048 image takes about 380 MB while it is drawn
 
 
@@ -40,8 +41,8 @@ class SynthOptions:
             raise WvError("--version must be 1 or 2")
         if not 1 <= self.classes <= 99999:
             raise WvError("--classes must be between 1 and 99,999")
-        if self.per_class < 1 or self.val_per_class < 0:
-            raise WvError("--per-class must be at least 1 and --val-per-class at least 0")
+        if not (1 <= self.per_class <= MAX_PER_CLASS and 0 <= self.val_per_class <= MAX_PER_CLASS):
+            raise WvError(f"--per-class must be 1 to {MAX_PER_CLASS:,} and --val-per-class 0 to {MAX_PER_CLASS:,}")
         if not all(0 <= v <= 1 for v in (self.noise, self.outlier_share, self.image_flip_share, self.offtopic_text)):
             raise WvError("--noise, --outlier-share, --image-flip-share and --offtopic-text must be fractions between 0 and 1")
         if self.outlier_share + self.image_flip_share > 1:
