@@ -128,6 +128,7 @@ CASES = [
     ("confidence-ensemble-with-clip", None, ("score", "confidence", "{root}", "--model", "{ckpt}", "--model", "ViT-B-32")),
     # process counts that would start processes until the machine runs out of memory
     ("eval-workers-huge", None, (*EVAL, "--workers", "100000")),
+    ("train-epochs-huge", None, (*TRAIN, "--epochs", "18446744073709551616")),
     ("synth-per-class-huge", None, ("synth", "{out}", "--per-class", "18446744073709551616")),
     ("lda-passes-huge", None, ("score", "lda", "{root}", "--passes", "18446744073709551616")),
     ("train-workers-huge", None, (*TRAIN, "--workers", "100000")),
@@ -200,6 +201,7 @@ NAMES = {
     "density-workers-huge": "between 1 and 1,024",
     "lda-passes-huge": "--passes must be at most",
     "synth-per-class-huge": "--per-class must be 1 to 1,000,000",
+    "train-epochs-huge": "--epochs must be at most",
 }
 
 

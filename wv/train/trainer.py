@@ -59,6 +59,7 @@ CHECKPOINT, LOG, SUMMARY = "checkpoint.pt", "log.jsonl", "train.json"
 FIXED = ("arch", "width", "image_size", "num_classes", "topic_head", "accum_steps", "head_lr_mult", "freeze_body_epochs")
 MIN_SIZE = {"tinycnn": 16}  # others: 32 (five halvings)
 MAX_SIZE = 2048
+MAX_EPOCHS = 100_000  # beyond it a typo: the run would never end
 
 
 def check_options(options: TrainOptions) -> None:
@@ -85,6 +86,8 @@ def check_options(options: TrainOptions) -> None:
     if options.workers < 0 or options.checkpoint_every < 0 or options.warmup_steps < 0 or options.freeze_body_epochs < 0:
         raise WvError("--workers, --checkpoint-every, --warmup-steps and --freeze-body-epochs must be 0 or more")
     check_processes(options.workers, "--workers")
+    if options.epochs > MAX_EPOCHS:
+        raise WvError(f"--epochs must be at most {MAX_EPOCHS:,}")
     if options.head_lr_mult < 0:
         raise WvError("--head-lr-mult must be 0 or more")
     if options.lr_schedule not in ("step", "cosine") or options.lr_step_unit not in ("epoch", "step"):
