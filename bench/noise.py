@@ -43,6 +43,7 @@ from wv.curate.labelissues import score_labelissues  # noqa: E402
 from wv.curate.lda import LdaOptions, score_lda  # noqa: E402
 from wv.curate.noise import Component, component_values, keyword_counts, score_noise  # noqa: E402
 from wv.curate.noise_options import NoiseOptions, ProbeOptions  # noqa: E402
+from wv.curate.options import CurriculumOptions  # noqa: E402
 from wv.models import ModelSpec, build_model, default_input, eval_transform, save_checkpoint  # noqa: E402
 from wv.shards import sidecars  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
@@ -113,7 +114,7 @@ def score_everything(root: Path, checkpoint: Path, workers: int, folds: int) -> 
     spec = ModelSpec(model=str(checkpoint))
     timed("embed", lambda: embed(root, spec, name="cnn", loader_workers=0, device="cpu"))
     timed("density", lambda: score_density(root, DensityOptions(features="cnn"), device="cpu", progress=False))
-    timed("curriculum", lambda: curriculum_split(root, by="density", subsets=3, progress=False))
+    timed("curriculum", lambda: curriculum_split(root, CurriculumOptions(by="density", subsets=3), progress=False))
     timed("confidence", lambda: score_confidence(root, spec, device="cpu"))
     probe = ProbeOptions(folds=folds)
     timed("noise", lambda: score_noise(root, NoiseOptions(), features="cnn", probe=probe, progress=False))

@@ -25,8 +25,8 @@ def noise(root, features, probe_name, folds, epochs, lr, batch_size, mix_shards,
     Uses every score sidecar present (lda, keywords, density or curriculum subsets, confidence) and
     an out-of-fold linear probe on ROOT/features/NAME when there are features (K folds of shards: a
     sample is predicted by a probe that never saw it). Unsupervised: each component becomes a
-    robust z-score within the sample's class (median, interquartile range); an EM-fitted
-    latent-class model then says
+    robust z-score within the sample's class (median, interquartile range), squashed by asinh
+    against long tails; an EM-fitted latent-class model (the best of several starts) then says
     whether the text is off topic (text evidence) and whether the image is of another class (image
     evidence), each source counted once. p_noisy = P(image not of the labelled class): off-topic text
     on a fitting image is not a wrong label; with text evidence only, the text decides. noisy =

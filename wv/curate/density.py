@@ -82,13 +82,19 @@ def check_features(root: Root, name: str, shards: pl.DataFrame) -> int:
 def class_groups(sizes: dict[int, int], dim: int, group_bytes: float) -> list[list[int]]:
     """Classes in label order, grouped so that each group's float32 features fit `group_bytes`
     (a class larger than that is a group of its own: memory is bounded by the largest class)."""
+    return feature_groups(sorted(sizes.items()), dim, group_bytes)
+
+
+def feature_groups(counts, dim: int, group_bytes: float) -> list[list]:
+    """(item, samples) pairs in the order given, packed into consecutive groups whose float32
+    features (samples x dim x 4 bytes) fit `group_bytes`; an item larger than that is a group of its own."""
     groups, current, used = [], [], 0
-    for label, size in sorted(sizes.items()):
-        need = size * dim * 4
+    for item, count in counts:
+        need = count * dim * 4
         if current and used + need > group_bytes:
             groups.append(current)
             current, used = [], 0
-        current.append(label)
+        current.append(item)
         used += need
     return groups + ([current] if current else [])
 

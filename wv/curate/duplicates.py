@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from wv.atomic import write_parquet
-from wv.curate.density import check_features, pick_features
+from wv.curate.density import check_features, feature_groups, pick_features
 from wv.curate.duplicates_core import (
     Best,
     bytes_hash,
@@ -184,15 +184,7 @@ def search(sets: Sets, opts: DuplicateOptions, name: str, memory_gb: float, prog
 
 def cell_groups(need: np.ndarray, dim: int, group_bytes: float) -> list[list[int]]:
     """Cells in order, grouped so that each group's gathered features fit `group_bytes` (a larger cell is a group of its own)."""
-    groups, current, used = [], [], 0
-    for cell, count in enumerate(need.tolist()):
-        size = count * dim * 4
-        if current and used + size > group_bytes:
-            groups.append(current)
-            current, used = [], 0
-        current.append(cell)
-        used += size
-    return groups + ([current] if current else [])
+    return feature_groups(enumerate(need.tolist()), dim, group_bytes)
 
 
 def search_group(sets: Sets, group: list[int], home: np.ndarray, probes: np.ndarray, kinds: np.ndarray, threshold: float) -> dict:

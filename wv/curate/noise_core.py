@@ -7,8 +7,10 @@ Arrays in, arrays out (no root, no sidecars, no pool); wv.curate.noise is the dr
    class median, over the class's interquartile range / 1.349), oriented so that high is suspicious.
    Classes differ in how clean they are and scores in scale; a per-class robust z makes components
    comparable and free of units while keeping the shape of each score (the bump of noisy samples
-   the mixture finds; ranks would flatten it). The class statistics come from a grid of at most
-   `points` order statistics per class: memory is classes x points, not the samples.
+   the mixture finds; ranks would flatten it), then squashed by asinh (linear near the median,
+   logarithmic in the tails): web scores have long tails and clumps of ties far out, on which a
+   normal mixture would otherwise spend its "bad" state. The class statistics come from a grid of
+   at most `points` order statistics per class: memory is classes x points, not the samples.
 2. A latent-class model, fitted by EM without ground truth: the text of a sample is on topic or off
    topic (text components), its image is of the labelled class or not (image components); the four
    joint states have a learnt prior (usually both are off together), and each component is a normal
@@ -17,6 +19,8 @@ Arrays in, arrays out (no root, no sidecars, no pool); wv.curate.noise is the dr
    called a wrong label. Without any image component the text state stands for the label.
    Components of one group read the same source (the same text, or the same pixels), so a group's
    log-likelihood is the mean of its components' (each source counted once, not once per score).
+   EM starts from several shares of "bad" samples and keeps the fit of highest likelihood; no
+   state's spread may fall below SD_FLOOR, so a state cannot collapse onto a clump of equal values.
 3. A component's contribution is its share of its group's log-likelihood ratio (bad vs good): the
    audit shows which evidence called a sample noisy.
 """
@@ -26,8 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 GROUPS = ("text", "image")
-SD_FLOOR = 0.05
+SD_FLOOR = 0.25
 Z_LIMIT = 8.0
+START_SHARES = (0.1, 0.2, 0.35, 0.5)
 
 
 # -- 1. per-class rank normalisation -------------------------------------------------------------------
@@ -47,8 +52,8 @@ def class_grids(values: np.ndarray, labels: np.ndarray, classes: int, points: in
 
 
 def suspicion(values: np.ndarray, labels: np.ndarray, grids: list, higher_is_noisier: bool) -> np.ndarray:
-    """z = the value's robust z-score within its class (median and interquartile range of the class),
-    oriented so that high is suspicious; NaN where missing or where the class has fewer than 2 values."""
+    """z = asinh of the value's robust z-score within its class (median and interquartile range of the
+    class), oriented so that high is suspicious; NaN where missing or where the class has fewer than 2 values."""
     z = np.full(len(values), np.nan)
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
@@ -62,7 +67,7 @@ def suspicion(values: np.ndarray, labels: np.ndarray, grids: list, higher_is_noi
             spread = max(float(grid.std()), 1e-6)  # most of the class on one value (counts, subsets): its standard deviation
         signed = (values[present] - middle) / spread
         z[present] = np.clip(signed if higher_is_noisier else -signed, -Z_LIMIT, Z_LIMIT)
-    return z
+    return np.arcsinh(z)
 
 
 # -- 2. the latent-class model ------------------------------------------------------------------------
@@ -115,10 +120,16 @@ def state_marginals(mix: Mixture, joint: np.ndarray) -> dict:
     return {"text": joint[:, 1, :].sum(axis=1), "image": joint[:, :, 1].sum(axis=1)}
 
 
-def fit_mixture(z: np.ndarray, groups: list, iterations: int = 300, tol: float = 1e-7, start_share: float = 0.2) -> Mixture:
-    """EM on z (n, components; NaN = missing). Starts from the `start_share` most suspicious samples of each group as bad."""
+def fit_mixture(z: np.ndarray, groups: list, iterations: int = 300, tol: float = 1e-7, start_shares: tuple = START_SHARES) -> Mixture:
+    """EM on z (n, components; NaN = missing), once from each start share; the fit of highest likelihood."""
     if not groups or z.shape[1] != len(groups) or any(g not in GROUPS for g in groups):
         raise ValueError(f"one group of {GROUPS} per component, got {groups}")
+    fits = [fit_from(z, groups, share, iterations, tol) for share in start_shares]
+    return max(fits, key=lambda mix: mixture_loglik(mix, z))
+
+
+def fit_from(z: np.ndarray, groups: list, start_share: float, iterations: int, tol: float) -> Mixture:
+    """EM started from the `start_share` most suspicious samples of each group as bad."""
     mix = Mixture(list(groups), np.zeros((len(groups), 2)), np.ones((len(groups), 2)), np.zeros((2, 2)), 0)
     bad = {}
     for group in mix.present:
