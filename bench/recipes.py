@@ -88,6 +88,7 @@ def make_root(out: Path, args) -> tuple[Path, Path]:
                 outlier_share=0.1,
                 image_flip_share=0.3,
                 val_per_class=args.val_per_class,
+                imbalance=args.imbalance,
                 width=args.image_size,
                 height=args.image_size * 3 // 4,
                 seed=args.data_seed,
@@ -162,6 +163,7 @@ def main():
     parser.add_argument("--per-class", type=int, default=80)
     parser.add_argument("--val-per-class", type=int, default=25)
     parser.add_argument("--noise", type=float, default=0.4)
+    parser.add_argument("--imbalance", type=float, default=1.0, help="Largest / smallest class in train (val stays balanced).")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)

@@ -75,10 +75,13 @@ def test_core_with_text_evidence_only_calls_the_text():
 def test_keyword_agreement_leaves_the_sample_out():
     labels = np.array([0, 0, 1, 1])
     keywords = [["cat", "cat"], ["cat"], ["dog"], ["cat"]]
-    pairs = {(0, "cat"): 3, (1, "dog"): 1, (1, "cat"): 1}
-    words, tokens = {"cat": 4, "dog": 1}, np.array([3.0, 2.0])
+    pairs = pl.DataFrame({"label": [0, 1, 1], "word": ["cat", "dog", "cat"], "len": [3, 1, 1]})
+    words, tokens = pl.DataFrame({"word": ["cat", "dog"], "len": [4, 1]}), np.array([3.0, 2.0])
     scores = noise_core.keyword_agreement(labels, keywords, pairs, words, tokens)
     assert scores[1] > 0 > scores[3]  # "cat" is typical of class 0, not of class 1 (whose only "cat" is its own)
+    # sample 0 ("cat" twice, class 0), by the formula: its own two words left out of every count, smoothing 0.5, 2 words known
+    expected = 2 * (np.log((3 - 2 + 0.5) / (3 - 2 + 0.5 * 2)) - np.log((4 - 2 + 0.5) / (5 - 2 + 0.5 * 2))) / 2
+    assert scores[0] == pytest.approx(expected)
     assert np.isnan(noise_core.keyword_agreement(np.array([0]), [[]], pairs, words, tokens)[0])
 
 

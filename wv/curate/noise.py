@@ -12,7 +12,7 @@ The probe is trained here on ROOT/features/NAME when there are features (wv.cura
 maths is wv.curate.noise_core: per-class ranks -> normal scores, a text/image latent-class model
 fitted by EM, p_noisy = P(image is not of the labelled class). Memory: one component's values and the
 labels over the split at a time (16 bytes a sample: 256 MB at 16M), the per-class grids and the
-fitting sample. The keyword agreement is a Python loop over each sample's words (slow at 16M).
+fitting sample; the keyword agreement needs the (class, word) counts of the split.
 
 Writes ROOT/scores/{name}/{shard}.parquet: __key__, p_noisy, noisy (p_noisy > threshold), p_text_off
 (P(text off topic), with text evidence), reason (the component that pushed hardest towards noisy,
@@ -96,8 +96,8 @@ def shard_labels(root: Root, shard: str) -> tuple[pl.Series, np.ndarray]:
     return meta["__key__"], meta["label"].cast(pl.Int64).to_numpy()
 
 
-def keyword_counts(root: Root, component: Component, shards: list) -> tuple[dict, dict, np.ndarray]:
-    """(label, word) -> count, word -> count, tokens per class: one pass over the keywords sidecar."""
+def keyword_counts(root: Root, component: Component, shards: list) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """(label, word, len) and (word, len) frames and the tokens per class: one pass over the keywords sidecar."""
     pairs, classes = None, len(root.classes())
     for shard in shards:
         keys, labels = shard_labels(root, shard)
@@ -105,13 +105,11 @@ def keyword_counts(root: Root, component: Component, shards: list) -> tuple[dict
         counted = frame.select(pl.Series("label", labels), pl.col(component.column).alias("word")).explode("word").drop_nulls("word").group_by("label", "word").len()
         pairs = counted if pairs is None else pl.concat([pairs, counted]).group_by("label", "word").agg(pl.col("len").sum())
     pairs = pairs if pairs is not None else pl.DataFrame(schema={"label": pl.Int64, "word": pl.String, "len": pl.UInt32})
-    words = dict(pairs.group_by("word").agg(pl.col("len").sum()).iter_rows())
-    per_class = pairs.group_by("label").agg(pl.col("len").sum())
+    words = pairs.group_by("word").agg(pl.col("len").sum())
+    per_class = pairs.group_by("label").agg(pl.col("len").sum()).filter(pl.col("label").is_between(0, classes - 1))
     tokens = np.zeros(classes, dtype=np.float64)
-    for label, count in per_class.iter_rows():
-        if 0 <= label < classes:
-            tokens[label] = count
-    return {(int(label), word): count for label, word, count in pairs.iter_rows()}, words, tokens
+    tokens[per_class["label"].to_numpy()] = per_class["len"].to_numpy()
+    return pairs.with_columns(pl.col("label").cast(pl.Int64), pl.col("len").cast(pl.Int64)), words.with_columns(pl.col("len").cast(pl.Int64)), tokens
 
 
 def component_values(root: Root, component: Component, shard: str, counts: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +118,7 @@ def component_values(root: Root, component: Component, shard: str, counts: dict)
     column = sidecars.read_score(root, component.score, shard, [component.column], keys=keys)[component.column]
     if component.command == "score keywords":
         pairs, words, tokens = counts[component.score]
-        return noise_core.keyword_agreement(labels, column.to_list(), pairs, words, tokens), labels
+        return noise_core.keyword_agreement(labels, column, pairs, words, tokens), labels
     values = np.asarray(column.cast(pl.Float64).fill_null(np.nan).to_numpy(), dtype=np.float64)
     if component.column == "p_label":  # probabilities: their logits, where a confident model's differences show
         values = np.log(np.clip(values, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(values, 1e-6, 1 - 1e-6))

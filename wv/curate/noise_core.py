@@ -28,6 +28,7 @@ Arrays in, arrays out (no root, no sidecars, no pool); wv.curate.noise is the dr
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 GROUPS = ("text", "image")
 SD_FLOOR = 0.25
@@ -205,24 +206,21 @@ def noise_posterior(mix: Mixture, z: np.ndarray) -> dict:
 
 
 # -- keyword agreement: how typical a sample's keywords are of its class ----------------------------------
-def keyword_agreement(labels: np.ndarray, keywords: list, pair_counts: dict, word_counts: dict, class_tokens: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
+def keyword_agreement(labels: np.ndarray, keywords: list, pair_counts: pl.DataFrame, word_counts: pl.DataFrame, class_tokens: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
     """Mean over a sample's keywords of log P(word | its class) / P(word), its own words left out of the counts
-    (naive Bayes evidence for the label from the text); NaN for a sample without keywords."""
-    vocabulary = max(len(word_counts), 1)
+    (naive Bayes evidence for the label from the text); NaN for a sample without keywords.
+    pair_counts: (label, word, len) over the split; word_counts: (word, len). One vectorised pass (no Python loop per sample)."""
+    vocabulary = max(word_counts.height, 1)
     total = float(class_tokens.sum())
+    samples = pl.DataFrame({"row": np.arange(len(labels)), "label": np.asarray(labels, dtype=np.int64), "word": pl.Series("word", keywords, dtype=pl.List(pl.String))})
+    own = samples.with_columns(pl.col("word").list.len().alias("n")).explode("word").drop_nulls("word").group_by("row", "label", "word", "n").len("k")
+    own = own.join(pair_counts.rename({"len": "pair"}), on=["label", "word"], how="left").join(word_counts.rename({"len": "all"}), on="word", how="left")
+    tokens = pl.DataFrame({"label": np.arange(len(class_tokens), dtype=np.int64), "in_class": np.asarray(class_tokens, dtype=np.float64)})
+    own = own.join(tokens, on="label", how="left").with_columns(pl.col("in_class").fill_null(0.0))
+    k, n = pl.col("k").cast(pl.Float64), pl.col("n").cast(pl.Float64)
+    p_class = (pl.col("pair").fill_null(0) - k + smoothing) / (pl.col("in_class") - n + smoothing * vocabulary)
+    p_all = (pl.col("all").fill_null(0) - k + smoothing) / (total - n + smoothing * vocabulary)
+    scored = own.group_by("row").agg(((k * (p_class.log() - p_all.log())).sum() / n.first()).alias("score"))
     out = np.full(len(labels), np.nan)
-    for row, (label, words) in enumerate(zip(labels, keywords)):
-        if not words:
-            continue
-        own: dict = {}
-        for word in words:
-            own[word] = own.get(word, 0) + 1
-        in_class = class_tokens[label] - len(words) + smoothing * vocabulary
-        overall = total - len(words) + smoothing * vocabulary
-        score = 0.0
-        for word, k in own.items():
-            p_class = (pair_counts.get((int(label), word), 0) - k + smoothing) / in_class
-            p_all = (word_counts.get(word, 0) - k + smoothing) / overall
-            score += k * (np.log(p_class) - np.log(p_all))
-        out[row] = score / len(words)
+    out[scored["row"].to_numpy()] = scored["score"].to_numpy()
     return out
