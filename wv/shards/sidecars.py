@@ -119,7 +119,7 @@ def read_scores(root: Root, name: str, shards: Sequence[str] | None = None, spli
         raise WvError(f"score {name!r} is missing for {len(missing)} shard(s), e.g. {missing[0].stem}; run the scorer first")
     scan = pl.scan_parquet(paths, include_file_paths="_file")
     scan = scan.with_columns(pl.col("_file").str.extract(r"([^/\\]+)\.parquet$", 1).alias("shard")).drop("_file")
-    return scan if columns is None else scan.select("__key__", "shard", *columns)
+    return scan if columns is None else scan.select("__key__", "shard", *[c for c in columns if c not in ("__key__", "shard")])
 
 
 def sidecar_names(root: Root, kind: str = "scores") -> list[str]:
