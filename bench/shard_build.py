@@ -29,13 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measuring import cpu_seconds  # noqa: E402
 
-from wv.shards.build import BuildOptions, build  # noqa: E402
 from wv.shards.images import BadImage, prepare_image  # noqa: E402
 from wv.shards.meta import normalise, read_meta_file  # noqa: E402
-from wv.synth import SynthOptions, write_synth  # noqa: E402
+
+# The build's spawned workers import this script again (multiprocessing's spawn runs it as __mp_main__),
+# so what it imports at the top is charged to each of them. Kept to what a `wv shard build` worker
+# imports anyway; the planning side (wv.shards.build: numpy, tqdm) and wv.synth are imported where used.
 
 
 def synth_once(out: Path, images: int, size: str, workers: int) -> Path:
+    from wv.synth import SynthOptions, write_synth
+
     source = out / f"synth-{images}-{size}"
     if not (source / "ground_truth.parquet").is_file():
         shutil.rmtree(source, ignore_errors=True)
@@ -110,6 +114,8 @@ def time_shardwriter(source: Path, entries, out: Path, check: str) -> float:
 
 
 def time_wv(source: Path, out: Path, check: str, workers: int) -> float:
+    from wv.shards.build import BuildOptions, build
+
     root = out / f"wv-{check}"
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
@@ -136,6 +142,8 @@ def main():
     print(f"{n} images, {total_bytes / n / 1024:.1f} KB each on average, {args.size}, {args.workers} workers, best of {args.repeat}; load average before {os.getloadavg()[0]:.2f}")
 
     import webdataset  # noqa: F401  (imports torch) once here, outside every timing and CPU count
+
+    import wv.shards.build  # noqa: F401  (likewise: time_wv's import)
 
     seconds, cpu_ms = {}, {}  # best wall seconds; least CPU ms per image (all processes)
     for _ in range(args.repeat):

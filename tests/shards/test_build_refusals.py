@@ -15,7 +15,7 @@ from PIL import Image
 
 from wv.shards.build import BuildOptions, build
 from wv.shards.build_task import image_file
-from wv.shards.images import MAX_IMAGE_BYTES, BadImage, read_image_file
+from wv.shards.images import MAX_IMAGE_BYTES, BadImage, read_image_file, read_up_to
 from wv.shards.layout import open_webvision
 from wv.shards.root import Root
 
@@ -202,6 +202,13 @@ def test_image_files_are_read_whole_only_up_to_the_cap(tmp_path, wv_cli):
         read_image_file(str(tmp_path / "absent.jpg"))
     with pytest.raises(BadImage, match="unreadable file"):
         read_image_file(str(tmp_path / "nul\x00.jpg"))
+
+
+def test_a_file_that_grew_since_its_stat_is_still_read_up_to_the_cap():
+    # read_image_file reads stat size + 1 bytes first; a file that grew meanwhile is read on, never past limit + 1
+    assert read_up_to(io.BytesIO(b"x" * 50), size=10, limit=40) == b"x" * 41
+    assert read_up_to(io.BytesIO(b"x" * 30), size=10, limit=40) == b"x" * 30
+    assert read_up_to(io.BytesIO(b"x" * 10), size=10, limit=40) == b"x" * 10
 
 
 # -- odd list lines are rejects, never reads outside the WebVision root --------------------------

@@ -7,20 +7,26 @@
 
 File lists are read with polars (never one Python object per line), a chunk at a time, into compact
 rows (categorical source, query and extension), so a 16M-line list needs well under 1 GB.
+numpy is imported where the plan needs it: the shard workers, which import this module, never do.
 """
+
+from __future__ import annotations
 
 import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from wv.errors import WvError
 from wv.shards.keys import with_keys
 from wv.shards.options import SOURCES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TRAIN_DIR_CANDIDATES = ("", "train_images_256", "train_images_resized", "train_images", "train")
 VAL_DIR_CANDIDATES = ("val_images_256", "val_images_resized", "val_images", "val", "")
@@ -242,6 +248,8 @@ def list_entries(wv: WebVision, split: str, sources: Sequence[str] | None, chunk
             rejects.extend(chunk_rejects)
             hashes.append(key_hashes(with_keys(entries)))
             chunks.append(ListChunk(number, first_line, entries.select(*COMPACT)))
+    import numpy as np
+
     masks = later_duplicates(chunks, np.concatenate(hashes))
     if masks:
         rejects.append(duplicate_rejects(chunks, masks, paths, split, len(wv.classes), chunk_bytes))
@@ -325,6 +333,8 @@ def later_duplicates(chunks: list[ListChunk], hashes: np.ndarray) -> list[np.nda
     hashes (of every entry's key) is sorted in place. Equal hashes only make entries candidates:
     their keys, made again chunk by chunk, are compared in full.
     """
+    import numpy as np
+
     hashes.sort()
     repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     if not repeated.size:

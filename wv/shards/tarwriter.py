@@ -28,6 +28,7 @@ class TarShardWriter:
     def __init__(self, file, mtime: int, mode: int = 0o444, owner: str = "bigdata"):
         self.file = file
         self.template = header_template(mtime, mode, owner)
+        self.template_sum = sum(self.template) - sum(self.template[124:136])  # its name field is all NUL
         self.mtime, self.mode, self.owner = mtime, mode, owner
         self.offset = 0
         self.sha256 = hashlib.sha256()
@@ -39,9 +40,11 @@ class TarShardWriter:
             info.size, info.mtime, info.mode, info.uname, info.gname = size, self.mtime, self.mode, self.owner, self.owner
             return info.tobuf(tarfile.PAX_FORMAT)
         header = bytearray(self.template)
+        size_field = b"%011o\0" % size
         header[0 : len(encoded)] = encoded
-        header[124:136] = b"%011o\0" % size
-        header[148:155] = b"%06o\0" % sum(header)
+        header[124:136] = size_field
+        # the checksum is the sum of the header's bytes: the template's, less its size field, plus what is patched in
+        header[148:155] = b"%06o\0" % (self.template_sum + sum(encoded) + sum(size_field))
         return bytes(header)
 
     def write_sample(self, key: str, members: dict) -> tuple[int, int]:
