@@ -163,6 +163,8 @@ def run_recipe(root: Path, out: Path, args, name: str, selection: str, train_kw,
     folder = out / "runs" / f"{RECIPES_INDEX[name]:02d}-seed{seed}"
     options, sampler = base_options(folder, args, seed, val=str(root), **kw)
     options["resume"] = (folder / "checkpoint.pt").is_file()
+    if options["resume"]:
+        options.pop("init", None)  # a resumed run keeps its own weights
     summary = train(root, TrainOptions(**options), SamplerConfig(**sampler, selection=selection, **sampler_kw(args.epochs)), progress=False, say=lambda *a: None)
     return float(summary["val_top1"])
 
