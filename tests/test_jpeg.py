@@ -12,7 +12,7 @@ from scipy import stats
 from torchvision import transforms as T
 
 from wv.jpeg import DecodeFailed, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
-from wv.train.crops import ScaledRandomResizedCrop
+from wv.train.crops import ScaledRandomResizedCrop, image_pixels, jpeg_pixels
 
 
 def photo_like(width: int, height: int, seed: int = 0) -> bytes:
@@ -101,6 +101,45 @@ def test_pixels_close_to_the_full_decode_and_within_a_level_at_full_scale():
             differences.append(difference)
     assert reduced >= 10
     assert np.median(differences) < 2.5 and max(differences) < 5, differences
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_torchvisions_jpeg_decode_gives_pillows_pixels(subsampling, progressive):
+    out = io.BytesIO()
+    Image.open(io.BytesIO(photo_like(341, 257, seed=subsampling))).save(out, format="JPEG", quality=85, subsampling=subsampling, progressive=progressive)
+    pixels = jpeg_pixels(Image.open(io.BytesIO(out.getvalue())))
+    assert pixels is not None and torch.equal(pixels, image_pixels(Image.open(io.BytesIO(out.getvalue())).convert("RGB")))
+
+
+def test_other_images_and_damaged_bytes_are_left_to_pillow():
+    """Grayscale, CMYK, PNG, decoded images and bytes torchvision rejects: no pixels from it (Pillow decodes, or says why not)."""
+    images = []
+    for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
+        out = io.BytesIO()
+        Image.new(mode, (64, 48)).save(out, format=fmt)
+        images.append(Image.open(io.BytesIO(out.getvalue())))
+    loaded = Image.open(io.BytesIO(photo_like(64, 48)))
+    loaded.load()
+    truncated = photo_like(800, 600)
+    images += [loaded, Image.open(io.BytesIO(truncated[: len(truncated) // 2]))]
+    assert [jpeg_pixels(image) for image in images] == [None] * 5
+    with pytest.raises(DecodeFailed):
+        torch.manual_seed(0)
+        ScaledRandomResizedCrop(224)(Image.open(io.BytesIO(truncated[: len(truncated) // 2])))
+
+
+def test_full_scale_crops_are_the_same_whoever_decodes():
+    """torchvision's decode (bytes) and Pillow's (an image already decoded) give the same crop, pixel for pixel."""
+    data = photo_like(340, 256)
+    transform = ScaledRandomResizedCrop(224)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        fast = transform(Image.open(io.BytesIO(data)))
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
+        torch.manual_seed(seed)
+        assert torch.equal(fast, transform(decoded))
 
 
 def test_non_jpeg_and_decoded_images_are_left_at_full_size():

@@ -9,6 +9,7 @@
 Workers hand over uint8 tensors (4x fewer bytes than float32); `normalise` runs on the GPU.
 """
 
+import io
 import math
 
 import numpy as np
@@ -18,6 +19,11 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
 from wv.jpeg import load_scaled, reduce_factor
+
+try:  # deprecated since torchvision 0.29 (for TorchCodec); without it Pillow decodes everything
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:
+    decode_jpeg = None
 
 CROPS = (1, 10, 144)
 CENTRE_RATIO = 0.875  # 224 of 256
@@ -62,13 +68,17 @@ class ScaledRandomResizedCrop:
         top, left, height, width = self.box(image)
         flip = torch.rand(1) < 0.5
         reduce = reduce_factor(width, height, self.size, self.size)
-        image, used = load_scaled(image, reduce)
-        if used == 1:
-            out = resize_uint8(image.crop((left, top, left + width, top + height)), self.size)
+        pixels = jpeg_pixels(image) if reduce == 1 else None
+        if pixels is not None:
+            crop = pixels[:, top : top + height, left : left + width]
         else:
-            box = (left / used, top / used, (left + width) / used, (top + height) / used)
-            out = F.pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box))
-        return out.flip(-1) if flip else out
+            image, used = load_scaled(image, reduce)
+            if used > 1:  # the box mapped onto the smaller image, resized by Pillow
+                box = (left / used, top / used, (left + width) / used, (top + height) / used)
+                out = F.pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box))
+                return out.flip(-1) if flip else out
+            crop = image_pixels(image.crop((left, top, left + width, top + height)))
+        return resized(crop, self.size, flip)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
@@ -86,12 +96,34 @@ def central_box(width: int, height: int, ratio) -> tuple[int, int, int, int]:
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def resize_uint8(image: Image.Image, size: int) -> torch.Tensor:
-    """PIL RGB image -> uint8 tensor [3, size, size]: torch's antialiased bilinear resize of uint8
-    channels-last pixels (Pillow's filter, its fixed-point maths: a pixel is at most one level off
-    Pillow's own resize, and ~2.5x faster than it)."""
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0)
-    return torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)[0]
+def jpeg_pixels(image: Image.Image) -> torch.Tensor | None:
+    """A YCbCr JPEG opened from bytes and not yet decoded -> its uint8 RGB pixels [3, H, W] (a view of
+    HWC memory) from torchvision's libjpeg-turbo decode: the same pixels as Pillow's (tests/test_jpeg.py),
+    with no RGBX buffer and no copy out of it. None for anything else, or bytes that torchvision does not
+    decode (then Pillow decodes them, or says why it cannot)."""
+    if decode_jpeg is None or image.format != "JPEG" or image.mode != "RGB" or "adobe" in image.info or not getattr(image, "tile", None):
+        return None
+    source = getattr(image, "fp", None)
+    if not isinstance(source, io.BytesIO):
+        return None
+    try:
+        return decode_jpeg(torch.frombuffer(bytearray(source.getbuffer()), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        return None
+
+
+def image_pixels(image: Image.Image) -> torch.Tensor:
+    """A decoded PIL RGB image -> its uint8 pixels [3, H, W] (a view of HWC memory)."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def resized(pixels: torch.Tensor, size: int, flip: bool) -> torch.Tensor:
+    """uint8 pixels [3, h, w] -> [3, size, size] (mirrored if `flip`): torch's antialiased bilinear
+    resize of channels-last uint8 (Pillow's filter and fixed-point maths: a pixel is at most one level
+    off Pillow's own resize, and ~2.5x faster than it)."""
+    batch = pixels.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", antialias=True)[0]
+    return out.flip(-1) if flip else out
 
 
 def train_transform(size: int):
