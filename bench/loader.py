@@ -403,9 +403,10 @@ def main() -> None:
             f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, median of rounds {np.median(paired):.3f} "
             f"(rounds: {', '.join(f'{r:.2f}' for r in paired)}); CPU per sample {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f}"
         )
-    best_peer = max(others, key=lambda name: np.median(rates[name]))
-    paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
-    print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
+    if others:  # none when --loaders names only wv's own
+        best_peer = max(others, key=lambda name: np.median(rates[name]))
+        paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
+        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
 
     stage = first_stage_bytes(root, args)
     print(
