@@ -1,7 +1,8 @@
 """Image transforms of training and evaluation: uint8 tensors out, normalised on the device.
 
     train_transform(size)   RandomResizedCrop + horizontal flip (the ImageNet recipe), decoded at
-                            1/2, 1/4 or 1/8 scale where the crop is shrunk that much anyway
+                            1/2, 1/4 or 1/8 scale where the crop is shrunk that much anyway,
+                            resized by torch's uint8 kernel at full scale
     eval_crops(size, n)     1: resize the short side to size/0.875, centre crop
                             10: the same resize, four corners + centre, and their mirrors
                             144: GoogLeNet's multi-crop: 4 scales x 3 squares x (5 crops + the
@@ -36,9 +37,11 @@ class ScaledRandomResizedCrop:
 
     The crop box and the flip come from the same calls to torch's random generator, in the same order,
     as `T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])`, so a seeded
-    sample gets the same geometry. At full scale the crop is resized by torch (`resize_uint8`: Pillow's
-    antialiased bilinear filter; a pixel is at most one level off Pillow's). At a reduced scale the box
-    is mapped onto the smaller image (sub-pixel exact) and resized by Pillow with the same filter.
+    sample gets the same geometry. At full scale a YCbCr JPEG is decoded by torchvision (`jpeg_pixels`:
+    Pillow's pixels, without Pillow's RGBX buffer), anything else by Pillow, and the crop is resized by
+    torch (`resized`: Pillow's antialiased bilinear filter; a pixel is at most one level off Pillow's,
+    the differences unbiased). At a reduced scale the box is mapped onto the smaller image (sub-pixel
+    exact) and resized by Pillow with the same filter.
     """
 
     accepts_unloaded = True  # wv.stream's Prepare hands it the image before decoding (for the draft)
