@@ -16,7 +16,8 @@ with the project's torch and the bench runs from there (without them it measures
                   curriculum subsets (the final stage, all subsets, so it sees as many images as the
                   others) and subset loss weights switched on; wv.train.crops.train_transform (the
                   crop box drawn on the header's geometry, the JPEG decoded at the 1/2, 1/4 or 1/8
-                  DCT scale the crop allows, uint8 out: normalised on the device by the trainer)
+                  DCT scale the crop allows, at full scale by torchvision and the crop resized by
+                  torch's uint8 kernel; uint8 out: normalised on the device by the trainer)
     wv full-size  the same stream, torchvision's RandomResizedCrop + flip + PILToTensor on a full decode
     MosaicML      MDSWriter once ('jpeg' column: the file's bytes as they are), StreamingDataset
                   subclass applying the transform, shuffle on, StreamingDataLoader
