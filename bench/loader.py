@@ -16,7 +16,8 @@ with the project's torch and the bench runs from there (without them it measures
                   curriculum subsets (the final stage, all subsets, so it sees as many images as the
                   others) and subset loss weights switched on; wv.train.crops.train_transform (the
                   crop box drawn on the header's geometry, the JPEG decoded at the 1/2, 1/4 or 1/8
-                  DCT scale the crop allows, uint8 out: normalised on the device by the trainer)
+                  DCT scale the crop allows, at full scale by torchvision and the crop resized by
+                  torch's uint8 kernel; uint8 out: normalised on the device by the trainer)
     wv full-size  the same stream, torchvision's RandomResizedCrop + flip + PILToTensor on a full decode
     MosaicML      MDSWriter once ('jpeg' column: the file's bytes as they are), StreamingDataset
                   subclass applying the transform, shuffle on, StreamingDataLoader
@@ -403,9 +404,10 @@ def main() -> None:
             f"ratio wv / {other:<12} best {max(rates['wv stream']) / max(rates[other]):.3f}, median of rounds {np.median(paired):.3f} "
             f"(rounds: {', '.join(f'{r:.2f}' for r in paired)}); CPU per sample {np.median(cpu['wv stream']) / np.median(cpu[other]):.3f}"
         )
-    best_peer = max(others, key=lambda name: np.median(rates[name]))
-    paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
-    print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
+    if others:  # none when --loaders names only wv's own
+        best_peer = max(others, key=lambda name: np.median(rates[name]))
+        paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
+        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
 
     stage = first_stage_bytes(root, args)
     print(

@@ -12,7 +12,7 @@ from scipy import stats
 from torchvision import transforms as T
 
 from wv.jpeg import DecodeFailed, draft, draft_for_short_side, load_scaled, reduce_factor, short_side_target
-from wv.train.crops import ScaledRandomResizedCrop
+from wv.train.crops import ScaledRandomResizedCrop, image_pixels, jpeg_pixels
 
 
 def photo_like(width: int, height: int, seed: int = 0) -> bytes:
@@ -51,6 +51,23 @@ def test_crop_geometry_and_flips_are_torchvisions_draw_for_draw():
         assert torch.equal(after_ours, torch.get_rng_state())
 
 
+def test_crop_box_is_torchvisions_get_params_box_for_box():
+    """The same box and generator state as get_params, on ordinary, tiny and extreme shapes (ten rejected draws: the central fallback)."""
+    ours, theirs = ScaledRandomResizedCrop(224), T.RandomResizedCrop(224)
+    fallbacks = 0
+    for size in [(340, 256), (256, 340), (7, 5), (1000, 10), (10, 1000), (1, 1)]:
+        image = Image.new("RGB", size)
+        for seed in range(300):
+            torch.manual_seed(seed)
+            box = ours.box(image)
+            after = torch.get_rng_state()
+            torch.manual_seed(seed)
+            assert box == theirs.get_params(image, theirs.scale, theirs.ratio)
+            assert torch.equal(after, torch.get_rng_state())
+            fallbacks += size == (1000, 10) and box == (0, 493, 10, 13)  # the central 4:3 crop
+    assert fallbacks > 0
+
+
 def test_crop_box_distribution_matches_random_resized_crop():
     """Two-sample KS tests on the crop's area share, aspect ratio and centre: ours (independent seeds) vs torchvision's get_params."""
     image = Image.new("RGB", (1024, 768))
@@ -63,7 +80,7 @@ def test_crop_box_distribution_matches_random_resized_crop():
         assert stats.ks_2samp(column(a), column(b)).pvalue > 0.001
 
 
-def test_pixels_close_to_the_full_decode_and_equal_at_full_scale():
+def test_pixels_close_to_the_full_decode_and_within_a_level_at_full_scale():
     data = photo_like(1024, 768)
     ours, theirs = ScaledRandomResizedCrop(224), torchvision_recipe(224)
     reduced, differences = 0, []
@@ -76,13 +93,53 @@ def test_pixels_close_to_the_full_decode_and_equal_at_full_scale():
         full = theirs(Image.open(io.BytesIO(data)).convert("RGB"))
         assert fast.shape == full.shape == (3, 224, 224) and fast.dtype == torch.uint8
         difference = (fast.float() - full.float()).abs().mean().item()
-        if reduce_factor(width, height, 224, 224) == 1:
-            assert difference == 0
+        if reduce_factor(width, height, 224, 224) == 1:  # torch's resize: Pillow's filter, rounding that can differ by a level
+            signed = fast.int() - full.int()
+            assert signed.abs().max() <= 1 and difference < 0.25 and abs(signed.float().mean().item()) < 0.01, difference
         else:
             reduced += 1
             differences.append(difference)
     assert reduced >= 10
     assert np.median(differences) < 2.5 and max(differences) < 5, differences
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("progressive", [False, True])
+def test_torchvisions_jpeg_decode_gives_pillows_pixels(subsampling, progressive):
+    out = io.BytesIO()
+    Image.open(io.BytesIO(photo_like(341, 257, seed=subsampling))).save(out, format="JPEG", quality=85, subsampling=subsampling, progressive=progressive)
+    pixels = jpeg_pixels(Image.open(io.BytesIO(out.getvalue())))
+    assert pixels is not None and torch.equal(pixels, image_pixels(Image.open(io.BytesIO(out.getvalue())).convert("RGB")))
+
+
+def test_other_images_and_damaged_bytes_are_left_to_pillow():
+    """Grayscale, CMYK, PNG, decoded images and bytes torchvision rejects: no pixels from it (Pillow decodes, or says why not)."""
+    images = []
+    for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
+        out = io.BytesIO()
+        Image.new(mode, (64, 48)).save(out, format=fmt)
+        images.append(Image.open(io.BytesIO(out.getvalue())))
+    loaded = Image.open(io.BytesIO(photo_like(64, 48)))
+    loaded.load()
+    truncated = photo_like(800, 600)
+    images += [loaded, Image.open(io.BytesIO(truncated[: len(truncated) // 2]))]
+    assert [jpeg_pixels(image) for image in images] == [None] * 5
+    with pytest.raises(DecodeFailed):
+        torch.manual_seed(0)
+        ScaledRandomResizedCrop(224)(Image.open(io.BytesIO(truncated[: len(truncated) // 2])))
+
+
+def test_full_scale_crops_are_the_same_whoever_decodes():
+    """torchvision's decode (bytes) and Pillow's (an image already decoded) give the same crop, pixel for pixel."""
+    data = photo_like(340, 256)
+    transform = ScaledRandomResizedCrop(224)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        fast = transform(Image.open(io.BytesIO(data)))
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
+        torch.manual_seed(seed)
+        assert torch.equal(fast, transform(decoded))
 
 
 def test_non_jpeg_and_decoded_images_are_left_at_full_size():
