@@ -11,7 +11,6 @@ Workers hand over uint8 tensors (4x fewer bytes than float32); `normalise` runs 
 """
 
 import io
-import math
 
 import numpy as np
 import torch
@@ -48,24 +47,10 @@ class ScaledRandomResizedCrop:
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
         self.size, self.scale, self.ratio = size, scale, ratio
-        self.log_ratio = tuple(float(v) for v in torch.log(torch.tensor(ratio)))  # float32, as torchvision's
 
     def box(self, image: Image.Image) -> tuple[int, int, int, int]:
-        """The crop (top, left, height, width) on the full-size geometry: torchvision's own draw
-        (`T.RandomResizedCrop.get_params`, the same generator calls in the same order, so the same box),
-        with the log of the ratio range worked out once instead of on every call."""
-        width, height = image.size
-        area = height * width
-        for _ in range(10):
-            target_area = area * torch.empty(1).uniform_(self.scale[0], self.scale[1]).item()
-            aspect_ratio = torch.exp(torch.empty(1).uniform_(*self.log_ratio)).item()
-            w = int(round(math.sqrt(target_area * aspect_ratio)))
-            h = int(round(math.sqrt(target_area / aspect_ratio)))
-            if 0 < w <= width and 0 < h <= height:
-                top = torch.randint(0, height - h + 1, size=(1,)).item()
-                left = torch.randint(0, width - w + 1, size=(1,)).item()
-                return top, left, h, w
-        return central_box(width, height, self.ratio)
+        """The crop (top, left, height, width) on the full-size geometry: torchvision's own draw."""
+        return T.RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         top, left, height, width = self.box(image)
@@ -85,18 +70,6 @@ class ScaledRandomResizedCrop:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
-
-
-def central_box(width: int, height: int, ratio) -> tuple[int, int, int, int]:
-    """torchvision's fallback after ten rejected draws: the largest central crop within the ratio range."""
-    in_ratio = float(width) / float(height)
-    if in_ratio < min(ratio):
-        w, h = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        w, h = int(round(height * max(ratio))), height
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def jpeg_pixels(image: Image.Image) -> torch.Tensor | None:
