@@ -117,6 +117,17 @@ def test_crop_views():
     assert portrait.shape == (144, 3, 24, 24)
 
 
+def test_normalise_keeps_the_bits_and_its_input():
+    from wv.train.crops import normalise
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 3, 9, 7), dtype=np.uint8))
+    reference = (images.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert torch.equal(normalise(images, mean, std), reference)
+    floats = images.float()
+    assert torch.equal(normalise(floats, mean, std), reference) and torch.equal(floats, images.float())  # a float input is left alone
+
+
 def test_kill_then_resume_gives_the_uninterrupted_parameters(train_root, tmp_path):
     """Under a cosine schedule with warm-up, a head at 3x the body's lr and a body frozen for the first epoch:
     every learning rate is a function of (epoch, batch, step), so the resumed run sets the very same ones."""

@@ -150,12 +150,12 @@ class ClassTask(Task):
         o, device = self.options, weights.device
         logits, topic_logits = output if self.topics else (output, None)
         if o.soft_label:
-            weights = weights * soft_label_weight(batch[o.soft_label].to(device), o.soft_threshold)
+            weights = weights * soft_label_weight(batch[o.soft_label].to(device, non_blocking=True), o.soft_threshold)
         if self.gate:
             weights = weights * confidence_gate(logits, self.gate.threshold(epoch_time, step))
         loss = class_loss(logits, labels, weights)
         if self.topics:
-            targets = self.topics(batch["row"]).to(device)
+            targets = self.topics(batch["row"]).to(device, non_blocking=True)
             loss = (1 - o.topic_weight) * loss + o.topic_weight * topic_loss(topic_logits, targets, o.topic_loss)
         return loss, weights
 
@@ -367,7 +367,7 @@ class PermutationTask(Task):
 
     def inputs(self, images, labels, batch):
         """Tiles shuffled by permutations drawn from the set (torch's random state: reseeded every step by the trainer)."""
-        chosen = self.set[torch.randint(len(self.set), (images.shape[0],))].to(images.device)
+        chosen = self.set[torch.randint(len(self.set), (images.shape[0],))].to(images.device, non_blocking=True)
         shuffled, target = shuffle_tiles(cut_tiles(images, self.pretrain.grid), chosen)
         return shuffled, target
 

@@ -113,7 +113,7 @@ class KeywordTargets:
             columns.append(found)
         target = torch.zeros(len(shard), len(self.words), device=device)
         if columns:
-            at = (torch.from_numpy(np.concatenate(batch)).to(device), torch.from_numpy(np.concatenate(columns).astype(np.int64)).to(device))
+            at = (torch.from_numpy(np.concatenate(batch)).to(device, non_blocking=True), torch.from_numpy(np.concatenate(columns).astype(np.int64)).to(device, non_blocking=True))
             target[at] = 1.0
         return target
 
