@@ -159,6 +159,12 @@ def collate(samples: list) -> dict:
     return batch
 
 
+def as_is(batch: dict) -> dict:
+    """The DataLoader's collate_fn: a worker's batch as it is (DataLoader's default would turn its numpy
+    fields into tensors in the worker, each then sent as a shared-memory file)."""
+    return batch
+
+
 def as_tensors(batch: dict) -> dict:
     """The numpy fields of a batch as tensors (no copy)."""
     return {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for name, value in batch.items()}
@@ -313,14 +319,17 @@ class Stream:
         if self.persistent_workers:
             return self.persistent_loader(self.epoch if epoch is None else epoch, self.step if start is None else start)
         extra = {"prefetch_factor": self.prefetch_factor} if self.workers else {}
-        return DataLoader(self.dataset(epoch, start), batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=False, **extra)
+        return DataLoader(self.dataset(epoch, start), batch_size=None, collate_fn=as_is, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=False, **extra)
 
     def persistent_loader(self, epoch: int, start: int) -> DataLoader:
         if self._persistent is None:
             plan_dir = tempfile.mkdtemp(prefix="wv-stream-plans-")
             weakref.finalize(self, shutil.rmtree, plan_dir, True)
             dataset = PersistentDataset(self.planner if self.kind == "urls" else None, self.rank, self.config, self.transform, plan_dir)
-            self._persistent = dataset, DataLoader(dataset, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=True, prefetch_factor=self.prefetch_factor)
+            self._persistent = (
+                dataset,
+                DataLoader(dataset, batch_size=None, collate_fn=as_is, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=True, prefetch_factor=self.prefetch_factor),
+            )
         dataset, loader = self._persistent
         if self.kind == "root" and not plan_file(dataset.plan_dir, epoch).is_file():
             for old in Path(dataset.plan_dir).glob("rank-plan-*.pickle"):  # the workers keep the plan they run in memory
