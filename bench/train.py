@@ -9,8 +9,10 @@ The ratio shows whether the loader holds the model back.
     in-memory   the same images, decoded and crop-resized once to uint8 tensors before the clock starts;
                 each epoch a random permutation in batches: normalise, forward, backward, SGD step
 The two sides are interleaved: after each wv epoch (and its end: validation, none here, and the
-checkpoint) one in-memory epoch runs in the same process, its own model, while wv's loader workers
-wait, so a burst of load from elsewhere hits both sides alike. The first epoch of each side is a
+checkpoint) one in-memory epoch runs in the same process, its own model, so a burst of load from
+elsewhere hits both sides alike. wv's loader workers start the next epoch's first batches during the
+epoch end, as in a real run (at most prefetch_factor x workers batches); the in-memory epoch starts
+once they are idle, so they take no CPU from it. The first epoch of each side is a
 warm-up. Per side: images/s of each epoch (wall clock: wv's is the epoch's `seconds` in log.jsonl,
 its batches only), the best and the median; CPU ms per image of the epochs (this process, plus wv's
 loader workers); wv's epoch end in seconds. Ratios: of the best epochs, and the median of the
@@ -116,6 +118,7 @@ class Interleaved(Trainer):
     def run_epoch(self) -> None:
         self.marks = [len(self.stream) * self.sampler.batch_size, time.process_time(), children_cpu()]
         super().run_epoch()  # its batches, then end_epoch
+        wait_for_idle_workers()
         self.other.append(self.memory.epoch())
 
     def end_epoch(self, epoch: int, seconds: float) -> None:
@@ -124,6 +127,19 @@ class Interleaved(Trainer):
         started = time.perf_counter()
         super().end_epoch(epoch, seconds)
         self.wv.append({**record, "end": time.perf_counter() - started})
+
+
+def wait_for_idle_workers(poll: float = 0.05, limit: float = 10.0) -> None:
+    """Until wv's loader workers stop using CPU (they make the next epoch's first batches, up to
+    prefetch_factor x workers, during the epoch end): the in-memory epoch then runs without them."""
+    last, waited = children_cpu(), 0.0
+    while waited < limit:
+        time.sleep(poll)
+        waited += poll
+        now = children_cpu()
+        if now == last:
+            return
+        last = now
 
 
 def summary_line(name: str, epochs: list[dict]) -> str:

@@ -133,6 +133,21 @@ def test_persistent_workers_give_the_same_batches_epoch_after_epoch(stream_root,
     assert not Path(plans).exists()
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_started_early_gives_the_same_batches(stream_root, persistent):
+    """start() sets the workers going before the iteration (the trainer: while it validates and saves);
+    the batches are the same, and a start at a position then left (a resume elsewhere) is dropped."""
+    config = SamplerConfig(batch_size=8, class_balance="draw", seed=3)
+    fresh = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=2)
+    expected = [epoch_batches(fresh), epoch_batches(fresh)]
+    stream = Stream(stream_root, config, transform=train_transform(16), rank=0, world_size=2, workers=2, persistent_workers=persistent)
+    stream.start()
+    assert same_batches(epoch_batches(stream), expected[0])
+    stream.start()  # epoch 1, step 0
+    stream.load_state_dict({**stream.state_dict(), "epoch": 1, "step": 2})
+    assert same_batches(epoch_batches(stream), expected[1][2:])
+
+
 def test_persistent_workers_on_plain_shards():
     config = SamplerConfig(batch_size=8, shuffle_window=50)
     fresh = Stream(str(THIRD_PARTY), config, rank=1, world_size=2, workers=2)

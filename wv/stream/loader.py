@@ -25,6 +25,7 @@ import random
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,7 @@ class Stream:
         self._plan: RankPlan | None = None
         self.persistent_workers = persistent_workers and workers > 0
         self._persistent: tuple[PersistentDataset, DataLoader] | None = None
+        self._started: tuple[int, int, Iterator] | None = None  # (epoch, step, batches) begun by start()
 
     # -- the plan ------------------------------------------------------------------------------
     def steps(self, epoch: int | None = None) -> int:
@@ -343,10 +345,18 @@ class Stream:
         """Start `epoch` from its first batch on the next iteration."""
         self.epoch, self.step = epoch, 0
 
+    def start(self) -> None:
+        """Set the loader workers to work on the current position now (e.g. while the trainer validates and
+        writes a checkpoint between epochs); the next iteration takes over what they made. The batches are the same."""
+        if self._started is None or self._started[:2] != (self.epoch, self.step):
+            self._started = (self.epoch, self.step, iter(self.loader(self.epoch, self.step)))
+
     def __iter__(self):
         """The rest of the current epoch; afterwards the stream stands at the start of the next one."""
         epoch, steps = self.epoch, self.steps()
-        for batch in unwrap_errors(self.loader(epoch, self.step)):  # a loader worker's WvError as one sentence
+        started, self._started = self._started, None
+        batches = started[2] if started is not None and started[:2] == (epoch, self.step) else self.loader(epoch, self.step)
+        for batch in unwrap_errors(batches):  # a loader worker's WvError as one sentence
             if batch["step"] != self.step:
                 raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
             self.step += 1

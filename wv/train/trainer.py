@@ -329,6 +329,8 @@ class Trainer:
                 "every confidence of the model; start the gate later (e.g. --backprop-gate '0@0,0@2,0.5@3,0@10')",
                 file=sys.stderr,
             )
+        if self.stream.epoch < self.options.epochs:
+            self.stream.start()  # the loader workers make the next epoch's first batches while this one is validated and saved
         distributed.sync_buffers(self.world, self.model)  # validate and save the same model on every rank
         record.update(self.task.validate(getattr(self.ddp, "module", self.ddp), self))
         self.history.append(record)
