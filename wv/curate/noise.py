@@ -9,7 +9,7 @@ Evidence (components), found by the command that wrote each score sidecar (its _
   score confidence  p_label of a model (low: suspicious)                     image
   score probe       p_label of the out-of-fold linear probe (low)            image
 The probe is trained here on ROOT/features/NAME when there are features (wv.curate.probe). The
-maths is wv.curate.noise_core: per-class ranks -> normal scores, a text/image latent-class model
+maths is wv.curate.noise_core: per-class robust z-scores squashed by asinh, a text/image latent-class model
 fitted by EM, p_noisy = P(image is not of the labelled class). Memory: one component's values and the
 labels over the split at a time (16 bytes a sample: 256 MB at 16M), the per-class grids and the
 fitting sample; the keyword agreement needs the (class, word) counts of the split.

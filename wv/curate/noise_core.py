@@ -36,7 +36,7 @@ Z_LIMIT = 8.0
 START_SHARES = (0.1, 0.2, 0.35, 0.5)
 
 
-# -- 1. per-class rank normalisation -------------------------------------------------------------------
+# -- 1. per-class robust z, squashed ---------------------------------------------------------------------
 def class_grids(values: np.ndarray, labels: np.ndarray, classes: int, points: int = 4096) -> list:
     """Per class: up to `points` evenly spaced order statistics of its finite values (all of them when fewer)."""
     grids = [np.empty(0)] * classes
@@ -206,7 +206,7 @@ def noise_posterior(mix: Mixture, z: np.ndarray) -> dict:
 
 
 # -- keyword agreement: how typical a sample's keywords are of its class ----------------------------------
-def keyword_agreement(labels: np.ndarray, keywords: list, pair_counts: pl.DataFrame, word_counts: pl.DataFrame, class_tokens: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
+def keyword_agreement(labels: np.ndarray, keywords: pl.Series | list, pair_counts: pl.DataFrame, word_counts: pl.DataFrame, class_tokens: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
     """Mean over a sample's keywords of log P(word | its class) / P(word), its own words left out of the counts
     (naive Bayes evidence for the label from the text); NaN for a sample without keywords.
     pair_counts: (label, word, len) over the split; word_counts: (word, len). One vectorised pass (no Python loop per sample)."""
