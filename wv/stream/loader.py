@@ -20,6 +20,7 @@ so on a dataset root the batches (augmentations included) do not depend on the n
 """
 
 import contextlib
+import functools
 import pickle
 import random
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wv.atomic import write_bytes
 from wv.errors import WvError
@@ -40,6 +41,7 @@ from wv.runtime import check_processes, derive_seed, rank_and_world, unwrap_erro
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
+from wv.stream.lending import BatchPool, Lent, stack
 from wv.stream.range_reader import RangeReader, decode_image, image_bytes, label_of, open_image, undecodable
 from wv.stream.sampling import Planner, RankPlan
 from wv.stream.table import load_table
@@ -140,13 +142,17 @@ class Prepare:
             raise undecodable(error, key, shard) from None
 
 
-def collate(samples: list) -> dict:
-    """One batch. The small per-sample fields travel as numpy arrays (pickled inline, where a tensor
-    from a loader worker costs a shared-memory file each) and become tensors in `Stream`."""
+def collate(samples: list, lend=None) -> dict:
+    """One batch. The images of one shape are stacked in their own memory layout: in a worker into a
+    buffer lent to the main process (`lend`, see wv.stream.lending), else into new (shared) memory. The small
+    per-sample fields travel as numpy arrays (pickled inline, where a tensor from a loader worker costs a
+    shared-memory file each) and become tensors in `as_tensors`."""
     images = [s["image"] for s in samples]
     same = all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images)
+    if same:
+        images = lend(images) if lend is not None else stack(images, shared=get_worker_info() is not None)
     batch = {
-        "image": default_collate(images) if same else images,  # in a worker: stacked straight into shared memory
+        "image": images,
         "label": np.array([s["label"] for s in samples], dtype=np.int64),
         "weight": np.array([s["weight"] for s in samples], dtype=np.float32),
         "subset": np.array([s["subset"] for s in samples], dtype=np.int64),
@@ -167,16 +173,16 @@ def as_is(batch: dict) -> dict:
 
 
 def as_tensors(batch: dict) -> dict:
-    """The numpy fields of a batch as tensors (no copy)."""
-    return {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for name, value in batch.items()}
+    """The numpy fields of a batch as tensors (no copy), lent images copied out (their buffer given back)."""
+    return {name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value.take() if isinstance(value, Lent) else value for name, value in batch.items()}
 
 
 class EpochDataset(IterableDataset):
     """What each DataLoader worker runs: batches start+w, start+w+n, ... of one rank's epoch."""
 
-    def __init__(self, source, epoch: int, rank: int, start: int, config: SamplerConfig, transform=None):
+    def __init__(self, source, epoch: int, rank: int, start: int, config: SamplerConfig, transform=None, pool: BatchPool | None = None):
         self.source, self.epoch, self.rank, self.start = source, epoch, rank, start  # source: RankPlan | UrlPlanner
-        self.config, self.transform = config, transform
+        self.config, self.transform, self.pool = config, transform, pool  # pool: the workers lend their batches
 
     def __iter__(self):
         info = get_worker_info()
@@ -185,10 +191,11 @@ class EpochDataset(IterableDataset):
             samples = planned_samples(self.source, self.start + worker, workers)
         else:
             samples = url_samples(self.source, self.epoch, self.rank, self.start, worker, workers, self.config.batch_size)
+        lend = functools.partial(self.pool.lend, worker=worker) if self.pool is not None and info is not None else None
         pipeline = wds.DataPipeline(
             lambda: samples,
             wds.map(Prepare(self.transform, self.config.seed, self.epoch)),
-            wds.batched(self.config.batch_size, collation_fn=collate, partial=False),
+            wds.batched(self.config.batch_size, collation_fn=functools.partial(collate, lend=lend), partial=False),
         )
         batches = iter(pipeline)
         while True:
@@ -211,16 +218,18 @@ def checked_draw_weight(weights, samples: int) -> np.ndarray:
 
 class PersistentDataset(IterableDataset):
     """What persistent DataLoader workers run, epoch after epoch: each pass reads where to start
-    (epoch, first batch) from shared memory and, on a dataset root, that epoch's rank plan from the
-    file the Stream wrote for it (planned once, in the Stream's process), then runs EpochDataset."""
+    (epoch, first batch, whether to lend the batches) from shared memory and, on a dataset root, that
+    epoch's rank plan from the file the Stream wrote for it (planned once, in the Stream's process),
+    then runs EpochDataset."""
 
-    def __init__(self, urls: UrlPlanner | None, rank: int, config: SamplerConfig, transform, plan_dir: str):
+    def __init__(self, urls: UrlPlanner | None, rank: int, config: SamplerConfig, transform, plan_dir: str, pool: BatchPool):
         self.urls, self.rank, self.config, self.transform, self.plan_dir = urls, rank, config, transform, plan_dir
-        self.position = torch.zeros(2, dtype=torch.int64).share_memory_()  # epoch, start
+        self.position = torch.zeros(3, dtype=torch.int64).share_memory_()  # epoch, start, lend
+        self.pool = pool
         self.cached: tuple[int, RankPlan] | None = None  # in each worker: the plan of the epoch it runs
 
     def __iter__(self):
-        epoch, start = (int(v) for v in self.position.tolist())
+        epoch, start, lend = (int(v) for v in self.position.tolist())
         if self.urls is not None:
             source = self.urls
         else:
@@ -229,7 +238,7 @@ class PersistentDataset(IterableDataset):
                 with open(plan_file(self.plan_dir, epoch), "rb") as file:
                     self.cached = (epoch, pickle.load(file))
             source = self.cached[1]
-        yield from EpochDataset(source, epoch, self.rank, start, self.config, self.transform)
+        yield from EpochDataset(source, epoch, self.rank, start, self.config, self.transform, self.pool if lend else None)
 
 
 def plan_file(plan_dir: str, epoch: int) -> Path:
@@ -315,19 +324,27 @@ class Stream:
         source = self.rank_plan(epoch) if self.kind == "root" else self.planner
         return EpochDataset(source, epoch, self.rank, start, self.config, self.transform)
 
-    def loader(self, epoch: int | None = None, start: int | None = None) -> DataLoader:
+    def loader(self, epoch: int | None = None, start: int | None = None, *, lend: bool = False) -> DataLoader:
         """A DataLoader over `dataset()`: batches in order, one per worker in turn (with persistent
-        workers: the Stream's one DataLoader, pointed at this epoch and batch)."""
+        workers: the Stream's one DataLoader, pointed at this epoch and batch). lend=True (the Stream's own
+        iteration): the workers lend their batches' images (wv.stream.lending), which `as_tensors` copies out."""
         if self.persistent_workers:
-            return self.persistent_loader(self.epoch if epoch is None else epoch, self.step if start is None else start)
+            return self.persistent_loader(self.epoch if epoch is None else epoch, self.step if start is None else start, lend)
+        dataset = self.dataset(epoch, start)
         extra = {"prefetch_factor": self.prefetch_factor} if self.workers else {}
-        return DataLoader(self.dataset(epoch, start), batch_size=None, collate_fn=as_is, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=False, **extra)
+        if self.workers and lend:
+            dataset.pool = self.batch_pool()
+        return DataLoader(dataset, batch_size=None, collate_fn=as_is, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=False, **extra)
 
-    def persistent_loader(self, epoch: int, start: int) -> DataLoader:
+    def batch_pool(self) -> BatchPool:
+        """Buffers for the batches each worker can have in flight (prefetch_factor), and the one it fills."""
+        return BatchPool(self.workers, self.prefetch_factor + 1)
+
+    def persistent_loader(self, epoch: int, start: int, lend: bool = False) -> DataLoader:
         if self._persistent is None:
             plan_dir = tempfile.mkdtemp(prefix="wv-stream-plans-")
             weakref.finalize(self, shutil.rmtree, plan_dir, True)
-            dataset = PersistentDataset(self.planner if self.kind == "urls" else None, self.rank, self.config, self.transform, plan_dir)
+            dataset = PersistentDataset(self.planner if self.kind == "urls" else None, self.rank, self.config, self.transform, plan_dir, self.batch_pool())
             self._persistent = (
                 dataset,
                 DataLoader(dataset, batch_size=None, collate_fn=as_is, num_workers=self.workers, pin_memory=self.pin_memory, persistent_workers=True, prefetch_factor=self.prefetch_factor),
@@ -337,7 +354,7 @@ class Stream:
             for old in Path(dataset.plan_dir).glob("rank-plan-*.pickle"):  # the workers keep the plan they run in memory
                 old.unlink()
             write_bytes(plan_file(dataset.plan_dir, epoch), pickle.dumps(self.rank_plan(epoch), protocol=pickle.HIGHEST_PROTOCOL))
-        dataset.position.copy_(torch.tensor([epoch, start]))
+        dataset.position.copy_(torch.tensor([epoch, start, int(lend)]))
         return loader
 
     # -- iteration and state -------------------------------------------------------------------
@@ -349,13 +366,13 @@ class Stream:
         """Set the loader workers to work on the current position now (e.g. while the trainer validates and
         writes a checkpoint between epochs); the next iteration takes over what they made. The batches are the same."""
         if self._started is None or self._started[:2] != (self.epoch, self.step):
-            self._started = (self.epoch, self.step, iter(self.loader(self.epoch, self.step)))
+            self._started = (self.epoch, self.step, iter(self.loader(self.epoch, self.step, lend=True)))
 
     def __iter__(self):
         """The rest of the current epoch; afterwards the stream stands at the start of the next one."""
         epoch, steps = self.epoch, self.steps()
         started, self._started = self._started, None
-        batches = started[2] if started is not None and started[:2] == (epoch, self.step) else self.loader(epoch, self.step)
+        batches = started[2] if started is not None and started[:2] == (epoch, self.step) else self.loader(epoch, self.step, lend=True)
         for batch in unwrap_errors(batches):  # a loader worker's WvError as one sentence
             if batch["step"] != self.step:
                 raise RuntimeError(f"stream out of order: got step {batch['step']}, expected {self.step}")
