@@ -70,33 +70,34 @@ def callers_random_kept(keep: bool):
             np.random.set_state(saved[2])
 
 
-def planned_samples(plan: RankPlan, first: int, every: int):
-    """Raw samples of batches first, first+every, ... read by byte range, with their planned metadata."""
+def planned_batches(plan: RankPlan, first: int, every: int, prepare: "Prepare", images_of):
+    """Batches first, first+every, ... read by byte range, prepared, their metadata sliced from the plan
+    (the fields of `collate`, in its order); images_of: the prepared images -> the batch's images."""
     reader = RangeReader(plan.shard_paths)
     try:
         for step in range(first, plan.steps, every):
             before = reader.bytes_read
             raw = reader.read(plan.shard[step], plan.offset[step], plan.length[step])
-            for position, sample in enumerate(raw):
-                yield {
-                    "__key__": sample["__key__"],
-                    "__image__": image_bytes(sample),
-                    "__step__": step,
-                    "__position__": position,
-                    "__shard__": plan.shard_paths[plan.shard[step, position]],
-                    "row": int(plan.rows[step, position]),
-                    "label": int(plan.label[step, position]),
-                    "weight": float(plan.weight[step, position]),
-                    "subset": int(plan.subset[step, position]),
-                    "columns": {name: float(values[step, position]) for name, values in plan.columns.items()},
-                    "read_bytes": reader.bytes_read - before if position == 0 else 0,
-                }
+            keys = [sample["__key__"] for sample in raw]
+            shards = [plan.shard_paths[shard] for shard in plan.shard[step].tolist()]
+            images = [prepare.image(image_bytes(sample), keys[at], shards[at], step, at) for at, sample in enumerate(raw)]
+            yield {
+                "image": images_of(images),
+                "label": plan.label[step].astype(np.int64),
+                "weight": plan.weight[step].astype(np.float32),
+                "subset": plan.subset[step].astype(np.int64),
+                "row": plan.rows[step].astype(np.int64),
+                "key": keys,
+                "step": step,
+                "read_bytes": reader.bytes_read - before,
+                **{name: values[step].astype(np.float32) for name, values in plan.columns.items()},
+            }
     finally:
         reader.close()
 
 
 def url_samples(planner: UrlPlanner, epoch: int, rank: int, start: int, worker: int, workers: int, batch_size: int):
-    """Raw samples of a plain-URL slot, with the same fields as planned_samples."""
+    """Raw samples of a plain-URL slot, with the fields `collate` makes a batch of."""
     virtual = (start + worker) % workers  # the DataLoader asks worker 0 first, whatever `start` is
     position = 0
     for sample in planner.samples(epoch, rank, virtual, workers, start):
@@ -123,14 +124,14 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        data, key, shard = sample.pop("__image__"), sample["__key__"], sample["__shard__"]
-        if self.transform is None:
-            image = torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
-        else:
-            seed_everything(derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"]))
-            image = self.transformed(data, key, shard)
-        sample["image"] = image
+        sample["image"] = self.image(sample.pop("__image__"), sample["__key__"], sample["__shard__"], sample["__step__"], sample["__position__"])
         return sample
+
+    def image(self, data: bytes, key: str, shard: str, step: int, position: int):
+        if self.transform is None:
+            return torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
+        seed_everything(derive_seed(self.seed, self.epoch, step, position))
+        return self.transformed(data, key, shard)
 
     def transformed(self, data: bytes, key: str, shard: str):
         """A transform that decodes for itself (at the scale its random crop allows) gets the image undecoded."""
@@ -142,17 +143,19 @@ class Prepare:
             raise undecodable(error, key, shard) from None
 
 
-def collate(samples: list, lend=None) -> dict:
-    """One batch. The images of one shape are stacked in their own memory layout: in a worker into a
-    buffer lent to the main process (`lend`, see wv.stream.lending), else into new (shared) memory. The small
-    per-sample fields travel as numpy arrays (pickled inline, where a tensor from a loader worker costs a
-    shared-memory file each) and become tensors in `as_tensors`."""
-    images = [s["image"] for s in samples]
-    same = all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images)
-    if same:
-        images = lend(images) if lend is not None else stack(images, shared=get_worker_info() is not None)
+def batch_images(images: list, lend=None):
+    """Images of one shape stacked in their own memory layout: in a worker into a buffer lent to the main
+    process (`lend`, see wv.stream.lending), else into new (shared) memory; a list when sizes differ."""
+    if not all(isinstance(i, torch.Tensor) and i.shape == images[0].shape for i in images):
+        return images
+    return lend(images) if lend is not None else stack(images, shared=get_worker_info() is not None)
+
+
+def collate(samples: list, images_of=batch_images) -> dict:
+    """One batch (of plain-URL samples). The small per-sample fields travel as numpy arrays (pickled inline,
+    where a tensor from a loader worker costs a shared-memory file each) and become tensors in `as_tensors`."""
     batch = {
-        "image": images,
+        "image": images_of([s["image"] for s in samples]),
         "label": np.array([s["label"] for s in samples], dtype=np.int64),
         "weight": np.array([s["weight"] for s in samples], dtype=np.float32),
         "subset": np.array([s["subset"] for s in samples], dtype=np.int64),
@@ -187,17 +190,15 @@ class EpochDataset(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        prepare = Prepare(self.transform, self.config.seed, self.epoch)
+        lend = functools.partial(self.pool.lend, worker=worker) if self.pool is not None and info is not None else None
+        images_of = functools.partial(batch_images, lend=lend)
         if isinstance(self.source, RankPlan):
-            samples = planned_samples(self.source, self.start + worker, workers)
+            batches = planned_batches(self.source, self.start + worker, workers, prepare, images_of)
         else:
             samples = url_samples(self.source, self.epoch, self.rank, self.start, worker, workers, self.config.batch_size)
-        lend = functools.partial(self.pool.lend, worker=worker) if self.pool is not None and info is not None else None
-        pipeline = wds.DataPipeline(
-            lambda: samples,
-            wds.map(Prepare(self.transform, self.config.seed, self.epoch)),
-            wds.batched(self.config.batch_size, collation_fn=functools.partial(collate, lend=lend), partial=False),
-        )
-        batches = iter(pipeline)
+            collation = functools.partial(collate, images_of=images_of)
+            batches = iter(wds.DataPipeline(lambda: samples, wds.map(prepare), wds.batched(self.config.batch_size, collation_fn=collation, partial=False)))
         while True:
             with callers_random_kept(info is None):  # in this process: leave the trainer's random states alone
                 batch = next(batches, None)
