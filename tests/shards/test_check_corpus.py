@@ -32,7 +32,21 @@ def variants() -> dict:
         "grey": jpeg("L"),
         "cmyk": jpeg("CMYK"),
         "restarts": jpeg(quality=80, restart_marker_rows=1),
+        "exif icc comment": jpeg(exif=exif_bytes(), icc_profile=b"\0" * 128 + b"acsp" + b"\0" * 400, comment=b"a comment"),
     }
+
+
+def exif_bytes() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "a camera maker", 6
+    return exif.tobytes()
+
+
+def short_jfif() -> bytes:
+    """A JPEG whose JFIF segment is too short for PIL's header parser; libjpeg skips it."""
+    data = jpeg()
+    app0 = data.index(b"\xff\xe0")
+    return data[:app0] + b"\xff\xe0\x00\x07JFIF\x00" + data[app0 + 2 + int.from_bytes(data[app0 + 2 : app0 + 4], "big") :]
 
 
 def scan_start(data: bytes) -> int:
@@ -84,6 +98,7 @@ def corpus() -> dict:
         "png truncated": png_bytes()[:300],
         "only the start marker": b"\xff\xd8",
         "header only": jpeg()[:200],
+        "short JFIF segment": short_jfif(),
     }
     for name, data in variants().items():
         files.update(damaged(name, data))
@@ -145,6 +160,12 @@ def test_the_fast_path_accepts_nothing_a_full_size_decode_rejects(monkeypatch):
     assert [name for name, clean in answers.items() if clean and full[name][0] != "keep"] == []
     assert all(answers[f"{name} intact"] for name in variants())
     assert list(answers.values()).count(False) >= 60  # most damaged files go on to PIL, which gives the reason
+
+
+def test_pil_parses_the_header_before_the_fast_path_decodes():
+    data = short_jfif()
+    assert images.decodes_cleanly(data, (203, 151))
+    assert verdict(data) == ("reject", "not an image")
 
 
 @pytest.mark.parametrize("mode", ["baseline", "progressive"])
