@@ -176,7 +176,7 @@ def load(image: Image.Image, data: bytes, resize_to: tuple[int, int] | None) -> 
 
 def decodes_cleanly(data: bytes, size: tuple[int, int]) -> bool:
     """True when libjpeg-turbo (simplejpeg, strict) decodes the JPEG at 1/CHECK_REDUCE scale without
-    one error or warning. The full check's fast path, about 20% cheaper than PIL's decode: a file
+    one error or warning. The full check's fast path, about 15% cheaper than PIL's decode: a file
     it refuses is decoded by PIL, whose verdict and reason count, so the verdicts stay PIL's as long
     as it accepts nothing PIL refuses (tests/shards/test_check_corpus.py).
     GRAY still decodes every component's entropy-coded data; only the chroma's IDCT and the colour
