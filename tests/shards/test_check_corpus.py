@@ -163,6 +163,7 @@ def test_the_fast_path_accepts_nothing_a_full_size_decode_rejects(monkeypatch):
 
 
 def test_pil_parses_the_header_before_the_fast_path_decodes():
+    """simplejpeg decodes a file PIL's header parser refuses: Image.open runs first, so PIL's verdict stands."""
     data = short_jfif()
     assert images.decodes_cleanly(data, (203, 151))
     assert verdict(data) == ("reject", "not an image")
