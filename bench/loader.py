@@ -9,15 +9,15 @@ single-core decode + augment limit and the bytes a curriculum's first stage read
 MosaicML Streaming pins numpy<2.2, below the project's, so the peers live in their own virtualenv
 with the project's torch and the bench runs from there (without them it measures the other loaders):
     python -m venv /work/venv-bench && /work/venv-bench/bin/pip install torch==2.14.1 torchvision==0.29.1 \
-        mosaicml-streaming litdata click tqdm pillow polars pyarrow webdataset
+        mosaicml-streaming litdata click tqdm pillow simplejpeg polars pyarrow webdataset
     PYTHONPATH=. /work/venv-bench/bin/python bench/loader.py ...
 
     wv stream     as `wv train` uses it: Stream over the dataset root with class-balanced draws,
                   curriculum subsets (the final stage, all subsets, so it sees as many images as the
                   others) and subset loss weights switched on; wv.train.crops.train_transform (the
-                  crop box drawn on the header's geometry, the JPEG decoded at the 1/2, 1/4 or 1/8
-                  DCT scale the crop allows, at full scale by torchvision and the crop resized by
-                  torch's uint8 kernel; uint8 out: normalised on the device by the trainer)
+                  crop box drawn on the header's geometry, the JPEG decoded by simplejpeg at the 1/2,
+                  1/4 or 1/8 DCT scale the crop allows and the crop resized by torch's uint8 kernel;
+                  uint8 out: normalised on the device by the trainer)
     wv full-size  the same stream, torchvision's RandomResizedCrop + flip + PILToTensor on a full decode
     MosaicML      MDSWriter once ('jpeg' column: the file's bytes as they are), StreamingDataset
                   subclass applying the transform, shuffle on, StreamingDataLoader
@@ -123,15 +123,13 @@ def full_size_transform():
 
 def decode_limit(tree: Path, images: int) -> dict:
     """Single core, images/s: JPEG decode alone, decode + the peers' transform, wv's transform (which decodes for itself)."""
-    from wv.stream.range_reader import open_image
-
     paths = sorted(tree.rglob("*.jpg"))[:images]
     data = [p.read_bytes() for p in paths]
     rates, peers, ours = {}, train_transform(), wv_transform()
     for name, run in (
         ("decode", lambda d: Image.open(io.BytesIO(d)).convert("RGB")),
         ("decode + transform", lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB"))),
-        ("wv transform", lambda d: ours(open_image(d))),
+        ("wv transform", lambda d: ours(d)),  # as the stream calls it: on the sample's bytes
     ):
         start = time.perf_counter()
         for d in data:

@@ -56,7 +56,7 @@ def test_crop_box_distribution_matches_random_resized_crop():
     image = Image.new("RGB", (1024, 768))
     ours, theirs = ScaledRandomResizedCrop(224), T.RandomResizedCrop(224)
     torch.manual_seed(0)
-    a = np.array([ours.box(image) for _ in range(3000)], dtype=np.float64)
+    a = np.array([ours.box(image.size) for _ in range(3000)], dtype=np.float64)
     torch.manual_seed(1)
     b = np.array([theirs.get_params(image, theirs.scale, theirs.ratio) for _ in range(3000)], dtype=np.float64)
     for column in (lambda m: m[:, 2] * m[:, 3] / (1024 * 768), lambda m: m[:, 3] / m[:, 2], lambda m: m[:, 1] + m[:, 3] / 2, lambda m: m[:, 0] + m[:, 2] / 2):
@@ -88,15 +88,17 @@ def test_pixels_close_to_the_full_decode_and_within_a_level_at_full_scale():
 
 @pytest.mark.parametrize("subsampling", [0, 1, 2])
 @pytest.mark.parametrize("progressive", [False, True])
-def test_torchvisions_jpeg_decode_gives_pillows_pixels(subsampling, progressive):
+def test_simplejpegs_decode_gives_pillows_pixels_at_every_scale(subsampling, progressive):
     out = io.BytesIO()
     Image.open(io.BytesIO(photo_like(341, 257, seed=subsampling))).save(out, format="JPEG", quality=85, subsampling=subsampling, progressive=progressive)
-    pixels = jpeg_pixels(Image.open(io.BytesIO(out.getvalue())))
-    assert pixels is not None and torch.equal(pixels, image_pixels(Image.open(io.BytesIO(out.getvalue())).convert("RGB")))
+    for reduce in (1, 2, 4, 8):
+        pixels, used = jpeg_pixels(Image.open(io.BytesIO(out.getvalue())), reduce)
+        image, pillows = load_scaled(Image.open(io.BytesIO(out.getvalue())), reduce)
+        assert used == pillows == reduce and pixels is not None and torch.equal(pixels, image_pixels(image))
 
 
 def test_other_images_and_damaged_bytes_are_left_to_pillow():
-    """Grayscale, CMYK, PNG, decoded images and bytes torchvision rejects: no pixels from it (Pillow decodes, or says why not)."""
+    """Grayscale, CMYK, PNG, decoded images and bytes libjpeg warns about: no pixels from simplejpeg (Pillow decodes, or says why not)."""
     images = []
     for mode, fmt in (("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")):
         out = io.BytesIO()
@@ -106,14 +108,14 @@ def test_other_images_and_damaged_bytes_are_left_to_pillow():
     loaded.load()
     truncated = photo_like(800, 600)
     images += [loaded, Image.open(io.BytesIO(truncated[: len(truncated) // 2]))]
-    assert [jpeg_pixels(image) for image in images] == [None] * 5
+    assert [jpeg_pixels(image) for image in images] == [(None, 1)] * 5
     with pytest.raises(DecodeFailed):
         torch.manual_seed(0)
         ScaledRandomResizedCrop(224)(Image.open(io.BytesIO(truncated[: len(truncated) // 2])))
 
 
 def test_full_scale_crops_are_the_same_whoever_decodes():
-    """torchvision's decode (bytes) and Pillow's (an image already decoded) give the same crop, pixel for pixel."""
+    """simplejpeg's decode (bytes) and Pillow's (an image already decoded) give the same crop, pixel for pixel."""
     data = photo_like(340, 256)
     transform = ScaledRandomResizedCrop(224)
     for seed in range(10):
@@ -172,3 +174,34 @@ def test_evaluation_preprocessing_decodes_at_the_scale_its_resize_allows():
     fast, full = ours(lazy), ours(Image.open(io.BytesIO(data)))
     assert fast.shape == full.shape == (3, 112, 112)
     assert (fast - full).abs().mean().item() < 0.03  # normalised units (std 0.25): under 2 of 255 levels
+
+
+def test_bytes_give_the_same_crops_and_draws_as_the_opened_image():
+    """The stream hands over bytes (the header read by libjpeg, not Pillow): same pixels, same generator state after."""
+    grey = io.BytesIO()
+    Image.new("L", (500, 470), 90).save(grey, format="JPEG")
+    png = io.BytesIO()
+    Image.new("RGB", (600, 500), (1, 2, 3)).save(png, format="PNG")
+    transform = ScaledRandomResizedCrop(224)
+    for data in (photo_like(1024, 768), photo_like(340, 256), grey.getvalue(), png.getvalue()):
+        for seed in range(8):
+            torch.manual_seed(seed)
+            from_bytes = transform(data)
+            state = torch.get_rng_state()
+            torch.manual_seed(seed)
+            assert torch.equal(from_bytes, transform(Image.open(io.BytesIO(data))))
+            assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("data, reason", [(b"not an image", "no image format PIL knows"), (b"", "no image format PIL knows")])
+def test_bytes_that_are_no_image_fail_with_pillows_reason(data, reason):
+    with pytest.raises(DecodeFailed, match=reason):
+        ScaledRandomResizedCrop(224)(data)
+
+
+def test_truncated_bytes_fail_as_they_do_for_pillow():
+    data = photo_like(800, 600)
+    for cut in (0.3, 0.95):
+        torch.manual_seed(0)
+        with pytest.raises(DecodeFailed, match="truncated"):
+            ScaledRandomResizedCrop(224)(data[: int(len(data) * cut)])

@@ -10,10 +10,18 @@ output needs, and the rest of the shrink is an ordinary resize.
     draft_for_short_side(img, n)   before an evaluation transform that resizes the short side to n
     short_side_target(preprocess)  that n, read off a torchvision / open_clip evaluation Compose
     load_scaled(img, reduce)       draft + decode + RGB (and the reduction used); damaged bytes: DecodeFailed
+    open_bytes(data)               Image.open, its failure a DecodeFailed with Pillow's reason
+    jpeg_size(data)                (width, height) of a YCbCr JPEG from its header without Pillow; else None
+    jpeg_rgb(data, size, reduce)   JPEG bytes -> numpy RGB at 1/reduce through simplejpeg (Pillow's pixels,
+                                   no RGBX buffer); None where libjpeg warns or fails (let Pillow say why)
 No torch here: the build's check and the shard readers run it in workers that never import torch.
 """
 
-from PIL import Image
+import io
+import math
+
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
 
 SCALES = (8, 4, 2, 1)
 
@@ -70,3 +78,38 @@ def load_scaled(image: Image.Image, reduce: int = 1) -> tuple[Image.Image, int]:
     except Exception as error:  # PIL raises many types for damaged bytes
         raise DecodeFailed(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
     return (image if image.mode == "RGB" else image.convert("RGB")), used
+
+
+def open_bytes(data) -> Image.Image:
+    """The image with its header read and its pixels not yet decoded; DecodeFailed if Pillow cannot open it."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Exception as error:  # PIL raises many types for bytes that are no image
+        raise DecodeFailed(open_failure(error)) from None
+
+
+def open_failure(error: Exception) -> str:
+    """Why Pillow could not open an image, in one line."""
+    return "no image format PIL knows" if isinstance(error, UnidentifiedImageError) or not str(error) else str(error).splitlines()[0]
+
+
+def jpeg_size(data) -> tuple[int, int] | None:
+    """(width, height) of a YCbCr JPEG read from its header by libjpeg-turbo (no Pillow); None for anything
+    else (grey, CMYK, RGB-coded, not a JPEG, a damaged header), which Pillow then opens."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return (width, height) if colorspace == "YCbCr" else None
+
+
+def jpeg_rgb(data, size: tuple[int, int], reduce: int = 1):
+    """The RGB pixels (numpy HWC uint8) of a YCbCr JPEG of `size` (width, height) decoded at 1/reduce, or
+    None if libjpeg raises or warns: strict, so damaged bytes that Pillow would fill in or refuse go to
+    Pillow, which then decides and gives its reason."""
+    shape = (math.ceil(size[1] / reduce), math.ceil(size[0] / reduce))
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, min_width=shape[1], min_height=shape[0])
+    except ValueError:
+        return None
+    return pixels if pixels.shape[:2] == shape else None  # a header that lied about the size

@@ -204,11 +204,20 @@ def test_image_files_are_read_whole_only_up_to_the_cap(tmp_path, wv_cli):
         read_image_file(str(tmp_path / "nul\x00.jpg"))
 
 
-def test_a_file_that_grew_since_its_stat_is_still_read_up_to_the_cap():
+def test_a_file_that_grew_since_its_stat_is_still_read_up_to_the_cap(tmp_path):
     # read_image_file reads stat size + 1 bytes first; a file that grew meanwhile is read on, never past limit + 1
-    assert read_up_to(io.BytesIO(b"x" * 50), size=10, limit=40) == b"x" * 41
-    assert read_up_to(io.BytesIO(b"x" * 30), size=10, limit=40) == b"x" * 30
-    assert read_up_to(io.BytesIO(b"x" * 10), size=10, limit=40) == b"x" * 10
+    def read(length: int, size: int, limit: int) -> bytes:
+        (tmp_path / "grown").write_bytes(b"x" * length)
+        fd = os.open(tmp_path / "grown", os.O_RDONLY)
+        try:
+            return read_up_to(fd, size=size, limit=limit)
+        finally:
+            os.close(fd)
+
+    assert read(50, size=10, limit=40) == b"x" * 41
+    assert read(30, size=10, limit=40) == b"x" * 30
+    assert read(10, size=10, limit=40) == b"x" * 10
+    assert read(200_000, size=0, limit=150_000) == b"x" * 150_001  # read on in steps, past the first
 
 
 # -- odd list lines are rejects, never reads outside the WebVision root --------------------------

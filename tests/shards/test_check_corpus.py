@@ -1,10 +1,12 @@
-"""The build's full check decodes a JPEG kept as it is at 1/8 scale (wv.shards.images.CHECK_REDUCE):
-over a corpus of damaged files it must give exactly the verdicts, reasons included, of a full-size decode."""
+"""The build's full check decodes a JPEG kept as it is at 1/8 scale (wv.shards.images.CHECK_REDUCE),
+with simplejpeg first and PIL for what it refuses: over a corpus of damaged files it must give exactly
+the verdicts, reasons included, of a full-size PIL decode."""
 
 import io
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 from wv.shards import images
@@ -30,7 +32,21 @@ def variants() -> dict:
         "grey": jpeg("L"),
         "cmyk": jpeg("CMYK"),
         "restarts": jpeg(quality=80, restart_marker_rows=1),
+        "exif icc comment": jpeg(exif=exif_bytes(), icc_profile=b"\0" * 128 + b"acsp" + b"\0" * 400, comment=b"a comment"),
     }
+
+
+def exif_bytes() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112] = "a camera maker", 6
+    return exif.tobytes()
+
+
+def short_jfif() -> bytes:
+    """A JPEG whose JFIF segment is too short for PIL's header parser; libjpeg skips it."""
+    data = jpeg()
+    app0 = data.index(b"\xff\xe0")
+    return data[:app0] + b"\xff\xe0\x00\x07JFIF\x00" + data[app0 + 2 + int.from_bytes(data[app0 + 2 : app0 + 4], "big") :]
 
 
 def scan_start(data: bytes) -> int:
@@ -82,6 +98,7 @@ def corpus() -> dict:
         "png truncated": png_bytes()[:300],
         "only the start marker": b"\xff\xd8",
         "header only": jpeg()[:200],
+        "short JFIF segment": short_jfif(),
     }
     for name, data in variants().items():
         files.update(damaged(name, data))
@@ -102,17 +119,54 @@ def verdict(data: bytes):
     return "keep", image.width, image.height, image.format, image.data == data
 
 
+def verdicts(files: dict, monkeypatch, reduce: int = 8, fast_path: bool = True) -> dict:
+    """name -> verdict, with the check at 1/reduce scale; without the fast path, PIL alone decides."""
+    monkeypatch.setattr(images, "CHECK_REDUCE", reduce)
+    if not fast_path:
+        monkeypatch.setattr(images, "decodes_cleanly", lambda data, size: False)
+    try:
+        return {name: verdict(data) for name, data in files.items()}
+    finally:
+        monkeypatch.undo()
+
+
+def fast_path_answers(files: dict, monkeypatch) -> dict:
+    """name -> what the simplejpeg fast path answered (absent: the check never asked it)."""
+    answers, real = {}, images.decodes_cleanly
+    for name, data in files.items():
+        monkeypatch.setattr(images, "decodes_cleanly", lambda d, size, name=name: answers.setdefault(name, real(d, size)))
+        verdict(data)
+    monkeypatch.undo()
+    return answers
+
+
 def test_eighth_scale_check_gives_the_full_decodes_verdicts(monkeypatch):
     files = corpus()
-    reduced = {name: verdict(data) for name, data in files.items()}
-    monkeypatch.setattr(images, "CHECK_REDUCE", 1)
-    full = {name: verdict(data) for name, data in files.items()}
-    differ = {name: (reduced[name], full[name]) for name in files if reduced[name] != full[name]}
-    assert not differ
+    built = verdicts(files, monkeypatch)
+    pil_eighth = verdicts(files, monkeypatch, fast_path=False)
+    full = verdicts(files, monkeypatch, reduce=1, fast_path=False)
+    assert {name for name in files if built[name] != full[name]} == set()
+    assert {name for name in files if pil_eighth[name] != full[name]} == set()
     rejected = [name for name, v in full.items() if v[0] == "reject"]
     kept = [name for name, v in full.items() if v[0] == "keep"]
     assert len(rejected) >= 60 and len(kept) >= 20  # the corpus holds both verdicts, so the comparison can fail
     assert all(full[f"{name} intact"] == ("keep", 203, 151, "JPEG", True) for name in variants())
+
+
+def test_the_fast_path_accepts_nothing_a_full_size_decode_rejects(monkeypatch):
+    files = corpus()
+    answers = fast_path_answers(files, monkeypatch)
+    full = verdicts(files, monkeypatch, reduce=1, fast_path=False)
+    assert [name for name, clean in answers.items() if clean and full[name][0] != "keep"] == []
+    assert all(answers[f"{name} intact"] for name in variants())
+    assert list(answers.values()).count(False) >= 60  # most damaged files go on to PIL, which gives the reason
+
+
+def test_pil_parses_the_header_before_the_fast_path_decodes():
+    """simplejpeg decodes a file PIL's header parser refuses: Image.open runs first, so PIL's verdict stands."""
+    data = short_jfif()
+    assert images.decodes_cleanly(data, (203, 151))
+    assert verdict(data) == ("reject", "not an image")
 
 
 @pytest.mark.parametrize("mode", ["baseline", "progressive"])
@@ -120,18 +174,21 @@ def test_the_check_still_decodes_every_entropy_byte(mode, monkeypatch):
     """Cutting any 200 bytes out of the scan is caught at 1/8 scale exactly when it is at full size."""
     data = variants()[mode]
     scan = scan_start(data)
-    for cut in range(scan, len(data) - 210, 97):
-        broken = data[:cut] + data[cut + 200 :]
-        reduced = verdict(broken)
-        monkeypatch.setattr(images, "CHECK_REDUCE", 1)
-        assert verdict(broken) == reduced, cut
-        monkeypatch.setattr(images, "CHECK_REDUCE", 8)
+    broken = {cut: data[:cut] + data[cut + 200 :] for cut in range(scan, len(data) - 210, 97)}
+    assert verdicts(broken, monkeypatch) == verdicts(broken, monkeypatch, reduce=1, fast_path=False)
 
 
 def test_a_kept_jpeg_is_checked_at_an_eighth_and_stored_unchanged(monkeypatch):
     decoded = []
-    real = images.decode
-    monkeypatch.setattr(images, "decode", lambda image: (real(image), decoded.append(image.size)))
+    real_fast, real_pil = simplejpeg.decode_jpeg, images.decode
+
+    def fast(*args, **kwargs):
+        pixels = real_fast(*args, **kwargs)
+        decoded.append(pixels.shape[1::-1])  # (width, height), as PIL's size
+        return pixels
+
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", fast)
+    monkeypatch.setattr(images, "decode", lambda image: (real_pil(image), decoded.append(image.size)))
     data = jpeg(size=(800, 600))
     kept = prepare_image(data, "full")
     assert decoded == [(100, 75)] and (kept.width, kept.height) == (800, 600) and kept.data == data

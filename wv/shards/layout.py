@@ -7,7 +7,8 @@
 
 File lists are read with polars (never one Python object per line), a chunk at a time, into compact
 rows (categorical source, query and extension), so a 16M-line list needs well under 1 GB.
-numpy is imported where the plan needs it: the shard workers, which import this module, never do.
+numpy is imported where the plan needs it: the shard workers import this module, and only their full
+check (simplejpeg) needs numpy.
 """
 
 from __future__ import annotations

@@ -134,11 +134,15 @@ class Prepare:
         return self.transformed(data, key, shard)
 
     def transformed(self, data: bytes, key: str, shard: str):
-        """A transform that decodes for itself (at the scale its random crop allows) gets the image undecoded."""
-        if not getattr(self.transform, "accepts_unloaded", False):
+        """A transform that decodes for itself (at the scale its random crop allows) gets the bytes, or the image undecoded."""
+        if getattr(self.transform, "accepts_bytes", False):
+            source = data
+        elif getattr(self.transform, "accepts_unloaded", False):
+            source = open_image(data, key, shard)
+        else:
             return self.transform(decode_image(data, key, shard))
         try:
-            return self.transform(open_image(data, key, shard))
+            return self.transform(source)
         except DecodeFailed as error:
             raise undecodable(error, key, shard) from None
 
@@ -253,8 +257,9 @@ class Stream:
     config      SamplerConfig (batch size, selection, weighting, curriculum, gates ...)
     rank, world_size   default: torch.distributed, else RANK / WORLD_SIZE, else 0 of 1
     transform   applied to each decoded PIL RGB image (e.g. torchvision RandomResizedCrop + ToTensor);
-                one with `accepts_unloaded = True` (wv.train.crops.train_transform) gets the image
-                with only its header read and decodes it itself, at the DCT scale its crop allows;
+                one with `accepts_bytes = True` (wv.train.crops.train_transform) gets the sample's bytes,
+                one with `accepts_unloaded = True` the image with only its header read; either decodes
+                it itself, at the DCT scale its crop allows (DecodeFailed if it cannot);
                 None gives uint8 CHW tensors (a list when sizes differ)
     workers, pin_memory, prefetch_factor   DataLoader settings (workers=0: in this process)
     draw_weight a factor of every sample's draw weight (dataset roots: one value, 0 or more, per sample of the

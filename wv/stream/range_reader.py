@@ -11,10 +11,11 @@ import os
 from collections import OrderedDict
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from webdataset.tariterators import base_plus_ext
 
 from wv.errors import WvError
+from wv.jpeg import open_failure
 
 BLOCK = 512
 REGULAR, OLD_REGULAR, PAX, GNU_LONG_NAME = ord("0"), 0, ord("x"), ord("L")
@@ -152,9 +153,7 @@ def open_image(data: bytes, key: str | None = None, shard: str | None = None) ->
 
 def undecodable(error: Exception, key: str | None, shard: str | None) -> WvError:
     where = f" of {shard}" if shard else ""
-    unknown = isinstance(error, UnidentifiedImageError) or not str(error)
-    reason = "no image format PIL knows" if unknown else str(error).splitlines()[0]
-    return WvError(f"image {key!r}{where} cannot be decoded ({reason}); run `wv shard verify`")
+    return WvError(f"image {key!r}{where} cannot be decoded ({open_failure(error)}); run `wv shard verify`")
 
 
 def label_of(sample: dict) -> int:

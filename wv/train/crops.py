@@ -18,12 +18,9 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as F
 
-from wv.jpeg import load_scaled, reduce_factor
+from wv.jpeg import jpeg_rgb, jpeg_size, load_scaled, open_bytes, reduce_factor
 
-try:  # deprecated since torchvision 0.29 (for TorchCodec); without it Pillow decodes everything
-    from torchvision.io import ImageReadMode, decode_jpeg
-except ImportError:
-    decode_jpeg = None
+BYTES = (bytes, bytearray, memoryview)
 
 CROPS = (1, 10, 144)
 CENTRE_RATIO = 0.875  # 224 of 256
@@ -36,56 +33,68 @@ class ScaledRandomResizedCrop:
 
     The crop box and the flip come from the same calls to torch's random generator, in the same order,
     as `T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.PILToTensor()])`, so a seeded
-    sample gets the same geometry. At full scale a YCbCr JPEG is decoded by torchvision (`jpeg_pixels`:
-    Pillow's pixels, without Pillow's RGBX buffer), anything else by Pillow, and the crop is resized by
-    torch (`resized`: Pillow's antialiased bilinear filter; a pixel is at most one level off Pillow's,
-    the differences unbiased). At a reduced scale the box is mapped onto the smaller image (sub-pixel
-    exact) and resized by Pillow with the same filter.
+    sample gets the same geometry. A YCbCr JPEG is decoded by libjpeg-turbo through simplejpeg
+    (`jpeg_pixels`: Pillow's pixels at every scale, straight into RGB), anything else by Pillow. The crop is
+    resized by torch (`resized`: Pillow's antialiased bilinear filter; a pixel is at most one level off
+    Pillow's, the differences unbiased). At a reduced scale the box is mapped onto the smaller image and
+    rounded to its whole pixels (at most half of one: `reduce / 2` original pixels); where Pillow
+    decodes at a reduced scale, it maps the box sub-pixel exactly and resizes with the same filter.
     """
 
-    accepts_unloaded = True  # wv.stream's Prepare hands it the image before decoding (for the draft)
+    accepts_bytes = True  # wv.stream's Prepare hands it the sample's bytes: a JPEG's header is read without Pillow
+    accepts_unloaded = True  # or a Pillow image before decoding (for the draft)
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
         self.size, self.scale, self.ratio = size, scale, ratio
 
-    def box(self, image: Image.Image) -> tuple[int, int, int, int]:
-        """The crop (top, left, height, width) on the full-size geometry: torchvision's own draw."""
-        return T.RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+    def box(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The crop (top, left, height, width) on an image of `size` (width, height): torchvision's own draw."""
+        return T.RandomResizedCrop.get_params(torch.empty(0, size[1], size[0]), list(self.scale), list(self.ratio))
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        top, left, height, width = self.box(image)
+    def __call__(self, image: Image.Image | bytes) -> torch.Tensor:
+        """`image`: a Pillow image (decoded or not) or an image's bytes (DecodeFailed if they are no image)."""
+        size = jpeg_size(image) if isinstance(image, BYTES) else None
+        if isinstance(image, BYTES) and size is None:
+            image = open_bytes(image)
+        top, left, height, width = self.box(size or image.size)
         flip = torch.rand(1) < 0.5
         reduce = reduce_factor(width, height, self.size, self.size)
-        pixels = jpeg_pixels(image) if reduce == 1 else None
+        pixels, used = jpeg_tensor(jpeg_rgb(image, size, reduce), reduce) if size else jpeg_pixels(image, reduce)
         if pixels is not None:
-            crop = pixels[:, top : top + height, left : left + width]
-        else:
-            image, used = load_scaled(image, reduce)
-            if used > 1:  # the box mapped onto the smaller image, resized by Pillow
-                box = (left / used, top / used, (left + width) / used, (top + height) / used)
-                out = F.pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box))
-                return out.flip(-1) if flip else out
-            crop = image_pixels(image.crop((left, top, left + width, top + height)))
-        return resized(crop, self.size, flip)
+            crop = pixels[:, round(top / used) : round((top + height) / used), round(left / used) : round((left + width) / used)]
+            return resized(crop, self.size, flip)
+        return self.pillow_crop(open_bytes(image) if size else image, (top, left, height, width), flip, reduce)
+
+    def pillow_crop(self, image: Image.Image, box: tuple[int, int, int, int], flip: bool, reduce: int) -> torch.Tensor:
+        """The crop of anything simplejpeg does not decode: Pillow decodes (at 1/reduce if a JPEG), or says why not."""
+        top, left, height, width = box
+        image, used = load_scaled(image, reduce)
+        if used > 1:  # the box mapped onto the smaller image (sub-pixel exact), resized by Pillow
+            scaled = (left / used, top / used, (left + width) / used, (top + height) / used)
+            out = F.pil_to_tensor(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=scaled))
+            return out.flip(-1) if flip else out
+        return resized(image_pixels(image.crop((left, top, left + width, top + height))), self.size, flip)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
 
-def jpeg_pixels(image: Image.Image) -> torch.Tensor | None:
-    """A YCbCr JPEG opened from bytes and not yet decoded -> its uint8 RGB pixels [3, H, W] (a view of
-    HWC memory) from torchvision's libjpeg-turbo decode: the same pixels as Pillow's (tests/test_jpeg.py),
-    with no RGBX buffer and no copy out of it. None for anything else, or bytes that torchvision does not
-    decode (then Pillow decodes them, or says why it cannot)."""
-    if decode_jpeg is None or image.format != "JPEG" or image.mode != "RGB" or "adobe" in image.info or not getattr(image, "tile", None):
-        return None
+def jpeg_pixels(image: Image.Image, reduce: int = 1) -> tuple[torch.Tensor | None, int]:
+    """A YCbCr JPEG opened from bytes and not yet decoded -> (its uint8 RGB pixels [3, H, W] decoded at
+    1/reduce (a view of HWC memory), the reduction used): Pillow's pixels, from libjpeg-turbo through
+    simplejpeg without Pillow's RGBX buffer. (None, 1) for anything else, or for bytes that libjpeg decodes
+    only with a warning (then Pillow decodes them, or says why it cannot)."""
+    if image.format != "JPEG" or image.mode != "RGB" or "adobe" in image.info or not getattr(image, "tile", None):
+        return None, 1
     source = getattr(image, "fp", None)
     if not isinstance(source, io.BytesIO):
-        return None
-    try:
-        return decode_jpeg(torch.frombuffer(bytearray(source.getbuffer()), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        return None
+        return None, 1
+    return jpeg_tensor(jpeg_rgb(source.getbuffer(), image.size, reduce), reduce)
+
+
+def jpeg_tensor(pixels: np.ndarray | None, reduce: int) -> tuple[torch.Tensor | None, int]:
+    """numpy HWC from `jpeg_rgb` -> ([3, H, W] view, reduce); (None, 1) where it gave none."""
+    return (None, 1) if pixels is None else (torch.from_numpy(pixels).permute(2, 0, 1), reduce)
 
 
 def image_pixels(image: Image.Image) -> torch.Tensor:
