@@ -1,4 +1,4 @@
-"""Reduced-scale JPEG decodes: libjpeg(-turbo)'s DCT scaling through PIL's draft mode.
+"""Reduced-scale JPEG decodes: libjpeg-turbo's DCT scaling, through simplejpeg or PIL's draft mode.
 
 A JPEG decoded at 1/2, 1/4 or 1/8 of its size skips most of the inverse DCT and the colour conversion
 of the pixels it does not produce, while still reading every entropy-coded byte. Wherever an image
@@ -14,13 +14,13 @@ output needs, and the rest of the shrink is an ordinary resize.
     jpeg_size(data)                (width, height) of a YCbCr JPEG from its header without Pillow; else None
     jpeg_rgb(data, size, reduce)   JPEG bytes -> numpy RGB at 1/reduce through simplejpeg (Pillow's pixels,
                                    no RGBX buffer); None where libjpeg warns or fails (let Pillow say why)
-No torch here: the build's check and the shard readers run it in workers that never import torch.
+No torch here: the build's check and the shard readers run it in workers that never import torch (nor
+numpy, which simplejpeg imports, unless they decode with it).
 """
 
 import io
 import math
 
-import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 SCALES = (8, 4, 2, 1)
@@ -96,6 +96,8 @@ def open_failure(error: Exception) -> str:
 def jpeg_size(data) -> tuple[int, int] | None:
     """(width, height) of a YCbCr JPEG read from its header by libjpeg-turbo (no Pillow); None for anything
     else (grey, CMYK, RGB-coded, not a JPEG, a damaged header), which Pillow then opens."""
+    import simplejpeg  # here, not above: it imports numpy (see the module's docstring)
+
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
@@ -107,6 +109,8 @@ def jpeg_rgb(data, size: tuple[int, int], reduce: int = 1):
     """The RGB pixels (numpy HWC uint8) of a YCbCr JPEG of `size` (width, height) decoded at 1/reduce, or
     None if libjpeg raises or warns: strict, so damaged bytes that Pillow would fill in or refuse go to
     Pillow, which then decides and gives its reason."""
+    import simplejpeg
+
     shape = (math.ceil(size[1] / reduce), math.ceil(size[0] / reduce))
     try:
         pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, min_width=shape[1], min_height=shape[0])

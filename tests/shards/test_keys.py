@@ -128,3 +128,20 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "w
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.splitlines()[-1]) == []
+
+
+def test_a_cheap_check_does_not_import_numpy():
+    """The build's workers import numpy (through simplejpeg) only for a full check's decode."""
+    code = """
+import io, json, sys
+from PIL import Image
+import wv.shards.build_task
+from wv.shards.images import prepare_image
+data = io.BytesIO()
+Image.new("RGB", (40, 30), "red").save(data, "JPEG")
+prepare_image(data.getvalue(), "cheap")
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "torch", "webdataset"})))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1]) == []
