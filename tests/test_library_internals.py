@@ -42,3 +42,23 @@ def test_nltk_wordnet_morphy_returns_every_base_form():
     forms = nltk_data.base_forms(wordnet, "waters", "n")
     assert isinstance(forms, list) and set(forms) == {"water", "waters"}, f"WordNet's _morphy('waters', 'n') gave {forms!r}; wv expects every base form as a list"
     assert nltk_data.tagged_count(wordnet, "dog", "n") > 0, "WordNet's lemma counts (cntlist.rev) are missing or moved"
+
+
+def test_numpy_seedsequence_mixing_as_derive_seeds_computes_it():
+    """wv/runtime.py's derive_seeds recomputes numpy's SeedSequence (entropy pool, then generate_state) for a
+    whole batch at once; the stream seeds every sample with it. It must give derive_seed's seeds exactly."""
+    import random
+
+    import numpy as np
+
+    from wv.runtime import derive_seed, derive_seeds
+
+    draw = random.Random(0)
+    prefixes = [(0, 0, 0), (5, 0, 3), (2**63 - 1, 7, 10**6), (2**40, 2**33, 5), (1,), ()]
+    prefixes += [(draw.randrange(2**63), draw.randrange(1000), draw.randrange(10**7)) for _ in range(30)]
+    for prefix in prefixes:
+        last = [0, 1, 63, 2**32 - 1] + [draw.randrange(2**32) for _ in range(10)]
+        assert derive_seeds(prefix, last).tolist() == [derive_seed(*prefix, n) for n in last], prefix
+    assert derive_seeds((1, 2), np.arange(0)).tolist() == []
+    with pytest.raises(ValueError):
+        derive_seeds((1,), [2**32])

@@ -51,6 +51,61 @@ def derive_seed(*numbers: int) -> int:
     return int(state) >> 1
 
 
+# numpy's SeedSequence constants (numpy/random/bit_generator.pyx), for derive_seeds
+INIT_A, MULT_A, INIT_B, MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+MIX_MULT_L, MIX_MULT_R, XSHIFT, POOL_SIZE = 0xCA01F9DD, 0x4973F715, 16, 4
+
+
+def derive_seeds(prefix: tuple[int, ...], last) -> np.ndarray:
+    """`[derive_seed(*prefix, n) for n in last]` at once, as uint64 (each n below 2**32): SeedSequence's
+    entropy pool and state words computed for all of them together with numpy's uint32 arithmetic. One
+    batch's per-sample seeds cost one call instead of 64 (a SeedSequence each: 20-50 us)."""
+    import numpy as np
+
+    last = np.asarray(last, dtype=np.uint64)
+    if last.size and int(last.max()) > 0xFFFFFFFF:
+        raise ValueError("derive_seeds takes last numbers below 2**32")
+    u32 = np.uint32
+    entropy = [np.full(last.shape, word, u32) for n in prefix for word in uint32_words(int(n))] + [last.astype(u32)]
+    hash_const = u32(INIT_A)
+
+    def hashmix(value):
+        nonlocal hash_const
+        value = value ^ hash_const
+        hash_const = hash_const * u32(MULT_A)
+        value = value * hash_const
+        return value ^ (value >> u32(XSHIFT))
+
+    def mix(x, y):
+        result = u32(MIX_MULT_L) * x - u32(MIX_MULT_R) * y
+        return result ^ (result >> u32(XSHIFT))
+
+    with np.errstate(over="ignore"):  # uint32 arithmetic wraps, as SeedSequence's does
+        pool = [hashmix(entropy[i] if i < len(entropy) else np.zeros(last.shape, u32)) for i in range(POOL_SIZE)]
+        for source in range(POOL_SIZE):
+            for target in range(POOL_SIZE):
+                if source != target:
+                    pool[target] = mix(pool[target], hashmix(pool[source]))
+        for source in range(POOL_SIZE, len(entropy)):
+            for target in range(POOL_SIZE):
+                pool[target] = mix(pool[target], hashmix(entropy[source]))
+        state, hash_b = [], u32(INIT_B)
+        for word in pool[:2]:  # generate_state(1, np.uint64): two uint32 words, low first
+            value = word ^ hash_b
+            hash_b = hash_b * u32(MULT_B)
+            value = value * hash_b
+            state.append((value ^ (value >> u32(XSHIFT))).astype(np.uint64))
+    return ((state[1] << np.uint64(32)) | state[0]) >> np.uint64(1)
+
+
+def uint32_words(n: int) -> list[int]:
+    """A non-negative integer as SeedSequence reads it: its 32-bit words, lowest first (0: one word)."""
+    words = [n & 0xFFFFFFFF]
+    while n := n >> 32:
+        words.append(n & 0xFFFFFFFF)
+    return words
+
+
 def rng(*numbers: int) -> np.random.Generator:
     """A numpy Generator seeded from a few integers that are 0 or more (the scheme of derive_seed)."""
     import numpy as np

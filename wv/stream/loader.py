@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from wv.atomic import write_bytes
 from wv.errors import WvError
 from wv.jpeg import DecodeFailed
-from wv.runtime import check_processes, derive_seed, rank_and_world, unwrap_errors
+from wv.runtime import check_processes, derive_seed, derive_seeds, rank_and_world, unwrap_errors
 from wv.shards.read import shard_urls
 from wv.shards.root import Root
 from wv.stream.config import SamplerConfig
@@ -80,7 +80,8 @@ def planned_batches(plan: RankPlan, first: int, every: int, prepare: "Prepare", 
             raw = reader.read(plan.shard[step], plan.offset[step], plan.length[step])
             keys = [sample["__key__"] for sample in raw]
             shards = [plan.shard_paths[shard] for shard in plan.shard[step].tolist()]
-            images = [prepare.image(image_bytes(sample), keys[at], shards[at], step, at) for at, sample in enumerate(raw)]
+            seeds = derive_seeds((prepare.seed, prepare.epoch, step), range(len(raw))).tolist()
+            images = [prepare.image(image_bytes(sample), keys[at], shards[at], seeds[at]) for at, sample in enumerate(raw)]
             yield {
                 "image": images_of(images),
                 "label": plan.label[step].astype(np.int64),
@@ -124,13 +125,15 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        sample["image"] = self.image(sample.pop("__image__"), sample["__key__"], sample["__shard__"], sample["__step__"], sample["__position__"])
+        seed = derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"])
+        sample["image"] = self.image(sample.pop("__image__"), sample["__key__"], sample["__shard__"], seed)
         return sample
 
-    def image(self, data: bytes, key: str, shard: str, step: int, position: int):
+    def image(self, data: bytes, key: str, shard: str, seed: int):
+        """`seed`: derive_seed(seed, epoch, step, position in the batch), the sample's random state."""
         if self.transform is None:
             return torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
-        seed_everything(derive_seed(self.seed, self.epoch, step, position))
+        seed_everything(seed)
         return self.transformed(data, key, shard)
 
     def transformed(self, data: bytes, key: str, shard: str):
