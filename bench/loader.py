@@ -28,10 +28,13 @@ with the project's torch and the bench runs from there (without them it measures
                   -> batched, in a WebLoader (shards split by worker)
     ImageFolder   the same JPEG bytes extracted once to ROOT-tree/{label}/{key}.jpg, shuffled DataLoader
     decode limit  one core: JPEG decode alone, decode + the peers' transform, decode + wv's; x workers
+                  (the transforms' rates measured again before each round: the machine's speed drifts)
 The peers' transform is RandomResizedCrop(--crop) + horizontal flip + ToTensor (float32 batches), as
 their documentation shows. The page cache is warmed first. Each loader runs --rounds times,
-interleaved; prints samples/s, CPU ms per sample, the best round of each and the ratios (of the best
-rounds, and the median of the per-round ratios).
+interleaved, a new loader each time (its workers started anew); prints samples/s over the whole pass
+and steady samples/s (from the first batch's arrival on: the workers' start-up, 50-170 ms here, left
+out, as it is from a real epoch of millions of images), CPU ms per sample (start-up included), the
+best round of each and the ratios (of the best rounds, and the median of the per-round ratios).
 """
 
 import argparse
@@ -121,16 +124,19 @@ def full_size_transform():
     return transforms.Compose([transforms.RandomResizedCrop(CROP[0], antialias=True), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
 
 
-def decode_limit(tree: Path, images: int) -> dict:
-    """Single core, images/s: JPEG decode alone, decode + the peers' transform, wv's transform (which decodes for itself)."""
+def decode_limit(tree: Path, images: int, decode: bool = True) -> dict:
+    """Single core, images/s: JPEG decode alone (`decode`), decode + the peers' transform, wv's transform (which decodes for itself)."""
     paths = sorted(tree.rglob("*.jpg"))[:images]
     data = [p.read_bytes() for p in paths]
     rates, peers, ours = {}, train_transform(), wv_transform()
-    for name, run in (
-        ("decode", lambda d: Image.open(io.BytesIO(d)).convert("RGB")),
-        ("decode + transform", lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB"))),
-        ("wv transform", lambda d: ours(d)),  # as the stream calls it: on the sample's bytes
-    ):
+    runs = {
+        "decode": lambda d: Image.open(io.BytesIO(d)).convert("RGB"),
+        "decode + transform": lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB")),
+        "wv transform": lambda d: ours(d),  # as the stream calls it: on the sample's bytes
+    }
+    for name, run in runs.items():
+        if name == "decode" and not decode:
+            continue
         start = time.perf_counter()
         for d in data:
             run(d)
@@ -138,14 +144,17 @@ def decode_limit(tree: Path, images: int) -> dict:
     return rates
 
 
-def count(loader, image_of) -> tuple[int, float, float]:
-    """Samples, samples/s and CPU milliseconds per sample (main process and workers together)."""
+def count(loader, image_of) -> tuple[int, float, float, float]:
+    """Samples, samples/s, CPU milliseconds per sample (main process and workers together), and the
+    steady samples/s: from the first batch's arrival to the end (the workers' start-up left out)."""
     cpu, start, n = cpu_seconds(), time.perf_counter(), 0
     for batch in loader:
         n += image_of(batch).shape[0]
-    seconds = time.perf_counter() - start
+        if n == image_of(batch).shape[0]:
+            first, first_at = n, time.perf_counter()
+    end = time.perf_counter()
     del loader
-    return n, n / seconds, (cpu_seconds() - cpu) * 1000 / n
+    return n, n / (end - start), (cpu_seconds() - cpu) * 1000 / n, (n - first) / (end - first_at)
 
 
 def run_wv(root: Path, args, transform=None) -> tuple[int, float]:
@@ -369,7 +378,7 @@ def main() -> None:
         f"img/s; wv's transform (scaled decode, uint8) {limit['wv transform']:,.0f} img/s"
     )
 
-    rates, cpu = {}, {}
+    rates, cpu, steady, limits = {}, {}, {}, []
     runners = {
         "wv stream": lambda: run_wv(root, args),
         "wv full-size": lambda: run_wv(root, args, full_size_transform()),
@@ -383,17 +392,21 @@ def main() -> None:
     if args.loaders:
         runners = {name: run for name, run in runners.items() if name in {*args.loaders.split(","), "wv stream", "wv full-size"}}
     for round_ in range(args.rounds):
+        limits.append(decode_limit(tree, 300, decode=False))  # each round's own limit: the machine's speed drifts
         for name, runner in runners.items():
-            n, rate, ms = runner()
-            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample", flush=True)
+            n, rate, ms, after_first = runner()
+            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample  steady {after_first:>6,.0f} samples/s", flush=True)
             rates.setdefault(name, []).append(rate)
             cpu.setdefault(name, []).append(ms)
-    print("best of rounds (limit: the 1-core rate of each loader's own decode + transform x workers):")
+            steady.setdefault(name, []).append(after_first)
+    print("best of rounds (limit: the 1-core rate of each loader's own decode + transform x workers, measured in each round;")
+    print("  of limit: median of the rounds' ratios; steady: from the first batch on, the workers' start-up left out):")
     for name, values in rates.items():
-        own = limit["wv transform"] if name == "wv stream" else limit["decode + transform"]
+        own = np.array([round_["wv transform" if name == "wv stream" else "decode + transform"] for round_ in limits]) * args.workers
         print(
-            f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {max(values) / (own * args.workers):.2f} "
-            f"of the decode + augment limit; median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 / own:.3f})"
+            f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {np.median(np.array(values) / own):.2f} of the "
+            f"decode + augment limit; steady {np.median(steady[name]):,.0f} = {np.median(np.array(steady[name]) / own):.2f}; "
+            f"median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 * args.workers / np.median(own):.3f})"
         )
     others = [name for name in rates if name not in ("wv stream", "wv full-size")]
     for other in [*others, "wv full-size"]:
@@ -405,7 +418,8 @@ def main() -> None:
     if others:  # none when --loaders names only wv's own
         best_peer = max(others, key=lambda name: np.median(rates[name]))
         paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
-        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}")
+        steady_paired = np.array(steady["wv stream"]) / np.array(steady[best_peer])
+        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}, steady {np.median(steady_paired):.3f}")
 
     stage = first_stage_bytes(root, args)
     print(

@@ -11,12 +11,15 @@
 Rank and world size come from torch.distributed (or RANK / WORLD_SIZE), and every rank gets the
 same number of batches per epoch (`len(stream)`), so DDP never waits on a rank that ran dry.
 
-Inside each DataLoader worker the samples flow through a webdataset pipeline:
-    planned byte ranges (root) | whole shards through a shuffle buffer (plain URLs)
-      -> decode + transform, the random state seeded by (seed, epoch, step, position)
-      -> webdataset.batched: dicts of image, label, weight, subset, row, key and score columns
-Worker w of n produces batches start+w, start+w+n, ... and the DataLoader hands them out in turn,
-so on a dataset root the batches (augmentations included) do not depend on the number of workers.
+Inside each DataLoader worker, a batch is made:
+    on a dataset root   one planned step at a time: its byte ranges read, each image decoded and
+                        transformed, its metadata (label, weight, subset, row, score columns) sliced
+                        from the plan
+    on plain URLs       whole shards through a shuffle buffer, then webdataset.map and .batched
+each sample's random state seeded by (seed, epoch, step, position). Worker w of n produces batches
+start+w, start+w+n, ... and the DataLoader hands them out in turn, so on a dataset root the batches
+(augmentations included) do not depend on the number of workers. When the Stream iterates, the
+workers stack images into buffers they reuse, which the main process copies out (wv.stream.lending).
 """
 
 import contextlib
