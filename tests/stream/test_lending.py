@@ -6,7 +6,7 @@ from multiprocessing.reduction import ForkingPickler
 
 import torch
 
-from wv.stream.lending import BatchPool, Lent
+from wv.stream.lending import KEPT_COPIES, BatchPool, Lent
 
 
 def images(value: int, channels_last: bool = False) -> list[torch.Tensor]:
@@ -43,3 +43,22 @@ def test_images_keep_their_memory_layout():
     pool = BatchPool(workers=1, slots=1)
     batch = sent(pool.lend(images(5, channels_last=True), worker=0)).take()
     assert batch.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch, torch.stack(images(5)))
+
+
+def test_the_main_process_reuses_a_batchs_memory_only_once_nothing_uses_it():
+    pool = BatchPool(workers=1, slots=2)
+    first = sent(pool.lend(images(1), worker=0)).take()
+    second = sent(pool.lend(images(2), worker=0)).take()
+    where, view = first.data_ptr(), second[1]
+    del first, second  # `view` still uses the second batch's memory
+    third = sent(pool.lend(images(3), worker=0)).take()
+    assert third.data_ptr() == where and torch.equal(view, images(2)[1])
+    fourth = sent(pool.lend(images(4), worker=0)).take()
+    assert torch.equal(view, images(2)[1]) and torch.equal(third, torch.stack(images(3))) and torch.equal(fourth, torch.stack(images(4)))
+
+
+def test_the_reused_memory_is_bounded():
+    pool = BatchPool(workers=1, slots=1)
+    held = [sent(pool.lend(images(i), worker=0)).take() for i in range(KEPT_COPIES + 3)]  # all still held
+    assert len(pool.copies) == KEPT_COPIES
+    assert all(torch.equal(batch, torch.stack(images(i))) for i, batch in enumerate(held))

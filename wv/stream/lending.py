@@ -12,7 +12,10 @@ hand-over), and the main process maps them again. Here each worker keeps up to `
     main    keeps its one mapping of each buffer; `take` copies the batch into memory of its own (in the
             DataLoader's pinning thread, `pin_memory` copies it into pinned memory) and gives the buffer back
 
-The user only ever holds the copy, which no worker writes to. Each buffer's loan is a semaphore (1: the
+The user only ever holds the copy, which no worker writes to. The copies go into memory the main process
+reuses once the user has let go of the batch (`copies`: numpy arrays under the tensors, whose reference count
+says whether any tensor or view still uses them): fresh memory for every batch cost as much in page faults
+as the copy itself. Each buffer's loan is a semaphore (1: the
 worker may fill it): the worker takes it with sem_trywait before it writes, the main process gives it back
 with sem_post after its copy (or after dropping a batch unseen, e.g. the prefetched batches a persistent
 loader discards when an iteration stops early); POSIX orders memory at both, so a buffer is refilled only
@@ -22,12 +25,15 @@ after every read of its last batch.
 import itertools
 import multiprocessing
 import os
+import sys
 import weakref
 
+import numpy as np
 import torch
 
 _POOLS: "weakref.WeakValueDictionary[str, BatchPool]" = weakref.WeakValueDictionary()  # main process: by token
 _TOKENS = itertools.count()
+KEPT_COPIES = 4  # main process: batch memory kept for reuse (the user's current batch, the next, and spare)
 
 
 class BatchPool:
@@ -39,13 +45,14 @@ class BatchPool:
         self.buffers: list[torch.Tensor] = []  # in a worker: its own
         self.sent: list[bool] = []  # in a worker: whether the main process has the buffer of each slot
         self.mapped: dict[tuple[int, int], torch.Tensor] = {}  # in the main process: every worker's buffers
+        self.copies: list[np.ndarray] = []  # in the main process: the memory under the batches handed out
         _POOLS[self.token] = self
 
     def __getstate__(self) -> dict:
         return {"token": self.token, "free": self.free}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, buffers=[], sent=[], mapped={})
+        self.__dict__.update(state, buffers=[], sent=[], mapped={}, copies=[])
 
     # -- in a worker ---------------------------------------------------------------------------
     def lend(self, images: list, worker: int):
@@ -71,6 +78,29 @@ class BatchPool:
             return len(self.buffers) - 1
         return None
 
+    # -- in the main process ------------------------------------------------------------------
+    def copy_target(self, like: torch.Tensor) -> torch.Tensor:
+        """An empty tensor of `like`'s shape, strides and dtype, in memory of a batch the user no longer holds."""
+        nbytes = like.untyped_storage().nbytes()
+        unused = [at for at in range(len(self.copies)) if not in_use(self.copies, at)]
+        if not unused and len(self.copies) >= KEPT_COPIES:
+            return torch.empty_strided(like.shape, like.stride(), dtype=like.dtype)
+        at = next((at for at in unused if self.copies[at].nbytes == nbytes), None)
+        if at is None:  # new memory, in place of an unused batch of another size if the pool is full
+            at = unused[0] if len(self.copies) >= KEPT_COPIES else len(self.copies)
+            self.copies[at : at + 1] = [np.empty(nbytes, dtype=np.uint8)]
+        return tensor_in(self.copies[at], like)
+
+
+def in_use(arrays: list, at: int) -> bool:
+    """Whether anything but the list holds arrays[at]: a tensor or view over it holds it through its storage."""
+    return sys.getrefcount(arrays[at]) > 2  # the list and getrefcount's own argument
+
+
+def tensor_in(memory: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A tensor over `memory` (bytes) with `like`'s shape, strides and dtype; it keeps `memory` referenced."""
+    return torch.from_numpy(memory).view(like.dtype).as_strided(like.shape, like.stride())
+
 
 class Lent:
     """A batch's images in a worker's buffer. In the main process: `take()` (or `pin_memory()`) copies them out
@@ -87,7 +117,7 @@ class Lent:
         if self.pool is None:
             raise RuntimeError("a lent batch was taken twice, or outside the process it was lent to")
         source = self.pool.mapped[self.worker, self.slot]
-        copy = torch.empty_strided(source.shape, source.stride(), dtype=source.dtype, pin_memory=pin)
+        copy = torch.empty_strided(source.shape, source.stride(), dtype=source.dtype, pin_memory=True) if pin else self.pool.copy_target(source)
         copy.copy_(source)
         self.give_back()
         return copy
