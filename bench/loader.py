@@ -28,17 +28,21 @@ with the project's torch and the bench runs from there (without them it measures
                   -> batched, in a WebLoader (shards split by worker)
     ImageFolder   the same JPEG bytes extracted once to ROOT-tree/{label}/{key}.jpg, shuffled DataLoader
     decode limit  one core: JPEG decode alone, decode + the peers' transform, decode + wv's; x workers
-                  (the transforms' rates measured again before each round: the machine's speed drifts)
+                  (the transforms' rates measured again before each round: the machine's speed drifts);
+                  and 'at once': the same loops in `workers` processes together, as the loader's workers
+                  run, sharing the cores' caches and memory bandwidth
 The peers' transform is RandomResizedCrop(--crop) + horizontal flip + ToTensor (float32 batches), as
 their documentation shows. The page cache is warmed first. Each loader runs --rounds times,
-interleaved, a new loader each time (its workers started anew); prints samples/s over the whole pass
-and steady samples/s (from the first batch's arrival on: the workers' start-up, 50-170 ms here, left
-out, as it is from a real epoch of millions of images), CPU ms per sample (start-up included), the
-best round of each and the ratios (of the best rounds, and the median of the per-round ratios).
+interleaved, built anew each round with persistent workers (as `wv train` runs the stream) and
+iterated twice: the first pass starts its workers (50-170 ms here, a large share of an epoch this
+small, none of a real one of millions of images), the second is the steady epoch that counts. Prints
+samples/s and CPU ms per sample of the second pass (the first's samples/s beside it), the best round
+of each and the ratios (of the best rounds, and the median of the per-round ratios).
 """
 
 import argparse
 import io
+import multiprocessing
 import os
 import shutil
 import sys
@@ -124,46 +128,74 @@ def full_size_transform():
     return transforms.Compose([transforms.RandomResizedCrop(CROP[0], antialias=True), transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
 
 
-def decode_limit(tree: Path, images: int, decode: bool = True) -> dict:
-    """Single core, images/s: JPEG decode alone (`decode`), decode + the peers' transform, wv's transform (which decodes for itself)."""
-    paths = sorted(tree.rglob("*.jpg"))[:images]
-    data = [p.read_bytes() for p in paths]
-    rates, peers, ours = {}, train_transform(), wv_transform()
+def decode_limit(tree: Path, images: int, decode: bool = True, processes: int = 1) -> dict:
+    """Images/s of one core: JPEG decode alone (`decode`), decode + the peers' transform, wv's transform
+    (which decodes for itself). processes > 1: that many processes run the loops at the same moments (as
+    the loader workers do, sharing caches and memory bandwidth) and the rate is their mean."""
+    data = [p.read_bytes() for p in sorted(tree.rglob("*.jpg"))[:images]]
+    names = ["decode", "decode + transform", "wv transform"][0 if decode else 1 :]
+    if processes == 1:
+        return transform_rates(data, names)
+    context = multiprocessing.get_context("fork")
+    together, results = context.Barrier(processes), context.Queue()
+    children = [context.Process(target=lambda: results.put(transform_rates(data, names, together))) for _ in range(processes)]
+    for child in children:
+        child.start()
+    rates = [results.get() for _ in children]
+    for child in children:
+        child.join()
+    return {name: float(np.mean([r[name] for r in rates])) for name in names}
+
+
+def transform_rates(data: list, names: list, together=None) -> dict:
+    peers, ours = train_transform(), wv_transform()
     runs = {
         "decode": lambda d: Image.open(io.BytesIO(d)).convert("RGB"),
         "decode + transform": lambda d: peers(Image.open(io.BytesIO(d)).convert("RGB")),
         "wv transform": lambda d: ours(d),  # as the stream calls it: on the sample's bytes
     }
-    for name, run in runs.items():
-        if name == "decode" and not decode:
-            continue
+    rates = {}
+    for name in names:
+        if together is not None:
+            together.wait()
         start = time.perf_counter()
         for d in data:
-            run(d)
+            runs[name](d)
         rates[name] = len(data) / (time.perf_counter() - start)
     return rates
 
 
-def count(loader, image_of) -> tuple[int, float, float, float]:
-    """Samples, samples/s, CPU milliseconds per sample (main process and workers together), and the
-    steady samples/s: from the first batch's arrival to the end (the workers' start-up left out)."""
-    cpu, start, n = cpu_seconds(), time.perf_counter(), 0
-    for batch in loader:
-        n += image_of(batch).shape[0]
-        if n == image_of(batch).shape[0]:
-            first, first_at = n, time.perf_counter()
-    end = time.perf_counter()
-    del loader
-    return n, n / (end - start), (cpu_seconds() - cpu) * 1000 / n, (n - first) / (end - first_at)
+def count(loader, image_of, before_pass=lambda: None) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
+    """Two passes over the loader (persistent workers): the first starts the workers and warms up, the
+    second is a steady epoch. Each: samples, samples/s, CPU milliseconds per sample (main process and
+    workers together)."""
+    passes = []
+    for _ in range(2):
+        before_pass()
+        cpu, start, n = cpu_seconds(), time.perf_counter(), 0
+        for batch in loader:
+            n += image_of(batch).shape[0]
+        passes.append((n, n / (time.perf_counter() - start), (cpu_seconds() - cpu) * 1000 / n))
+    shut_down(loader)
+    return passes[0], passes[1]
+
+
+def shut_down(loader) -> None:
+    """Stop a loader's persistent workers now (left to the garbage collector, a forked worker of the next
+    loader may inherit and try to stop them: litData's loader then raises in its __del__)."""
+    loader = loader._persistent[1] if hasattr(loader, "_persistent") else loader  # wv's Stream: its DataLoader
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None
 
 
 def run_wv(root: Path, args, transform=None) -> tuple[int, float]:
     from wv.stream import SamplerConfig, Stream
 
     config = SamplerConfig(batch_size=args.batch_size, class_balance="draw", curriculum="0:0;1:0,1;2:0,1,2", subset_weights="1,0.5,0.5", rounding="trim", seed=0)
-    stream = Stream(root, config, transform=transform or wv_transform(), workers=args.workers)
-    stream.set_epoch(2)  # the last stage: every subset
-    return count(stream, lambda b: b["image"])
+    stream = Stream(root, config, transform=transform or wv_transform(), workers=args.workers, persistent_workers=True)
+    return count(stream, lambda b: b["image"], lambda: stream.set_epoch(2))  # the last stage: every subset
 
 
 def write_peers(tree: Path, out: Path, name: str, workers: int) -> dict:
@@ -224,7 +256,7 @@ def run_mosaic(mds: Path, args) -> tuple[int, float]:
 
     clean_stale_shared_memory()
     dataset = Images(train_transform(), local=str(mds), shuffle=True, batch_size=args.batch_size, shuffle_seed=0)
-    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True, persistent_workers=True)
     return count(loader, lambda b: b[0])
 
 
@@ -241,7 +273,7 @@ def run_litdata(lit: Path, args) -> tuple[int, float]:
             return self.augment(sample["image"]), sample["label"]
 
     dataset = Images(str(lit), tensor_transform())
-    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True)
+    loader = StreamingDataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, drop_last=True, persistent_workers=True)
     return count(loader, lambda b: b[0])
 
 
@@ -261,14 +293,14 @@ def run_webdataset(root: Path, args) -> tuple[int, float]:
         .map_tuple(train_transform(), identity)
         .batched(args.batch_size, partial=False)
     )
-    loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers)
+    loader = wds.WebLoader(dataset, batch_size=None, num_workers=args.workers, persistent_workers=True)
     return count(loader, lambda b: b[0])
 
 
 def run_imagefolder(tree: Path, args) -> tuple[int, float]:
     from torchvision.datasets import ImageFolder
 
-    loader = torch.utils.data.DataLoader(ImageFolder(str(tree), train_transform()), batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True)
+    loader = torch.utils.data.DataLoader(ImageFolder(str(tree), train_transform()), batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True, persistent_workers=True)
     return count(loader, lambda b: b[0])
 
 
@@ -378,7 +410,7 @@ def main() -> None:
         f"img/s; wv's transform (scaled decode, uint8) {limit['wv transform']:,.0f} img/s"
     )
 
-    rates, cpu, steady, limits = {}, {}, {}, []
+    rates, cpu, cold, limits, together = {}, {}, {}, [], []
     runners = {
         "wv stream": lambda: run_wv(root, args),
         "wv full-size": lambda: run_wv(root, args, full_size_transform()),
@@ -392,21 +424,27 @@ def main() -> None:
     if args.loaders:
         runners = {name: run for name, run in runners.items() if name in {*args.loaders.split(","), "wv stream", "wv full-size"}}
     for round_ in range(args.rounds):
-        limits.append(decode_limit(tree, 300, decode=False))  # each round's own limit: the machine's speed drifts
+        limits.append(decode_limit(tree, 300, decode=False))  # each round's own limits: the machine's speed drifts
+        together.append(decode_limit(tree, 300, decode=False, processes=args.workers))
+        print(
+            f"  round {round_ + 1} limits, img/s a process, alone | {args.workers} at once: wv {limits[-1]['wv transform']:,.0f} | "
+            f"{together[-1]['wv transform']:,.0f}; peers {limits[-1]['decode + transform']:,.0f} | {together[-1]['decode + transform']:,.0f}"
+        )
         for name, runner in runners.items():
-            n, rate, ms, after_first = runner()
-            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample  steady {after_first:>6,.0f} samples/s", flush=True)
+            first, (n, rate, ms) = runner()
+            print(f"  round {round_ + 1} {name:<12} {n:>6} samples  {rate:>8,.0f} samples/s  {ms:.3f} CPU ms/sample  (first pass {first[1]:>6,.0f} samples/s)", flush=True)
             rates.setdefault(name, []).append(rate)
             cpu.setdefault(name, []).append(ms)
-            steady.setdefault(name, []).append(after_first)
-    print("best of rounds (limit: the 1-core rate of each loader's own decode + transform x workers, measured in each round;")
-    print("  of limit: median of the rounds' ratios; steady: from the first batch on, the workers' start-up left out):")
+            cold.setdefault(name, []).append(first[1])
+    print("second passes, best of rounds. Limit: the rate of each loader's own decode + transform in one process, measured")
+    print(f"  in each round, x workers; 'at once': with {args.workers} processes running it together. Ratios: median of the rounds':")
     for name, values in rates.items():
-        own = np.array([round_["wv transform" if name == "wv stream" else "decode + transform"] for round_ in limits]) * args.workers
+        key = "wv transform" if name == "wv stream" else "decode + transform"
+        alone, at_once = (np.array([r[key] for r in measured]) * args.workers for measured in (limits, together))
         print(
-            f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {np.median(np.array(values) / own):.2f} of the "
-            f"decode + augment limit; steady {np.median(steady[name]):,.0f} = {np.median(np.array(steady[name]) / own):.2f}; "
-            f"median {np.median(cpu[name]):.3f} CPU ms/sample (decode + augment alone: {1000 * args.workers / np.median(own):.3f})"
+            f"  {name:<12} {max(values):>8,.0f} samples/s (median {np.median(values):,.0f}) = {np.median(np.array(values) / alone):.2f} of the "
+            f"limit, {np.median(np.array(values) / at_once):.2f} at once; median {np.median(cpu[name]):.3f} CPU ms/sample "
+            f"(decode + augment alone: {1000 * args.workers / np.median(alone):.3f}); first pass {np.median(cold[name]):,.0f} = {np.median(np.array(cold[name]) / alone):.2f}"
         )
     others = [name for name in rates if name not in ("wv stream", "wv full-size")]
     for other in [*others, "wv full-size"]:
@@ -418,8 +456,8 @@ def main() -> None:
     if others:  # none when --loaders names only wv's own
         best_peer = max(others, key=lambda name: np.median(rates[name]))
         paired = np.array(rates["wv stream"]) / np.array(rates[best_peer])
-        steady_paired = np.array(steady["wv stream"]) / np.array(steady[best_peer])
-        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}, steady {np.median(steady_paired):.3f}")
+        cold_paired = np.array(cold["wv stream"]) / np.array(cold[best_peer])
+        print(f"best peer (median samples/s): {best_peer}; wv / {best_peer}: median of rounds {np.median(paired):.3f}, first passes {np.median(cold_paired):.3f}")
 
     stage = first_stage_bytes(root, args)
     print(

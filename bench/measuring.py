@@ -4,14 +4,34 @@ Imported by the bench/*.py scripts (run as `python bench/NAME.py`, so this folde
 """
 
 import multiprocessing
+import os
 import resource
 from pathlib import Path
 
+TICK = os.sysconf("SC_CLK_TCK")
+
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (worker pools once shut down, tar, loader workers)."""
+    """CPU time of this process and of its children: finished ones (worker pools once shut down, tar) and,
+    on Linux, running ones (persistent loader workers), read from /proc."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + running_children_seconds()
+
+
+def running_children_seconds() -> float:
+    """CPU time so far of this process's running children (0 where /proc does not list them)."""
+    pid, total = os.getpid(), 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it has just ended: getrusage counts it from now on
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of stat)
+    return total
 
 
 def peak_mb() -> float:

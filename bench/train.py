@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from measuring import running_children_seconds  # noqa: E402
+
 from wv.models import build_model, default_input  # noqa: E402
 from wv.shards.build import BuildOptions, build  # noqa: E402
 from wv.shards.read import iter_samples, shard_urls  # noqa: E402
@@ -42,8 +44,6 @@ from wv.train import distributed  # noqa: E402
 from wv.train.crops import normalise  # noqa: E402
 from wv.train.trainer import Trainer, TrainOptions, check_options  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
-
 
 def prepare(out: Path, classes: int, per_class: int, image: str) -> Path:
     source, root = out / f"train-synth-{classes}x{per_class}-{image}", out / f"train-root-{classes}x{per_class}-{image}"
@@ -53,21 +53,6 @@ def prepare(out: Path, classes: int, per_class: int, image: str) -> Path:
     if not Root(root).exists():
         build(source, root, BuildOptions(split="train", shard_size=250, check="cheap"), workers=2, progress=False)
     return root
-
-
-def children_cpu() -> float:
-    """CPU seconds of this process's live children (the persistent loader workers), from /proc."""
-    me, total = str(os.getpid()), 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:  # ppid; utime and stime are fields 14 and 15 of stat (11 and 12 after the name)
-            total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
 
 
 def load_images(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,14 +101,14 @@ class Interleaved(Trainer):
         self.memory, self.wv, self.other = memory, [], []
 
     def run_epoch(self) -> None:
-        self.marks = [len(self.stream) * self.sampler.batch_size, time.process_time(), children_cpu()]
+        self.marks = [len(self.stream) * self.sampler.batch_size, time.process_time(), running_children_seconds()]
         super().run_epoch()  # its batches, then end_epoch
         wait_for_idle_workers()
         self.other.append(self.memory.epoch())
 
     def end_epoch(self, epoch: int, seconds: float) -> None:
         images, cpu, workers = self.marks
-        record = {"images": images, "seconds": seconds, "cpu": time.process_time() - cpu, "workers": children_cpu() - workers}
+        record = {"images": images, "seconds": seconds, "cpu": time.process_time() - cpu, "workers": running_children_seconds() - workers}
         started = time.perf_counter()
         super().end_epoch(epoch, seconds)
         self.wv.append({**record, "end": time.perf_counter() - started})
@@ -132,11 +117,11 @@ class Interleaved(Trainer):
 def wait_for_idle_workers(poll: float = 0.05, limit: float = 10.0) -> None:
     """Until wv's loader workers stop using CPU (they make the next epoch's first batches, up to
     prefetch_factor x workers, during the epoch end): the in-memory epoch then runs without them."""
-    last, waited = children_cpu(), 0.0
+    last, waited = running_children_seconds(), 0.0
     while waited < limit:
         time.sleep(poll)
         waited += poll
-        now = children_cpu()
+        now = running_children_seconds()
         if now == last:
             return
         last = now
