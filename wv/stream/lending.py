@@ -12,14 +12,15 @@ hand-over), and the main process maps them again. Here each worker keeps up to `
     main    keeps its one mapping of each buffer; `take` copies the batch into memory of its own (in the
             DataLoader's pinning thread, `pin_memory` copies it into pinned memory) and gives the buffer back
 
-The user only ever holds the copy, which no worker writes to. The copies go into memory the main process
-reuses once the user has let go of the batch (`copies`: numpy arrays under the tensors, whose reference count
-says whether any tensor or view still uses them): fresh memory for every batch cost as much in page faults
-as the copy itself. Each buffer's loan is a semaphore (1: the
+The user only ever holds the copy, which no worker writes to. Each buffer's loan is a semaphore (1: the
 worker may fill it): the worker takes it with sem_trywait before it writes, the main process gives it back
 with sem_post after its copy (or after dropping a batch unseen, e.g. the prefetched batches a persistent
 loader discards when an iteration stops early); POSIX orders memory at both, so a buffer is refilled only
 after every read of its last batch.
+
+The copies go into memory the main process reuses once the user has let go of the batch (`copies`: numpy
+arrays under the tensors, whose reference count says whether any tensor or view still uses them): fresh
+memory for every batch cost as much in page faults as the copy itself.
 """
 
 import itertools
