@@ -61,7 +61,7 @@ class BatchPool:
         shape, strides = batch_layout(images)
         slot = self.slot_for(worker, shape, strides, images[0].dtype)
         if slot is None:
-            return torch.stack(images, out=new_batch(shape, strides, images[0].dtype, shared=True))
+            return stack(images, shared=True)
         torch.stack(images, out=self.buffers[slot])
         first, self.sent[slot] = not self.sent[slot], True
         return Lent(self.token, worker, slot, self.buffers[slot] if first else None)

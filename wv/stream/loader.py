@@ -128,12 +128,13 @@ class Prepare:
         self.transform, self.seed, self.epoch = transform, seed, epoch
 
     def __call__(self, sample: dict) -> dict:
-        seed = derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"])
+        seed = None if self.transform is None else derive_seed(self.seed, self.epoch, sample["__step__"], sample["__position__"])
         sample["image"] = self.image(sample.pop("__image__"), sample["__key__"], sample["__shard__"], seed)
         return sample
 
-    def image(self, data: bytes, key: str, shard: str, seed: int):
-        """`seed`: derive_seed(seed, epoch, step, position in the batch), the sample's random state."""
+    def image(self, data: bytes, key: str, shard: str, seed: int | None):
+        """`seed`: derive_seed(seed, epoch, step, position in the batch), the sample's random state (unused,
+        and None from the plain-URL path, without a transform)."""
         if self.transform is None:
             return torch.from_numpy(np.asarray(decode_image(data, key, shard)).copy()).permute(2, 0, 1)
         seed_everything(seed)
